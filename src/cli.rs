@@ -1,0 +1,104 @@
+//! Every clap type: global flags and one `Args` struct per command.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "devinst",
+    version,
+    about = "Give every git worktree its own isolated Docker dev instance",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Run as if devinst was started in DIR.
+    #[arg(short = 'C', global = true, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+
+    /// More detail on stderr (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create or refresh this worktree's instance (keeps its port and state).
+    Setup(SetupArgs),
+    /// Create the container if missing, start it, run the setup steps.
+    Start(StartArgs),
+    /// Stop the container; keep everything.
+    Stop,
+    /// Run a command inside the instance.
+    Exec(ExecArgs),
+    /// Open an interactive shell inside the instance.
+    Shell(ShellArgs),
+    /// Show this worktree's instance.
+    Status(JsonArgs),
+    /// Show every instance on this host.
+    List(JsonArgs),
+    /// Remove the container and release the port.
+    Destroy(DestroyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    /// The instance name (default: the worktree directory's name).
+    pub name: Option<String>,
+    /// A resource tier from `[tiers.NAME]` in devinst.toml (kept on re-runs).
+    #[arg(long, value_name = "NAME")]
+    pub tier: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Replace the container (state, logs and venv are kept).
+    #[arg(long)]
+    pub recreate: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The worktree whose instance runs the command (default: the one
+    /// containing the current directory). Shims pass it.
+    #[arg(long, value_name = "DIR")]
+    pub worktree: Option<PathBuf>,
+
+    /// The command and its arguments.
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ShellArgs {
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub worktree: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct JsonArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    /// Also remove `.sky-dev/` (state, logs, venv, scripts).
+    #[arg(long)]
+    pub purge: bool,
+    /// Do not ask before deleting data.
+    #[arg(short, long)]
+    pub yes: bool,
+}

@@ -1,0 +1,125 @@
+//! `devinst list`: every instance on this host, from the registry and from the
+//! engine's labels (so containers whose worktree is gone show up too).
+
+use super::status::InstanceView;
+use crate::cli::JsonArgs;
+use crate::engine::spec::{LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_WORKTREE};
+use crate::engine::Engine;
+use crate::instance::path_text;
+use crate::registry::Registry;
+use crate::{output, Context};
+use anyhow::Result;
+use bollard::query_parameters::ListContainersOptions;
+use std::collections::{BTreeMap, HashMap};
+
+pub async fn run(_ctx: &Context, args: JsonArgs) -> Result<i32> {
+    let mut views: BTreeMap<String, InstanceView> = BTreeMap::new();
+    for entry in Registry::snapshot()? {
+        views.insert(
+            entry.container.clone(),
+            InstanceView {
+                worktree_exists: entry.worktree_exists(),
+                name: entry.name,
+                worktree: path_text(&entry.worktree),
+                container: entry.container,
+                state: "unknown".into(),
+                port: entry.port,
+                ports: Vec::new(),
+                image: None,
+                runtime: None,
+                created: entry.created,
+            },
+        );
+    }
+    match Engine::connect(None).await {
+        Ok(engine) => merge_containers(&engine, &mut views).await?,
+        Err(err) => output::warn(format!("container states unknown: {err:#}")),
+    }
+    let views: Vec<InstanceView> = views.into_values().collect();
+    if args.json {
+        output::json(&views);
+        return Ok(0);
+    }
+    let mut text = format!(
+        "{:<24} {:<9} {:<6} {:<32} {}",
+        "NAME", "STATE", "PORT", "CONTAINER", "WORKTREE"
+    );
+    for v in &views {
+        let gone = if v.worktree_exists { "" } else { " (gone)" };
+        text.push_str(&format!(
+            "\n{:<24} {:<9} {:<6} {:<32} {}{gone}",
+            v.name, v.state, v.port, v.container, v.worktree
+        ));
+    }
+    output::data(text);
+    Ok(0)
+}
+
+async fn merge_containers(
+    engine: &Engine,
+    views: &mut BTreeMap<String, InstanceView>,
+) -> Result<()> {
+    let filters = HashMap::from([(
+        "label".to_owned(),
+        vec![format!("{LABEL_MANAGED_BY}=devinst")],
+    )]);
+    let options = ListContainersOptions {
+        all: true,
+        filters: Some(filters),
+        ..Default::default()
+    };
+    let containers = engine
+        .docker
+        .list_containers(Some(options))
+        .await
+        .map_err(|e| engine.explain(e))?;
+    for c in containers {
+        let Some(name) = c
+            .names
+            .as_ref()
+            .and_then(|n| n.first())
+            .map(|n| n.trim_start_matches('/').to_owned())
+        else {
+            continue;
+        };
+        let labels = c.labels.clone().unwrap_or_default();
+        let view = views.entry(name.clone()).or_insert_with(|| {
+            let worktree = labels.get(LABEL_WORKTREE).cloned().unwrap_or_default();
+            InstanceView {
+                name: labels.get(LABEL_INSTANCE).cloned().unwrap_or_default(),
+                worktree_exists: std::path::Path::new(&worktree)
+                    .join(crate::instance::DIR_NAME)
+                    .is_dir(),
+                worktree,
+                container: name.clone(),
+                state: String::new(),
+                port: 0,
+                ports: Vec::new(),
+                image: None,
+                runtime: None,
+                created: String::new(),
+            }
+        });
+        view.state = c
+            .state
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "unknown".into());
+        view.image = c.image.clone();
+        for p in c.ports.unwrap_or_default() {
+            if let Some(public) = p.public_port {
+                if view.port == 0 {
+                    view.port = public;
+                }
+                view.ports.push(format!(
+                    "{}:{public} -> {}",
+                    p.ip.unwrap_or_default(),
+                    p.private_port
+                ));
+            }
+        }
+    }
+    for view in views.values_mut().filter(|v| v.state == "unknown") {
+        view.state = "missing".into();
+    }
+    Ok(())
+}

@@ -1,0 +1,91 @@
+//! One module per subcommand; this one dispatches and holds what they share.
+
+mod destroy;
+mod exec;
+mod list;
+mod setup;
+mod start;
+mod status;
+mod stop;
+
+use crate::cli::Command;
+use crate::error::WithHint;
+use crate::instance::{Layout, Record};
+use crate::settings::Settings;
+use crate::Context;
+use anyhow::{anyhow, Result};
+use std::future::Future;
+use std::path::Path;
+
+pub fn dispatch(command: Command, ctx: &Context) -> Result<i32> {
+    match command {
+        Command::Setup(args) => setup::run(ctx, args),
+        Command::Start(args) => block_on(start::run(ctx, args)),
+        Command::Stop => block_on(stop::run(ctx)),
+        Command::Exec(args) => block_on(exec::run(ctx, args)),
+        Command::Shell(args) => block_on(exec::shell(ctx, args)),
+        Command::Status(args) => block_on(status::run(ctx, args)),
+        Command::List(args) => block_on(list::run(ctx, args)),
+        Command::Destroy(args) => block_on(destroy::run(ctx, args)),
+    }
+}
+
+/// A single-threaded runtime: each command talks to one engine over one
+/// socket, and a shim's start-up must stay light.
+pub fn block_on<F: Future<Output = Result<i32>>>(future: F) -> Result<i32> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(future);
+    // Don't wait for a stdin reader blocked on a terminal.
+    runtime.shutdown_background();
+    result
+}
+
+/// A set-up instance: its directory, its `.instance` record and its recipe.
+pub struct Instance {
+    pub layout: Layout,
+    pub record: Record,
+    pub settings: Settings,
+}
+
+impl Instance {
+    /// Finds the instance of the worktree containing `dir`.
+    pub fn find(dir: &Path) -> Result<Instance> {
+        let layout = Layout::find(dir)
+            .ok_or_else(|| {
+                anyhow!(
+                    "no devinst instance here (`{}` and its parents have no `.sky-dev/.instance`)",
+                    dir.display()
+                )
+            })
+            .hint("run `devinst setup` in the worktree first")?;
+        let record = layout
+            .read_record()
+            .hint("run `devinst setup` again to rewrite it")?;
+        let settings = Settings::load(&layout.root)?;
+        Ok(Instance {
+            layout,
+            record,
+            settings,
+        })
+    }
+}
+
+/// Runs a helper future whose failure only means "nothing known": the engine
+/// may be down during `setup`, which must still work.
+pub fn block_on_value<T: Default>(future: impl Future<Output = Result<T>>) -> T {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(_) => return T::default(),
+    };
+    let value = runtime.block_on(future).unwrap_or_else(|err| {
+        tracing::debug!("engine not consulted: {err:#}");
+        T::default()
+    });
+    runtime.shutdown_background();
+    value
+}

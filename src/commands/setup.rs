@@ -1,0 +1,343 @@
+//! `devinst setup [NAME]`: make this worktree an instance, or refresh it.
+
+use crate::cli::SetupArgs;
+use crate::engine::Engine;
+use crate::error::WithHint;
+use crate::instance::{path_text, Layout, Record, DIR_NAME};
+use crate::registry::{Entry, Registry};
+use crate::render::{self, Vars};
+use crate::settings::Settings;
+use crate::worktree::Worktree;
+use crate::{fsutil, name, output, ports, Context};
+use anyhow::{anyhow, bail, Context as _, Result};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
+use std::path::Path;
+
+pub fn run(ctx: &Context, args: SetupArgs) -> Result<i32> {
+    let worktree = Worktree::discover(&ctx.cwd)?;
+    let root = worktree.root.clone();
+    if root.to_str().is_none() {
+        bail!("the worktree path `{}` is not valid UTF-8", root.display());
+    }
+    let settings = Settings::load(&root)?;
+    let layout = Layout::new(&root);
+    let previous = layout.read_record().ok();
+    if let Some(explicit) = &args.name {
+        name::validate(explicit).hint("pick a name like `feature-x`")?;
+    }
+    // Ports the engine has published, gathered before taking the lock; an
+    // engine that is down publishes nothing.
+    let tier = args.tier.or_else(|| previous.as_ref().and_then(|p| p.tier.clone()));
+    settings.limits_for(tier.as_deref())?;
+    let published = super::block_on_value(engine_ports(&settings));
+
+    let mut registry = Registry::lock()?;
+    let name = choose_name(
+        &registry,
+        &root,
+        &worktree,
+        args.name.as_deref(),
+        previous.as_ref(),
+    )?;
+    let container = name::container_name(&settings.name_prefix, &name);
+    let port = choose_port(
+        &registry,
+        &settings,
+        &name,
+        &root,
+        previous.as_ref(),
+        &published,
+    )?;
+    let created = previous
+        .as_ref()
+        .filter(|p| p.name == name)
+        .map(|p| p.created.clone())
+        .unwrap_or_else(now_utc);
+    let record = Record {
+        name: name.clone(),
+        worktree: root.clone(),
+        port,
+        container: container.clone(),
+        created: created.clone(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        tier,
+    };
+    // Drop a stale entry for this worktree under another name (a rename).
+    let renamed: Vec<String> = registry
+        .entries()
+        .filter(|e| e.worktree == root && e.name != name)
+        .map(|e| e.name.clone())
+        .collect();
+    for old in &renamed {
+        registry.remove(old);
+    }
+    registry.insert(Entry {
+        name: name.clone(),
+        worktree: root.clone(),
+        container: container.clone(),
+        port,
+        created,
+    });
+    // The registry is saved first: a setup killed after this point finds its
+    // own reservation next time and completes.
+    registry.save()?;
+    drop(registry);
+
+    layout.create_dirs()?;
+    write_scripts(&layout, &settings, &record)?;
+    layout.write_record(&record)?;
+    worktree.exclude(&format!("/{DIR_NAME}/"))?;
+
+    for old in renamed {
+        output::warn(format!("this worktree's instance was renamed from `{old}`; its old container is left for `devinst gc`"));
+    }
+    print_next_steps(&layout, &settings, &record, previous.is_some());
+    Ok(0)
+}
+
+/// The name: the one asked for, else the one this worktree already has, else
+/// the directory's. Two worktrees never share a name: a default name that is
+/// taken gets a suffix from the worktree path; an explicit one is refused.
+fn choose_name(
+    registry: &Registry,
+    root: &Path,
+    worktree: &Worktree,
+    explicit: Option<&str>,
+    previous: Option<&Record>,
+) -> Result<String> {
+    let wanted = match (explicit, previous) {
+        (Some(name), _) => name.to_owned(),
+        (None, Some(prev)) if name::validate(&prev.name).is_ok() => prev.name.clone(),
+        (None, _) => name::from_dir_name(&worktree.dir_name()),
+    };
+    let Some(holder) = registry.get(&wanted) else {
+        return Ok(wanted);
+    };
+    if holder.worktree == root {
+        return Ok(wanted);
+    }
+    // A worktree that moved (`git worktree move`) carries its `.instance`
+    // along; its old path is gone, so it takes its entry back.
+    let moved_here = previous.is_some_and(|p| p.name == wanted && p.worktree == holder.worktree);
+    if moved_here && !holder.worktree_exists() {
+        output::note(format!(
+            "worktree moved from `{}`; updating the instance",
+            holder.worktree.display()
+        ));
+        return Ok(wanted);
+    }
+    if explicit.is_some() {
+        return Err(anyhow!(
+            "the instance name `{wanted}` is taken by the worktree `{}`",
+            holder.worktree.display()
+        ))
+        .hint("pick another name: `devinst setup OTHER-NAME`");
+    }
+    let suffixed = suffixed_name(&wanted, root);
+    if let Some(other) = registry.get(&suffixed).filter(|e| e.worktree != root) {
+        bail!(
+            "cannot find a free instance name: `{suffixed}` is taken by `{}`",
+            other.worktree.display()
+        );
+    }
+    output::note(format!(
+        "the name `{wanted}` is taken by `{}`; this instance is `{suffixed}`",
+        holder.worktree.display()
+    ));
+    Ok(suffixed)
+}
+
+/// `name-xxxxxx`, the suffix from the worktree path: stable across re-runs.
+fn suffixed_name(name: &str, root: &Path) -> String {
+    let digest = Sha256::digest(path_text(root).as_bytes());
+    let suffix: String = digest.iter().take(3).map(|b| format!("{b:02x}")).collect();
+    let base: String = name.chars().take(48 - 7).collect();
+    format!("{}-{suffix}", base.trim_end_matches(['-', '.', '_']))
+}
+
+fn choose_port(
+    registry: &Registry,
+    settings: &Settings,
+    name: &str,
+    root: &Path,
+    previous: Option<&Record>,
+    published: &BTreeSet<u16>,
+) -> Result<u16> {
+    let mut held = ports::Holders::new();
+    for entry in registry.entries().filter(|e| e.name != name) {
+        held.insert(entry.port, format!("instance `{}`", entry.name));
+    }
+    // Keep the port this instance already has, unless another instance took it.
+    let own = registry
+        .get(name)
+        .filter(|e| e.worktree == root)
+        .map(|e| e.port)
+        .or(previous.map(|p| p.port));
+    if let Some(port) = own.filter(|p| !held.contains_key(p) && settings.host_range.contains(p)) {
+        return Ok(port);
+    }
+    for port in published {
+        held.entry(*port)
+            .or_insert_with(|| "a container".to_owned());
+    }
+    ports::choose(settings.host_range.clone(), &held, ports::is_free_on_host)
+        .hint("free a port (`devinst list` shows instances; `devinst gc` removes stale ones), or widen `[ports] host_range` in devinst.toml")
+}
+
+async fn engine_ports(settings: &Settings) -> Result<BTreeSet<u16>> {
+    let engine = Engine::connect_lazy(settings.engine_host.as_deref())?;
+    let options = bollard::query_parameters::ListContainersOptions {
+        all: true,
+        ..Default::default()
+    };
+    let list = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        engine.docker.list_containers(Some(options)),
+    )
+    .await
+    .context("the engine did not answer in time")??;
+    Ok(list
+        .into_iter()
+        .flat_map(|c| c.ports.unwrap_or_default())
+        .filter_map(|p| p.public_port)
+        .collect())
+}
+
+fn write_scripts(layout: &Layout, settings: &Settings, record: &Record) -> Result<()> {
+    let devinst = std::env::current_exe()
+        .and_then(|p| p.canonicalize())
+        .map(|p| path_text(&p))
+        .unwrap_or_else(|_| "devinst".to_owned());
+    let root = path_text(&layout.root);
+    let bin = layout.bin_dir();
+    let base = || {
+        Vars::default()
+            .word("devinst", &devinst)
+            .word("root", &root)
+    };
+    let write = |file: &str, text: String, mode: u32| {
+        fsutil::write_atomic(&bin.join(file), text.as_bytes(), mode)
+    };
+
+    write(
+        "start-container",
+        render::render(render::START_CONTAINER, &base()),
+        0o755,
+    )?;
+    write(
+        "stop-container",
+        render::render(render::STOP_CONTAINER, &base()),
+        0o755,
+    )?;
+    for (shim, argv) in &settings.shims {
+        write(
+            shim,
+            render::render(render::SHIM, &base().words("argv", argv)),
+            0o755,
+        )?;
+    }
+    let activate = Vars::default()
+        .word("bin_dir", &path_text(&bin))
+        .word("name", &record.name)
+        .word("port", &record.port.to_string())
+        .word("root", &root)
+        .word("container", &record.container)
+        .word("prompt", &format!("({}) ", record.name));
+    write(
+        "activate",
+        render::render(render::ACTIVATE, &activate),
+        0o644,
+    )?;
+    remove_stale_shims(layout, settings)
+}
+
+/// Shims dropped from the recipe disappear on the next setup.
+fn remove_stale_shims(layout: &Layout, settings: &Settings) -> Result<()> {
+    let bin = layout.bin_dir();
+    for entry in
+        std::fs::read_dir(&bin).with_context(|| format!("cannot list `{}`", bin.display()))?
+    {
+        let entry = entry?;
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let ours = matches!(
+            file.as_str(),
+            "activate" | "start-container" | "stop-container"
+        ) || settings.shims.contains_key(&file)
+            || file.starts_with('.');
+        if !ours {
+            let path = entry.path();
+            let is_shim = std::fs::read_to_string(&path).is_ok_and(|t| t.contains("devinst setup"));
+            if is_shim {
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("cannot remove `{}`", path.display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_next_steps(layout: &Layout, settings: &Settings, record: &Record, refreshed: bool) {
+    let verb = if refreshed { "refreshed" } else { "set up" };
+    output::note(format!(
+        "instance `{}` {verb}: container `{}`, port {}:{} -> {}",
+        record.name, record.container, settings.bind, record.port, settings.container_port
+    ));
+    let shims: Vec<&str> = settings.shims.keys().map(String::as_str).collect();
+    output::note(format!(
+        "next:\n    source {}\n    start-container\n    {}",
+        crate::shell::quote(&path_text(&layout.bin_dir().join("activate"))),
+        shims
+            .first()
+            .map_or("devinst exec -- CMD".to_owned(), |s| format!("{s} --help"))
+    ));
+}
+
+/// The current time as RFC 3339 UTC, without a date crate.
+pub fn now_utc() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Howard Hinnant's days-to-civil algorithm.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (era * 400 + yoe + i64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_415), (2025, 11, 23));
+    }
+
+    #[test]
+    fn suffixed_names_are_valid_and_stable() {
+        let a = suffixed_name("feature", Path::new("/a/feature"));
+        assert_eq!(a, suffixed_name("feature", Path::new("/a/feature")));
+        assert_ne!(a, suffixed_name("feature", Path::new("/b/feature")));
+        name::validate(&a).unwrap();
+        name::validate(&suffixed_name(&"x".repeat(48), Path::new("/x"))).unwrap();
+    }
+}

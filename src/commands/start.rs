@@ -1,0 +1,261 @@
+//! `devinst start`: create the container if missing, start it, run the setup
+//! steps when their inputs changed, print the port mapping. Idempotent.
+
+use super::Instance;
+use crate::cli::StartArgs;
+use crate::engine::exec::{ExecSpec, Output};
+use crate::engine::spec::{self, HostFacts, LABEL_SPEC, LABEL_WORKTREE};
+use crate::engine::{status, Engine};
+use crate::error::WithHint;
+use crate::instance::path_text;
+use crate::worktree::Worktree;
+use crate::{fsutil, output, Context};
+use anyhow::{anyhow, Result};
+use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions};
+use sha2::{Digest, Sha256};
+
+pub async fn run(ctx: &Context, args: StartArgs) -> Result<i32> {
+    let instance = Instance::find(&ctx.cwd)?;
+    let engine = Engine::connect(instance.settings.engine_host.as_deref()).await?;
+    ensure_running(&engine, &instance, args.recreate).await?;
+    let s = &instance.settings;
+    output::data(format!(
+        "{}:{} -> {}",
+        s.bind, instance.record.port, s.container_port
+    ));
+    Ok(0)
+}
+
+/// Brings the instance to "running and set up", doing only what is missing.
+pub async fn ensure_running(engine: &Engine, instance: &Instance, recreate: bool) -> Result<()> {
+    let record = &instance.record;
+    let name = &record.container;
+    if record.worktree != instance.layout.root {
+        return Err(anyhow!(
+            "this instance was set up at `{}`, not here",
+            record.worktree.display()
+        ))
+        .hint("run `devinst setup` to move it to this worktree");
+    }
+    let body = spec::container_body(
+        &instance.settings,
+        record,
+        &instance.layout,
+        &host_facts(instance)?,
+    );
+    let wanted_spec = body
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(LABEL_SPEC))
+        .cloned();
+    let existing = engine.inspect(name).await?;
+    let info = match existing {
+        Some(info) => {
+            let labels = info
+                .config
+                .as_ref()
+                .and_then(|c| c.labels.clone())
+                .unwrap_or_default();
+            if labels.get(LABEL_WORKTREE).map(String::as_str) != Some(&path_text(&record.worktree))
+            {
+                return Err(anyhow!("a container named `{name}` exists but does not belong to this worktree"))
+                    .hint(format!("remove it (`docker rm -f {name}`) or choose another name: `devinst setup OTHER-NAME`"));
+            }
+            if recreate {
+                output::note(format!("removing container `{name}` to recreate it"));
+                remove(engine, name).await?;
+                create(engine, name, body).await?
+            } else {
+                if labels.get(LABEL_SPEC) != wanted_spec.as_ref() {
+                    output::warn(format!(
+                        "container `{name}` was created from a different recipe (devinst.toml, image, mounts or limits changed); \
+                         it keeps running as it was. Run `devinst start --recreate` to apply the changes (state, logs and venv are kept)"
+                    ));
+                }
+                info
+            }
+        }
+        None => create(engine, name, body).await?,
+    };
+    let running = info.state.as_ref().and_then(|s| s.running).unwrap_or(false);
+    if !running {
+        start_container(engine, instance).await?;
+    }
+    let id = info.id.unwrap_or_default();
+    run_setup_steps(engine, instance, &id).await
+}
+
+async fn create(
+    engine: &Engine,
+    name: &str,
+    body: bollard::models::ContainerCreateBody,
+) -> Result<bollard::models::ContainerInspectResponse> {
+    let image = body.image.clone().unwrap_or_default();
+    engine.ensure_image(&image).await?;
+    output::note(format!("creating container `{name}` from `{image}`"));
+    let options = CreateContainerOptions {
+        name: Some(name.to_owned()),
+        ..Default::default()
+    };
+    match engine.docker.create_container(Some(options), body).await {
+        Ok(_) => {}
+        // Another devinst created it a moment ago: use that one.
+        Err(err) if status(&err) == Some(409) => {}
+        Err(err) => {
+            let text = crate::engine::message(&err).to_owned();
+            let err = engine
+                .explain(err)
+                .context(format!("cannot create container `{name}`"));
+            if text.contains("runtime") {
+                return Err(err).hint("check `[container] runtime` in devinst.toml against the engine's runtimes (`devinst doctor`)");
+            }
+            return Err(err);
+        }
+    }
+    engine
+        .inspect(name)
+        .await?
+        .ok_or_else(|| anyhow!("container `{name}` vanished right after it was created"))
+}
+
+async fn start_container(engine: &Engine, instance: &Instance) -> Result<()> {
+    let name = &instance.record.container;
+    output::note(format!("starting container `{name}`"));
+    match engine.docker.start_container(name, None).await {
+        Ok(()) => Ok(()),
+        Err(err) if status(&err) == Some(304) => Ok(()),
+        Err(err) => {
+            let text = crate::engine::message(&err).to_owned();
+            let err = engine
+                .explain(err)
+                .context(format!("cannot start container `{name}`"));
+            if text.contains("port is already allocated") || text.contains("address already in use")
+            {
+                return Err(err).hint(format!(
+                    "host port {} is taken by another program; run `devinst setup` after freeing it, or delete `.sky-dev/.port` and re-run `devinst setup` for a new port",
+                    instance.record.port
+                ));
+            }
+            Err(err)
+        }
+    }
+}
+
+pub async fn remove(engine: &Engine, name: &str) -> Result<()> {
+    let options = RemoveContainerOptions {
+        force: true,
+        v: true,
+        ..Default::default()
+    };
+    match engine.docker.remove_container(name, Some(options)).await {
+        Ok(()) => Ok(()),
+        Err(err) if status(&err) == Some(404) => Ok(()),
+        Err(err) => Err(engine
+            .explain(err)
+            .context(format!("cannot remove container `{name}`"))),
+    }
+}
+
+fn host_facts(instance: &Instance) -> Result<HostFacts> {
+    let s = &instance.settings;
+    let home = directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf());
+    let credentials = match &home {
+        Some(home) => s
+            .credential_paths
+            .iter()
+            .map(|entry| spec::credential_paths(entry, home, &s.credential_home))
+            .filter(|(host, _)| host.exists())
+            .collect(),
+        None => Vec::new(),
+    };
+    let worktree = Worktree::discover(&instance.layout.root)?;
+    let git_common_dir = worktree
+        .git
+        .map(|g| g.common_dir)
+        .filter(|common| !common.starts_with(&instance.layout.root));
+    let host_ca = s.host_ca.then(host_ca_bundle).flatten();
+    if s.host_ca && host_ca.is_none() {
+        output::warn("`host_ca` is on but no CA bundle was found on the host");
+    }
+    Ok(HostFacts {
+        credentials,
+        git_common_dir,
+        host_ca,
+        limits: s.limits_for(instance.record.tier.as_deref())?,
+    })
+}
+
+fn host_ca_bundle() -> Option<std::path::PathBuf> {
+    [
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+        "/etc/ssl/cert.pem",
+    ]
+    .into_iter()
+    .map(std::path::PathBuf::from)
+    .find(|p| p.is_file())
+}
+
+/// Runs the recipe's setup steps unless they already ran, with the same
+/// inputs, in this very container, and what they made is still there.
+async fn run_setup_steps(engine: &Engine, instance: &Instance, container_id: &str) -> Result<()> {
+    let s = &instance.settings;
+    if s.setup_commands.is_empty() {
+        return Ok(());
+    }
+    let stamp = setup_stamp(instance, container_id);
+    let stamp_file = instance.layout.setup_stamp();
+    let done = std::fs::read_to_string(&stamp_file).is_ok_and(|old| old.trim() == stamp);
+    let outputs_present = s
+        .setup_outputs
+        .iter()
+        .all(|p| instance.layout.root.join(p).exists());
+    if done && outputs_present {
+        return Ok(());
+    }
+    let total = s.setup_commands.len();
+    for (i, command) in s.setup_commands.iter().enumerate() {
+        output::note(format!("setup step {}/{total}: {command}", i + 1));
+        let spec = ExecSpec {
+            argv: vec!["sh".into(), "-c".into(), command.clone()],
+            workdir: Some(s.workdir.clone()),
+            user: s.user.clone(),
+            ..Default::default()
+        };
+        let code = engine
+            .exec_simple(&instance.record.container, &spec, Output::Stderr)
+            .await?;
+        if code != 0 {
+            let _ = std::fs::remove_file(&stamp_file);
+            return Err(anyhow!(
+                "setup step {}/{total} failed with exit code {}: {command}",
+                i + 1,
+                code
+            ))
+            .hint("fix the step (its output is above) and run `devinst start` again");
+        }
+    }
+    fsutil::write_atomic(&stamp_file, format!("{stamp}\n").as_bytes(), 0o644)
+}
+
+fn setup_stamp(instance: &Instance, container_id: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(container_id.as_bytes());
+    for command in &instance.settings.setup_commands {
+        hasher.update(b"\0cmd\0");
+        hasher.update(command.as_bytes());
+    }
+    for input in &instance.settings.setup_inputs {
+        hasher.update(b"\0input\0");
+        hasher.update(input.as_bytes());
+        if let Ok(bytes) = std::fs::read(instance.layout.root.join(input)) {
+            hasher.update(&bytes);
+        }
+    }
+    hasher
+        .finalize()
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

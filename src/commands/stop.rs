@@ -1,0 +1,32 @@
+//! `devinst stop`: stop the container, keep everything.
+
+use super::Instance;
+use crate::engine::{status, Engine};
+use crate::{output, Context};
+use anyhow::Result;
+use bollard::query_parameters::StopContainerOptions;
+
+pub async fn run(ctx: &Context) -> Result<i32> {
+    let instance = Instance::find(&ctx.cwd)?;
+    let engine = Engine::connect(instance.settings.engine_host.as_deref()).await?;
+    let name = &instance.record.container;
+    let options = StopContainerOptions {
+        t: Some(10),
+        ..Default::default()
+    };
+    match engine.docker.stop_container(name, Some(options)).await {
+        Ok(()) => output::note(format!("stopped container `{name}`")),
+        Err(err) if status(&err) == Some(304) => {
+            output::note(format!("container `{name}` is not running"))
+        }
+        Err(err) if status(&err) == Some(404) => {
+            output::note(format!("container `{name}` does not exist yet"))
+        }
+        Err(err) => {
+            return Err(engine
+                .explain(err)
+                .context(format!("cannot stop container `{name}`")))
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,221 @@
+//! `devinst.toml`: the project's instance recipe. Every key is optional; what
+//! is left out takes the SkyPilot multi-instance defaults (see `settings`).
+//! Unknown keys and wrong types are errors that name the file, line and key.
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub const FILE_NAME: &str = "devinst.toml";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub container: ContainerConfig,
+    #[serde(default)]
+    pub ports: PortsConfig,
+    #[serde(default)]
+    pub mounts: MountsConfig,
+    #[serde(default)]
+    pub credentials: CredentialsConfig,
+    #[serde(default)]
+    pub env: EnvConfig,
+    /// Replaces the default shims when present.
+    pub shims: Option<BTreeMap<String, CommandLine>>,
+    #[serde(default)]
+    pub setup: SetupConfig,
+    #[serde(default)]
+    pub engine: EngineConfig,
+    #[serde(default)]
+    pub tiers: BTreeMap<String, Limits>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerConfig {
+    pub image: Option<String>,
+    pub name_prefix: Option<String>,
+    pub hostname: Option<String>,
+    /// Where the worktree is mounted, and the working directory.
+    pub workdir: Option<String>,
+    /// The keep-alive process the container runs.
+    pub command: Option<Vec<String>>,
+    pub user: Option<String>,
+    pub runtime: Option<String>,
+    pub network: Option<String>,
+    /// Run an init process as PID 1 (reaps zombies, forwards signals).
+    pub init: Option<bool>,
+    /// Mount the host's CA bundle and point common tools at it.
+    pub host_ca: Option<bool>,
+    pub cpus: Option<f64>,
+    pub memory: Option<String>,
+    pub pids: Option<i64>,
+}
+
+impl ContainerConfig {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            cpus: self.cpus,
+            memory: self.memory.clone(),
+            pids: self.pids,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub cpus: Option<f64>,
+    pub memory: Option<String>,
+    pub pids: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortsConfig {
+    /// The port the service listens on inside the container.
+    pub container: Option<u16>,
+    /// The host ports instances are given, inclusive: `[first, last]`.
+    pub host_range: Option<[u16; 2]>,
+    /// The host address the port is published on.
+    pub bind: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MountsConfig {
+    /// Where `.sky-dev/state` appears inside the container.
+    pub state: Option<String>,
+    /// Where `.sky-dev/sky_logs` appears inside the container.
+    pub logs: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialsConfig {
+    /// Host directories, `~/`-relative or absolute, mounted read-only.
+    pub paths: Option<Vec<String>>,
+    /// Where the host's `~` maps to inside the container.
+    pub home: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvConfig {
+    /// Host variables passed to every command, by name or `PREFIX*` pattern.
+    pub pass: Option<Vec<String>>,
+    /// Fixed values set in the container.
+    pub set: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetupConfig {
+    /// Shell commands `start` runs inside; `[]` means none.
+    pub commands: Option<Vec<String>>,
+    /// Worktree files whose content, when changed, makes the steps run again.
+    pub inputs: Option<Vec<String>>,
+    /// Worktree paths the steps create; when one is missing they run again.
+    pub outputs: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    /// The engine endpoint, as in `DOCKER_HOST` (`unix:///...`, `tcp://...`).
+    pub host: Option<String>,
+}
+
+/// A command inside the container: a program path, or a program and fixed
+/// leading arguments.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum CommandLine {
+    Program(String),
+    Argv(Vec<String>),
+}
+
+impl CommandLine {
+    pub fn argv(&self) -> Vec<String> {
+        match self {
+            CommandLine::Program(program) => vec![program.clone()],
+            CommandLine::Argv(argv) => argv.clone(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads `devinst.toml` from `root`; a missing file is the empty recipe.
+    pub fn load(root: &Path) -> Result<Config> {
+        let path = root.join(FILE_NAME);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+            Err(err) => {
+                return Err(err).with_context(|| format!("cannot read `{}`", path.display()))
+            }
+        };
+        Config::parse(&text).with_context(|| format!("invalid `{}`", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Config> {
+        Ok(toml::from_str(text)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_default_recipe() {
+        let config = Config::parse("").unwrap();
+        assert!(config.container.image.is_none());
+        assert!(config.shims.is_none());
+    }
+
+    #[test]
+    fn public_keys_parse() {
+        let config = Config::parse(
+            r#"
+            [container]
+            image = "debian:12"
+            cpus = 0.5
+            memory = "512m"
+            [shims]
+            sky = "/app/.sky-dev/venv/bin/sky"
+            py = ["python3", "-u"]
+            [setup]
+            commands = []
+            [tiers.small]
+            cpus = 1.0
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.container.image.as_deref(), Some("debian:12"));
+        assert_eq!(config.container.cpus, Some(0.5));
+        let shims = config.shims.unwrap();
+        assert_eq!(shims["sky"].argv(), ["/app/.sky-dev/venv/bin/sky"]);
+        assert_eq!(shims["py"].argv(), ["python3", "-u"]);
+        assert_eq!(config.setup.commands, Some(vec![]));
+        assert_eq!(config.tiers["small"].cpus, Some(1.0));
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let err = Config::parse("[container]\nimage = \"x\"\nimgae = \"y\"\n").unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("line 3"), "{text}");
+        assert!(text.contains("imgae"), "{text}");
+    }
+
+    #[test]
+    fn wrong_type_names_line_and_key() {
+        let err = Config::parse("[ports]\ncontainer = \"eighty\"\n").unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("line 2"), "{text}");
+        assert!(text.contains("container"), "{text}");
+    }
+}

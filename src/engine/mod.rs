@@ -1,0 +1,224 @@
+//! The container engine, reached through its API (bollard), never its CLI.
+
+pub mod exec;
+pub mod image;
+pub mod spec;
+
+use crate::error::WithHint;
+use anyhow::{anyhow, Result};
+use bollard::errors::Error as ApiError;
+use bollard::models::ContainerInspectResponse;
+use bollard::{ClientVersion, Docker};
+use std::path::PathBuf;
+
+/// The API version devinst speaks first: Docker 20.10 and Podman 4 serve it.
+/// Engines that no longer accept it say so, and the client then negotiates.
+const PINNED_VERSION: &ClientVersion = &ClientVersion {
+    major_version: 1,
+    minor_version: 41,
+};
+const TIMEOUT_SECS: u64 = 120;
+
+/// Where an engine may be found, and why devinst looked there.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub uri: String,
+    pub source: &'static str,
+}
+
+pub struct Engine {
+    pub docker: Docker,
+    pub endpoint: Endpoint,
+}
+
+/// The endpoints to try, in order: the recipe's, `DOCKER_HOST`, then the
+/// usual Docker and Podman sockets.
+pub fn candidates(configured: Option<&str>) -> Vec<Endpoint> {
+    if let Some(uri) = configured {
+        return vec![Endpoint {
+            uri: uri.to_owned(),
+            source: "[engine] host in devinst.toml",
+        }];
+    }
+    if let Some(uri) = std::env::var("DOCKER_HOST").ok().filter(|v| !v.is_empty()) {
+        return vec![Endpoint {
+            uri,
+            source: "DOCKER_HOST",
+        }];
+    }
+    let mut found = vec![Endpoint {
+        uri: "unix:///var/run/docker.sock".to_owned(),
+        source: "the default Docker socket",
+    }];
+    if let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR") {
+        let path = PathBuf::from(runtime).join("podman/podman.sock");
+        found.push(Endpoint {
+            uri: format!("unix://{}", path.display()),
+            source: "the rootless Podman socket",
+        });
+    }
+    found.push(Endpoint {
+        uri: "unix:///run/podman/podman.sock".to_owned(),
+        source: "the Podman socket",
+    });
+    found
+}
+
+impl Engine {
+    /// Picks the first endpoint whose socket exists, without a round trip to
+    /// it: this is the shim's path, and the first real request tells soon
+    /// enough whether the engine answers.
+    pub fn connect_lazy(configured: Option<&str>) -> Result<Engine> {
+        let tried = candidates(configured);
+        let endpoint = tried
+            .iter()
+            .find(|e| socket_path(&e.uri).is_none_or(|path| path.exists()))
+            .cloned()
+            .ok_or_else(|| unreachable_error(&tried, &"no engine socket exists"))?;
+        let docker =
+            open(&endpoint.uri).map_err(|err| unreachable_error(std::slice::from_ref(&endpoint), &err))?;
+        Ok(Engine { docker, endpoint })
+    }
+
+    /// Finds an engine that answers and agrees an API version with it.
+    pub async fn connect(configured: Option<&str>) -> Result<Engine> {
+        let tried = candidates(configured);
+        let mut reasons = Vec::new();
+        for endpoint in &tried {
+            match Engine::try_endpoint(endpoint).await {
+                Ok(engine) => return Ok(engine),
+                Err(err) => reasons.push(format!("{} ({}): {err}", endpoint.uri, endpoint.source)),
+            }
+        }
+        Err(anyhow!(
+            "cannot reach a container engine; tried:\n    {}",
+            reasons.join("\n    ")
+        ))
+        .hint(START_ENGINE_HINT)
+    }
+
+    async fn try_endpoint(endpoint: &Endpoint) -> Result<Engine, ApiError> {
+        let docker = open(&endpoint.uri)?;
+        docker.ping().await?;
+        let docker = docker.negotiate_version().await?;
+        Ok(Engine {
+            docker,
+            endpoint: endpoint.clone(),
+        })
+    }
+
+    /// Raises the client's API version to the engine's, after the engine
+    /// refused the pinned one as too old.
+    pub async fn renegotiate(&mut self) -> Result<()> {
+        let uri = &self.endpoint.uri;
+        let docker = Docker::connect_with_host_version(uri)?;
+        self.docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|err| self.explain(err))?;
+        Ok(())
+    }
+
+    /// Inspects a container; `None` when there is none by that name.
+    pub async fn inspect(&self, container: &str) -> Result<Option<ContainerInspectResponse>> {
+        match self.docker.inspect_container(container, None).await {
+            Ok(info) => Ok(Some(info)),
+            Err(err) if status(&err) == Some(404) => Ok(None),
+            Err(err) => Err(self.explain(err)),
+        }
+    }
+
+    /// Turns an engine answer into a sentence; connection failures get the
+    /// endpoint and a hint on starting an engine.
+    pub fn explain(&self, err: ApiError) -> anyhow::Error {
+        if is_connection_failure(&err) {
+            return unreachable_error(std::slice::from_ref(&self.endpoint), &err);
+        }
+        match err {
+            ApiError::DockerResponseServerError {
+                status_code,
+                message,
+            } => {
+                anyhow!("the engine answered {status_code}: {}", message.trim())
+            }
+            other => anyhow!(other),
+        }
+    }
+}
+
+pub const START_ENGINE_HINT: &str =
+    "start an engine: Docker (`dockerd &`, or `systemctl start docker`) \
+or Podman's API (`podman system service --time=0 &`), or point `DOCKER_HOST` at a running one";
+
+fn unreachable_error(tried: &[Endpoint], why: &dyn std::fmt::Display) -> anyhow::Error {
+    let list: Vec<String> = tried
+        .iter()
+        .map(|e| format!("{} ({})", e.uri, e.source))
+        .collect();
+    anyhow!(
+        "cannot reach a container engine at {}: {why}",
+        list.join(", ")
+    )
+    .context(crate::error::Hint(START_ENGINE_HINT.to_owned()))
+}
+
+fn open(uri: &str) -> Result<Docker, ApiError> {
+    if let Some(path) = socket_path(uri) {
+        return Docker::connect_with_unix(&path.to_string_lossy(), TIMEOUT_SECS, PINNED_VERSION);
+    }
+    if uri.starts_with("tcp://") || uri.starts_with("http://") {
+        return Docker::connect_with_http(uri, TIMEOUT_SECS, PINNED_VERSION);
+    }
+    Err(ApiError::UnsupportedURISchemeError {
+        uri: uri.to_owned(),
+    })
+}
+
+trait ConnectWithHostVersion {
+    fn connect_with_host_version(uri: &str) -> Result<Docker, ApiError>;
+}
+
+impl ConnectWithHostVersion for Docker {
+    /// A client at bollard's newest version, to be negotiated down.
+    fn connect_with_host_version(uri: &str) -> Result<Docker, ApiError> {
+        let version = bollard::API_DEFAULT_VERSION;
+        match socket_path(uri) {
+            Some(path) => Docker::connect_with_unix(&path.to_string_lossy(), TIMEOUT_SECS, version),
+            None => Docker::connect_with_http(uri, TIMEOUT_SECS, version),
+        }
+    }
+}
+
+fn socket_path(uri: &str) -> Option<PathBuf> {
+    uri.strip_prefix("unix://").map(PathBuf::from)
+}
+
+/// The HTTP status of an engine answer, if it was one.
+pub fn status(err: &ApiError) -> Option<u16> {
+    match err {
+        ApiError::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
+    }
+}
+
+pub fn message(err: &ApiError) -> &str {
+    match err {
+        ApiError::DockerResponseServerError { message, .. } => message,
+        _ => "",
+    }
+}
+
+/// The engine refused our pinned API version as older than it supports.
+pub fn is_version_too_old(err: &ApiError) -> bool {
+    status(err) == Some(400) && message(err).contains("too old")
+}
+
+fn is_connection_failure(err: &ApiError) -> bool {
+    matches!(
+        err,
+        ApiError::SocketNotFoundError(_)
+            | ApiError::HyperLegacyError { .. }
+            | ApiError::IOError { .. }
+            | ApiError::RequestTimeoutError
+    )
+}

@@ -1,0 +1,321 @@
+//! The container an instance runs in, built as a pure function of the recipe
+//! and the instance, so it can be tested without an engine and hashed to tell
+//! when a container no longer matches its recipe.
+
+use crate::config::Limits;
+use crate::instance::{path_text, Layout, Record};
+use crate::settings::{parse_memory, Settings};
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, PortBinding};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+pub const LABEL_MANAGED_BY: &str = "devinst.managed-by";
+pub const LABEL_INSTANCE: &str = "devinst.instance";
+pub const LABEL_WORKTREE: &str = "devinst.worktree";
+pub const LABEL_VERSION: &str = "devinst.version";
+pub const LABEL_SPEC: &str = "devinst.spec";
+
+/// Where the host's CA bundle is mounted when `host_ca` is on.
+pub const HOST_CA_TARGET: &str = "/etc/ssl/certs/devinst-host-ca.crt";
+
+/// Everything the container depends on that comes from the host rather than
+/// the recipe, gathered beforehand so building the spec does no I/O.
+#[derive(Debug, Clone, Default)]
+pub struct HostFacts {
+    /// Credential directories that exist: host path, container path.
+    pub credentials: Vec<(PathBuf, String)>,
+    /// The repository's common git directory when it lies outside the worktree.
+    pub git_common_dir: Option<PathBuf>,
+    pub host_ca: Option<PathBuf>,
+    pub limits: Limits,
+}
+
+pub fn container_body(
+    settings: &Settings,
+    record: &Record,
+    layout: &Layout,
+    host: &HostFacts,
+) -> ContainerCreateBody {
+    let port_key = format!("{}/tcp", settings.container_port);
+    let mut env: Vec<String> = settings
+        .env_set
+        .iter()
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect();
+    if host.host_ca.is_some() {
+        for key in [
+            "SSL_CERT_FILE",
+            "REQUESTS_CA_BUNDLE",
+            "PIP_CERT",
+            "NODE_EXTRA_CA_CERTS",
+            "CURL_CA_BUNDLE",
+        ] {
+            env.push(format!("{key}={HOST_CA_TARGET}"));
+        }
+    }
+    let mut body = ContainerCreateBody {
+        image: Some(settings.image.clone()),
+        hostname: Some(
+            settings
+                .hostname
+                .clone()
+                .unwrap_or_else(|| crate::name::hostname(&record.container)),
+        ),
+        working_dir: Some(settings.workdir.clone()),
+        cmd: Some(settings.command.clone()),
+        env: Some(env),
+        user: settings.user.clone(),
+        exposed_ports: Some(vec![port_key.clone()]),
+        labels: Some(HashMap::from([
+            (LABEL_MANAGED_BY.to_owned(), "devinst".to_owned()),
+            (LABEL_INSTANCE.to_owned(), record.name.clone()),
+            (LABEL_WORKTREE.to_owned(), path_text(&record.worktree)),
+        ])),
+        host_config: Some(HostConfig {
+            mounts: Some(mounts(settings, layout, host)),
+            port_bindings: Some(HashMap::from([(
+                port_key,
+                Some(vec![PortBinding {
+                    host_ip: Some(settings.bind.clone()),
+                    host_port: Some(record.port.to_string()),
+                }]),
+            )])),
+            init: Some(settings.init),
+            runtime: settings.runtime.clone(),
+            network_mode: settings.network.clone(),
+            nano_cpus: host.limits.cpus.map(|cpus| (cpus * 1e9) as i64),
+            memory: host
+                .limits
+                .memory
+                .as_deref()
+                .and_then(|m| parse_memory(m).ok()),
+            pids_limit: host.limits.pids,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let hash = spec_hash(&body);
+    let labels = body.labels.get_or_insert_with(HashMap::new);
+    labels.insert(LABEL_SPEC.to_owned(), hash);
+    labels.insert(
+        LABEL_VERSION.to_owned(),
+        env!("CARGO_PKG_VERSION").to_owned(),
+    );
+    body
+}
+
+/// A digest of everything the container was created from. Stored as a label,
+/// compared on `start` to tell the user when the recipe moved on.
+pub fn spec_hash(body: &ContainerCreateBody) -> String {
+    // serde_json writes HashMaps in iteration order; sort through a Value.
+    let value = serde_json::to_value(body).unwrap_or_default();
+    let canonical = canonical_json(&value);
+    let digest = Sha256::digest(canonical.as_bytes());
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+fn canonical_json(value: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let parts: Vec<String> = keys
+                .into_iter()
+                .map(|k| format!("{}:{}", Value::String(k.clone()), canonical_json(&map[k])))
+                .collect();
+            format!("{{{}}}", parts.join(","))
+        }
+        Value::Array(items) => {
+            format!(
+                "[{}]",
+                items
+                    .iter()
+                    .map(canonical_json)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
+        }
+        other => other.to_string(),
+    }
+}
+
+fn mounts(settings: &Settings, layout: &Layout, host: &HostFacts) -> Vec<Mount> {
+    let mut mounts = vec![
+        bind(layout.root.clone(), &settings.workdir, false),
+        bind(layout.state_dir(), &settings.state_mount, false),
+        bind(layout.logs_dir(), &settings.logs_mount, false),
+    ];
+    if let Some(common) = &host.git_common_dir {
+        // A linked worktree's `.git` file names this directory by its host
+        // path, so it must appear at that same path for git to work inside.
+        mounts.push(bind(common.clone(), &path_text(common), false));
+    }
+    for (source, target) in &host.credentials {
+        mounts.push(bind(source.clone(), target, true));
+    }
+    if let Some(ca) = &host.host_ca {
+        mounts.push(bind(ca.clone(), HOST_CA_TARGET, true));
+    }
+    mounts
+}
+
+fn bind(source: PathBuf, target: &str, read_only: bool) -> Mount {
+    Mount {
+        typ: Some(MountType::BIND),
+        source: Some(path_text(&source)),
+        target: Some(target.to_owned()),
+        read_only: Some(read_only),
+        ..Default::default()
+    }
+}
+
+/// Where a credential path from the recipe lives on the host and in the
+/// container: `~/x` maps from the host's home to the container's.
+pub fn credential_paths(
+    entry: &str,
+    host_home: &std::path::Path,
+    container_home: &str,
+) -> (PathBuf, String) {
+    match entry.strip_prefix("~/") {
+        Some(rest) => (
+            host_home.join(rest),
+            format!("{}/{rest}", container_home.trim_end_matches('/')),
+        ),
+        None => (PathBuf::from(entry), entry.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn fixture() -> (Settings, Record, Layout) {
+        let settings = Settings::resolve(Config::default()).unwrap();
+        let record = Record {
+            name: "feat".into(),
+            worktree: PathBuf::from("/w/feat"),
+            port: 46507,
+            container: "skypilot-dev-feat".into(),
+            created: "t".into(),
+            version: "0".into(),
+            tier: None,
+        };
+        (
+            settings,
+            record,
+            Layout::new(std::path::Path::new("/w/feat")),
+        )
+    }
+
+    fn targets(body: &ContainerCreateBody) -> Vec<(String, String, bool)> {
+        body.host_config
+            .as_ref()
+            .unwrap()
+            .mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m.source.clone().unwrap(),
+                    m.target.clone().unwrap(),
+                    m.read_only.unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn default_spec_has_the_seeds_shape() {
+        let (settings, record, layout) = fixture();
+        let host = HostFacts {
+            credentials: vec![(PathBuf::from("/home/u/.aws"), "/root/.aws".into())],
+            ..Default::default()
+        };
+        let body = container_body(&settings, &record, &layout, &host);
+        assert_eq!(body.image.as_deref(), Some("ubuntu:22.04"));
+        assert_eq!(body.working_dir.as_deref(), Some("/app"));
+        assert_eq!(body.hostname.as_deref(), Some("skypilot-dev-feat"));
+        assert!(body
+            .env
+            .as_ref()
+            .unwrap()
+            .contains(&"SKYPILOT_DEV=1".to_owned()));
+        let mounts = targets(&body);
+        assert!(mounts.contains(&("/w/feat".into(), "/app".into(), false)));
+        assert!(mounts.contains(&("/w/feat/.sky-dev/state".into(), "/root/.sky".into(), false)));
+        assert!(mounts.contains(&(
+            "/w/feat/.sky-dev/sky_logs".into(),
+            "/root/sky_logs".into(),
+            false
+        )));
+        assert!(mounts.contains(&("/home/u/.aws".into(), "/root/.aws".into(), true)));
+        let ports = body
+            .host_config
+            .as_ref()
+            .unwrap()
+            .port_bindings
+            .as_ref()
+            .unwrap();
+        let binding = &ports["46580/tcp"].as_ref().unwrap()[0];
+        assert_eq!(binding.host_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(binding.host_port.as_deref(), Some("46507"));
+        let labels = body.labels.as_ref().unwrap();
+        assert_eq!(labels[LABEL_INSTANCE], "feat");
+        assert_eq!(labels[LABEL_WORKTREE], "/w/feat");
+        assert_eq!(labels[LABEL_MANAGED_BY], "devinst");
+    }
+
+    #[test]
+    fn spec_hash_is_stable_and_tracks_the_recipe() {
+        let (settings, record, layout) = fixture();
+        let host = HostFacts::default();
+        let a = container_body(&settings, &record, &layout, &host);
+        let b = container_body(&settings, &record, &layout, &host);
+        assert_eq!(
+            a.labels.as_ref().unwrap()[LABEL_SPEC],
+            b.labels.as_ref().unwrap()[LABEL_SPEC]
+        );
+        let mut other = settings.clone();
+        other.image = "debian:12".into();
+        let c = container_body(&other, &record, &layout, &host);
+        assert_ne!(
+            a.labels.as_ref().unwrap()[LABEL_SPEC],
+            c.labels.as_ref().unwrap()[LABEL_SPEC]
+        );
+    }
+
+    #[test]
+    fn limits_become_engine_units() {
+        let (settings, record, layout) = fixture();
+        let host = HostFacts {
+            limits: Limits {
+                cpus: Some(0.5),
+                memory: Some("512m".into()),
+                pids: Some(100),
+            },
+            ..Default::default()
+        };
+        let hc = container_body(&settings, &record, &layout, &host)
+            .host_config
+            .unwrap();
+        assert_eq!(hc.nano_cpus, Some(500_000_000));
+        assert_eq!(hc.memory, Some(512 << 20));
+        assert_eq!(hc.pids_limit, Some(100));
+    }
+
+    #[test]
+    fn credential_paths_map_home_to_home() {
+        let (host, inside) =
+            credential_paths("~/.config/gcloud", std::path::Path::new("/home/u"), "/root");
+        assert_eq!(host, PathBuf::from("/home/u/.config/gcloud"));
+        assert_eq!(inside, "/root/.config/gcloud");
+        let (host, inside) =
+            credential_paths("/etc/krb5.conf", std::path::Path::new("/home/u"), "/root");
+        assert_eq!(host, PathBuf::from("/etc/krb5.conf"));
+        assert_eq!(inside, "/etc/krb5.conf");
+    }
+}

@@ -1,0 +1,152 @@
+//! The per-worktree instance directory, `.sky-dev/`, and its `.instance` file.
+
+use crate::fsutil::{create_dir_all, write_atomic};
+use crate::shell;
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+
+pub const DIR_NAME: &str = ".sky-dev";
+
+/// Paths inside one worktree's `.sky-dev/`.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub root: PathBuf,
+}
+
+impl Layout {
+    pub fn new(root: &Path) -> Layout {
+        Layout {
+            root: root.to_path_buf(),
+        }
+    }
+
+    /// Walks up from `start` to the nearest directory holding an instance.
+    /// Plain file checks, no git: this is on every shim's path.
+    pub fn find(start: &Path) -> Option<Layout> {
+        start
+            .ancestors()
+            .map(Layout::new)
+            .find(|layout| layout.instance_file().is_file())
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        self.root.join(DIR_NAME)
+    }
+    pub fn instance_file(&self) -> PathBuf {
+        self.dir().join(".instance")
+    }
+    pub fn port_file(&self) -> PathBuf {
+        self.dir().join(".port")
+    }
+    pub fn setup_stamp(&self) -> PathBuf {
+        self.dir().join(".setup-stamp")
+    }
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir().join("state")
+    }
+    pub fn logs_dir(&self) -> PathBuf {
+        self.dir().join("sky_logs")
+    }
+    pub fn bin_dir(&self) -> PathBuf {
+        self.dir().join("bin")
+    }
+
+    pub fn create_dirs(&self) -> Result<()> {
+        for dir in [self.state_dir(), self.logs_dir(), self.bin_dir()] {
+            create_dir_all(&dir)?;
+        }
+        Ok(())
+    }
+
+    pub fn read_record(&self) -> Result<Record> {
+        let path = self.instance_file();
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read `{}`", path.display()))?;
+        Record::parse(&text).with_context(|| format!("invalid `{}`", path.display()))
+    }
+
+    /// Writes `.port` first and `.instance` last: `.instance` is what marks the
+    /// instance as set up, so a setup killed halfway is simply set up again.
+    pub fn write_record(&self, record: &Record) -> Result<()> {
+        write_atomic(
+            &self.port_file(),
+            format!("{}\n", record.port).as_bytes(),
+            0o644,
+        )?;
+        write_atomic(&self.instance_file(), record.to_shell().as_bytes(), 0o644)
+    }
+}
+
+/// What `.instance` records. It is `source`-able by `sh`; every value quoted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub name: String,
+    pub worktree: PathBuf,
+    pub port: u16,
+    pub container: String,
+    pub created: String,
+    pub version: String,
+    /// The `[tiers.NAME]` chosen with `setup --tier`.
+    pub tier: Option<String>,
+}
+
+impl Record {
+    pub fn to_shell(&self) -> String {
+        let mut text = String::from("# devinst instance metadata; written by `devinst setup`.\n");
+        text.push_str(&shell::assignments([
+            ("DEVINST_NAME", self.name.clone()),
+            ("DEVINST_WORKTREE", path_text(&self.worktree)),
+            ("DEVINST_PORT", self.port.to_string()),
+            ("DEVINST_CONTAINER", self.container.clone()),
+            ("DEVINST_CREATED", self.created.clone()),
+            ("DEVINST_VERSION", self.version.clone()),
+            ("DEVINST_TIER", self.tier.clone().unwrap_or_default()),
+        ]));
+        text
+    }
+
+    pub fn parse(text: &str) -> Result<Record> {
+        let pairs = shell::parse_assignments(text)?;
+        let get = |key: &str| -> Result<String> {
+            match pairs.iter().find(|(k, _)| k == key) {
+                Some((_, value)) => Ok(value.clone()),
+                None => bail!("`{key}` is missing"),
+            }
+        };
+        Ok(Record {
+            name: get("DEVINST_NAME")?,
+            worktree: PathBuf::from(get("DEVINST_WORKTREE")?),
+            port: get("DEVINST_PORT")?
+                .parse()
+                .context("`DEVINST_PORT` is not a port number")?,
+            container: get("DEVINST_CONTAINER")?,
+            created: get("DEVINST_CREATED")?,
+            version: get("DEVINST_VERSION")?,
+            tier: get("DEVINST_TIER").ok().filter(|t| !t.is_empty()),
+        })
+    }
+}
+
+/// Paths are written as text; devinst refuses non-UTF-8 worktree paths early.
+pub fn path_text(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_round_trips_with_hostile_worktree_path() {
+        let record = Record {
+            name: "x".into(),
+            worktree: PathBuf::from("/tmp/a b/it's $(id)\n`x`"),
+            port: 46501,
+            container: "skypilot-dev-x".into(),
+            created: "2026-11-23T11:00:00Z".into(),
+            version: "0.1.0".into(),
+            tier: Some("small".into()),
+        };
+        assert_eq!(Record::parse(&record.to_shell()).unwrap(), record);
+    }
+}

@@ -1,0 +1,86 @@
+//! devinst: one isolated container instance per git worktree.
+
+mod cli;
+mod commands;
+mod config;
+mod engine;
+mod error;
+mod fsutil;
+mod instance;
+mod name;
+mod output;
+mod ports;
+mod registry;
+mod render;
+mod settings;
+mod shell;
+mod worktree;
+
+use clap::Parser;
+use error::{code, SilentExit};
+use std::path::PathBuf;
+
+/// What every command gets: where it runs.
+pub struct Context {
+    pub cwd: PathBuf,
+}
+
+/// Parses the command line, runs the command and returns the exit code. The
+/// one place that prints an error.
+pub fn main() -> i32 {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return if err.use_stderr() { code::USAGE } else { 0 };
+        }
+    };
+    output::set_verbosity(if cli.quiet { 0 } else { 1 + cli.verbose });
+    init_tracing(cli.quiet, cli.verbose);
+    let failure = cli.command.failure_code();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => match err.downcast_ref::<SilentExit>() {
+            Some(exit) => exit.code,
+            None => {
+                output::report(&err);
+                failure
+            }
+        },
+    }
+}
+
+fn run(cli: cli::Cli) -> anyhow::Result<i32> {
+    let cwd = match &cli.dir {
+        Some(dir) => dir.clone(),
+        None => std::env::current_dir()?,
+    };
+    let cwd = std::path::absolute(&cwd)?;
+    commands::dispatch(cli.command, &Context { cwd })
+}
+
+fn init_tracing(quiet: bool, verbose: u8) {
+    let level = match (quiet, verbose) {
+        (true, _) => return,
+        (_, 0) => return,
+        (_, 1) => tracing::Level::DEBUG,
+        _ => tracing::Level::TRACE,
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .init();
+}
+
+impl cli::Command {
+    /// `exec` and `shell` stand in for the command they run, so their own
+    /// failures use Docker's 125 rather than a code the command could return.
+    fn failure_code(&self) -> i32 {
+        match self {
+            cli::Command::Exec(_) | cli::Command::Shell(_) => code::EXEC_FAILED,
+            _ => code::FAILURE,
+        }
+    }
+}

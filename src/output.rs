@@ -1,0 +1,68 @@
+//! The one place that writes for humans. Data goes to stdout; notes, progress
+//! and errors go to stderr, and `-q` silences notes.
+
+use crate::error::HINT_PREFIX;
+use std::io::Write;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+static VERBOSITY: AtomicU8 = AtomicU8::new(1);
+
+pub fn set_verbosity(level: u8) {
+    VERBOSITY.store(level, Ordering::Relaxed);
+}
+
+pub fn quiet() -> bool {
+    VERBOSITY.load(Ordering::Relaxed) == 0
+}
+
+/// A status line for the user, on stderr.
+pub fn note(message: impl std::fmt::Display) {
+    if !quiet() {
+        eprintln!("{message}");
+    }
+}
+
+pub fn warn(message: impl std::fmt::Display) {
+    eprintln!("warning: {message}");
+}
+
+/// Data for stdout. A closed pipe (`devinst list | head -1`) is not an error:
+/// the reader has what it wanted, so we leave quietly.
+pub fn data(text: impl std::fmt::Display) {
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{text}").and_then(|()| out.flush()).is_err() {
+        std::process::exit(0);
+    }
+}
+
+pub fn json(value: &impl serde::Serialize) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => data(text),
+        Err(err) => report(&anyhow::Error::from(err)),
+    }
+}
+
+/// Prints an error chain as `error:` / `Caused by:` / `hint:`.
+pub fn report(err: &anyhow::Error) {
+    let mut hints = Vec::new();
+    let mut messages = Vec::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        match text.strip_prefix(HINT_PREFIX) {
+            Some(hint) => hints.push(hint.to_owned()),
+            None => messages.push(text),
+        }
+    }
+    let mut text = String::new();
+    let mut messages = messages.into_iter();
+    if let Some(first) = messages.next() {
+        text.push_str(&format!("error: {first}\n"));
+    }
+    for cause in messages {
+        text.push_str(&format!("  Caused by: {cause}\n"));
+    }
+    for hint in hints {
+        text.push_str(&format!("hint: {hint}\n"));
+    }
+    let _ = std::io::stderr().write_all(text.as_bytes());
+}

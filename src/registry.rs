@@ -1,0 +1,114 @@
+//! Every instance on this host, in the user's data directory. Changes happen
+//! under an exclusive file lock, so setups in many worktrees at once never hand
+//! out one port or one name twice.
+
+use crate::fsutil::{create_dir_all, write_atomic};
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// Overrides the data directory (tests, or several users of one account).
+pub const DATA_DIR_ENV: &str = "DEVINST_DATA_DIR";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub name: String,
+    pub worktree: PathBuf,
+    pub container: String,
+    pub port: u16,
+    pub created: String,
+}
+
+impl Entry {
+    pub fn worktree_exists(&self) -> bool {
+        self.worktree.join(crate::instance::DIR_NAME).is_dir()
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct File_ {
+    #[serde(default)]
+    instances: BTreeMap<String, Entry>,
+}
+
+/// The registry, held under its lock until dropped.
+pub struct Registry {
+    path: PathBuf,
+    entries: BTreeMap<String, Entry>,
+    _lock: File,
+}
+
+pub fn data_dir() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os(DATA_DIR_ENV) {
+        return Ok(PathBuf::from(dir));
+    }
+    directories::ProjectDirs::from("", "", "devinst")
+        .map(|dirs| dirs.data_dir().to_path_buf())
+        .context("cannot find a data directory: no home directory is set")
+}
+
+impl Registry {
+    /// Takes the host-wide lock (waiting for other devinst processes) and reads
+    /// the registry.
+    pub fn lock() -> Result<Registry> {
+        let dir = data_dir()?;
+        create_dir_all(&dir)?;
+        let lock_path = dir.join("registry.lock");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("cannot open `{}`", lock_path.display()))?;
+        lock.lock()
+            .with_context(|| format!("cannot lock `{}`", lock_path.display()))?;
+        let path = dir.join("registry.json");
+        let entries = read(&path)?.instances;
+        Ok(Registry {
+            path,
+            entries,
+            _lock: lock,
+        })
+    }
+
+    /// Reads without locking, for listings: a snapshot is all they need.
+    pub fn snapshot() -> Result<Vec<Entry>> {
+        let path = data_dir()?.join("registry.json");
+        Ok(read(&path)?.instances.into_values().collect())
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Entry> {
+        self.entries.get(name)
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values()
+    }
+
+    pub fn insert(&mut self, entry: Entry) {
+        self.entries.insert(entry.name.clone(), entry);
+    }
+
+    pub fn remove(&mut self, name: &str) -> Option<Entry> {
+        self.entries.remove(name)
+    }
+
+    pub fn save(&self) -> Result<()> {
+        let file = File_ {
+            instances: self.entries.clone(),
+        };
+        let text = serde_json::to_string_pretty(&file)?;
+        write_atomic(&self.path, text.as_bytes(), 0o644)
+    }
+}
+
+fn read(path: &Path) -> Result<File_> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text)
+            .with_context(|| format!("the registry `{}` is corrupt", path.display())),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(File_::default()),
+        Err(err) => Err(err).with_context(|| format!("cannot read `{}`", path.display())),
+    }
+}

@@ -1,0 +1,413 @@
+//! `devinst.toml` and the defaults resolved into one validated struct: the only
+//! view of the recipe the commands see. The defaults are SkyPilot's
+//! multi-instance setup.
+
+use crate::config::{CommandLine, Config, Limits};
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
+use std::path::Path;
+
+pub const DEFAULT_IMAGE: &str = "ubuntu:22.04";
+pub const DEFAULT_PREFIX: &str = "skypilot-dev";
+pub const DEFAULT_WORKDIR: &str = "/app";
+pub const DEFAULT_CONTAINER_PORT: u16 = 46580;
+pub const DEFAULT_HOST_RANGE: [u16; 2] = [46501, 46599];
+pub const DEFAULT_CREDENTIALS: &[&str] = &[
+    "~/.aws",
+    "~/.azure",
+    "~/.config/gcloud",
+    "~/.kube",
+    "~/.ssh",
+];
+pub const DEFAULT_ENV_PASS: &[&str] = &[
+    "SKYPILOT_*",
+    "SKY_*",
+    "AWS_*",
+    "AZURE_*",
+    "GOOGLE_*",
+    "GCP_*",
+    "CLOUDSDK_*",
+    "KUBE*",
+    "KUBERNETES_*",
+    "DOCKER_*",
+    "GIT_*",
+    "RAY_*",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "LANG",
+    "LC_*",
+    "TZ",
+];
+pub const DEFAULT_SETUP_INPUTS: &[&str] = &[
+    "pyproject.toml",
+    "setup.py",
+    "setup.cfg",
+    "requirements.txt",
+];
+
+/// Names under `.sky-dev/bin/` that devinst writes itself.
+const RESERVED_SHIMS: &[&str] = &["activate", "start-container", "stop-container"];
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub image: String,
+    pub name_prefix: String,
+    pub hostname: Option<String>,
+    pub workdir: String,
+    pub command: Vec<String>,
+    pub user: Option<String>,
+    pub runtime: Option<String>,
+    pub network: Option<String>,
+    pub init: bool,
+    pub host_ca: bool,
+    pub limits: Limits,
+    pub container_port: u16,
+    pub host_range: RangeInclusive<u16>,
+    pub bind: String,
+    pub state_mount: String,
+    pub logs_mount: String,
+    pub credential_paths: Vec<String>,
+    pub credential_home: String,
+    pub env_pass: Vec<String>,
+    pub env_set: BTreeMap<String, String>,
+    pub shims: BTreeMap<String, Vec<String>>,
+    pub setup_commands: Vec<String>,
+    pub setup_inputs: Vec<String>,
+    pub setup_outputs: Vec<String>,
+    pub engine_host: Option<String>,
+    pub tiers: BTreeMap<String, Limits>,
+}
+
+impl Settings {
+    /// Loads `devinst.toml` from the worktree `root` and resolves it.
+    pub fn load(root: &Path) -> Result<Settings> {
+        let config = Config::load(root)?;
+        Settings::resolve(config).with_context(|| {
+            format!(
+                "invalid `{}`",
+                root.join(crate::config::FILE_NAME).display()
+            )
+        })
+    }
+
+    pub fn resolve(config: Config) -> Result<Settings> {
+        let c = config.container;
+        let workdir = c
+            .workdir
+            .clone()
+            .unwrap_or_else(|| DEFAULT_WORKDIR.to_owned());
+        let venv = format!("{workdir}/.sky-dev/venv");
+        let limits = c.limits();
+        let range = config.ports.host_range.unwrap_or(DEFAULT_HOST_RANGE);
+        let settings =
+            Settings {
+                image: c.image.unwrap_or_else(|| DEFAULT_IMAGE.to_owned()),
+                name_prefix: c.name_prefix.unwrap_or_else(|| DEFAULT_PREFIX.to_owned()),
+                hostname: c.hostname,
+                command: c
+                    .command
+                    .unwrap_or_else(|| vec!["sleep".to_owned(), "infinity".to_owned()]),
+                user: c.user,
+                runtime: c.runtime,
+                network: c.network,
+                init: c.init.unwrap_or(true),
+                host_ca: c.host_ca.unwrap_or(false),
+                limits,
+                container_port: config.ports.container.unwrap_or(DEFAULT_CONTAINER_PORT),
+                host_range: range[0]..=range[1],
+                bind: config.ports.bind.unwrap_or_else(|| "127.0.0.1".to_owned()),
+                state_mount: config
+                    .mounts
+                    .state
+                    .unwrap_or_else(|| "/root/.sky".to_owned()),
+                logs_mount: config
+                    .mounts
+                    .logs
+                    .unwrap_or_else(|| "/root/sky_logs".to_owned()),
+                credential_paths: config
+                    .credentials
+                    .paths
+                    .unwrap_or_else(|| strings(DEFAULT_CREDENTIALS)),
+                credential_home: config
+                    .credentials
+                    .home
+                    .unwrap_or_else(|| "/root".to_owned()),
+                env_pass: config.env.pass.unwrap_or_else(|| strings(DEFAULT_ENV_PASS)),
+                env_set: config.env.set.unwrap_or_else(|| {
+                    BTreeMap::from([("SKYPILOT_DEV".to_owned(), "1".to_owned())])
+                }),
+                shims: match config.shims {
+                    Some(shims) => shims
+                        .into_iter()
+                        .map(|(name, cmd)| (name, cmd.argv()))
+                        .collect(),
+                    None => BTreeMap::from([(
+                        "sky".to_owned(),
+                        CommandLine::Program(format!("{venv}/bin/sky")).argv(),
+                    )]),
+                },
+                // The default outputs belong to the default steps: custom steps
+                // name their own, or are judged by their inputs alone.
+                setup_outputs: config.setup.outputs.unwrap_or_else(|| {
+                    match config.setup.commands {
+                        Some(_) => Vec::new(),
+                        None => vec![".sky-dev/venv/bin/python".to_owned()],
+                    }
+                }),
+                setup_commands: config
+                    .setup
+                    .commands
+                    .unwrap_or_else(|| default_setup_commands(&workdir, &venv)),
+                setup_inputs: config
+                    .setup
+                    .inputs
+                    .unwrap_or_else(|| strings(DEFAULT_SETUP_INPUTS)),
+                engine_host: config.engine.host,
+                tiers: config.tiers,
+                workdir,
+            };
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let (first, last) = (*self.host_range.start(), *self.host_range.end());
+        if first == 0 || first > last {
+            bail!("`[ports] host_range` must be [first, last] with 0 < first <= last, not [{first}, {last}]");
+        }
+        for (key, path) in [
+            ("[container] workdir", &self.workdir),
+            ("[mounts] state", &self.state_mount),
+            ("[mounts] logs", &self.logs_mount),
+            ("[credentials] home", &self.credential_home),
+        ] {
+            if !path.starts_with('/') {
+                bail!("`{key}` must be an absolute path inside the container, not `{path}`");
+            }
+        }
+        if self.image.trim().is_empty() {
+            bail!("`[container] image` is empty");
+        }
+        if self.command.is_empty() {
+            bail!("`[container] command` is empty; it is the process that keeps the container running");
+        }
+        crate::name::validate_prefix(&self.name_prefix).context("`[container] name_prefix`")?;
+        for (name, argv) in &self.shims {
+            validate_shim_name(name)?;
+            if argv.is_empty() || argv[0].is_empty() {
+                bail!("`[shims] {name}` names no command");
+            }
+        }
+        for key in self.env_set.keys() {
+            validate_env_name(key).with_context(|| format!("`[env] set` key `{key}`"))?;
+        }
+        validate_limits(&self.limits).context("`[container]`")?;
+        for (tier, limits) in &self.tiers {
+            validate_limits(limits).with_context(|| format!("`[tiers.{tier}]`"))?;
+        }
+        Ok(())
+    }
+
+    /// Whether host variable `name` passes into commands run in the instance.
+    pub fn passes_env(&self, name: &str) -> bool {
+        self.env_pass
+            .iter()
+            .any(|pattern| match pattern.strip_suffix('*') {
+                Some(prefix) => name.starts_with(prefix),
+                None => name == pattern,
+            })
+    }
+
+    /// The resource limits in force: the tier's where one is chosen, each
+    /// over the `[container]` value.
+    pub fn limits_for(&self, tier: Option<&str>) -> Result<Limits> {
+        let Some(tier) = tier else {
+            return Ok(self.limits.clone());
+        };
+        let Some(t) = self.tiers.get(tier) else {
+            let known: Vec<&str> = self.tiers.keys().map(String::as_str).collect();
+            bail!(
+                "unknown tier `{tier}`; `devinst.toml` defines: {}",
+                list_or_none(&known)
+            );
+        };
+        Ok(Limits {
+            cpus: t.cpus.or(self.limits.cpus),
+            memory: t.memory.clone().or_else(|| self.limits.memory.clone()),
+            pids: t.pids.or(self.limits.pids),
+        })
+    }
+}
+
+fn default_setup_commands(workdir: &str, venv: &str) -> Vec<String> {
+    vec![
+        "if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then \
+         apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y python3 python3-pip python3-venv; fi"
+            .to_owned(),
+        format!("[ -x {venv}/bin/python ] || python3 -m venv {venv}"),
+        format!("{venv}/bin/pip install -e {workdir}"),
+    ]
+}
+
+fn validate_shim_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && !name.starts_with(['.', '-'])
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !ok {
+        bail!("`[shims] {name}`: a shim name is a file name of letters, digits, `-`, `_` and `.`");
+    }
+    if RESERVED_SHIMS.contains(&name) {
+        bail!("`[shims] {name}`: that name is devinst's own script");
+    }
+    Ok(())
+}
+
+fn validate_env_name(name: &str) -> Result<()> {
+    let ok = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !ok {
+        bail!("not a valid environment variable name");
+    }
+    Ok(())
+}
+
+fn validate_limits(limits: &Limits) -> Result<()> {
+    if let Some(cpus) = limits.cpus {
+        if !(cpus > 0.0 && cpus.is_finite()) {
+            bail!("`cpus` must be a positive number, not {cpus}");
+        }
+    }
+    if let Some(memory) = &limits.memory {
+        parse_memory(memory).context("`memory`")?;
+    }
+    if let Some(pids) = limits.pids {
+        if pids <= 0 {
+            bail!("`pids` must be positive, not {pids}");
+        }
+    }
+    Ok(())
+}
+
+/// Parses Docker's memory notation: a number of bytes, or with `k`, `m`, `g`
+/// (optionally followed by `b`), case-insensitive.
+pub fn parse_memory(text: &str) -> Result<i64> {
+    let lower = text.trim().to_ascii_lowercase();
+    let lower = lower.strip_suffix('b').unwrap_or(&lower);
+    let (number, scale) = match lower.char_indices().last() {
+        Some((i, 'k')) => (&lower[..i], 1i64 << 10),
+        Some((i, 'm')) => (&lower[..i], 1 << 20),
+        Some((i, 'g')) => (&lower[..i], 1 << 30),
+        Some((i, 't')) => (&lower[..i], 1 << 40),
+        _ => (lower, 1),
+    };
+    let value: f64 = number
+        .parse()
+        .ok()
+        .filter(|v: &f64| *v > 0.0 && v.is_finite())
+        .with_context(|| format!("`{text}` is not a size like `512m` or `2g`"))?;
+    Ok((value * scale as f64) as i64)
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+pub fn list_or_none(items: &[&str]) -> String {
+    if items.is_empty() {
+        "none".to_owned()
+    } else {
+        items.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(text: &str) -> Result<Settings> {
+        Settings::resolve(Config::parse(text)?)
+    }
+
+    #[test]
+    fn defaults_are_skypilots() {
+        let s = resolve("").unwrap();
+        assert_eq!(s.image, "ubuntu:22.04");
+        assert_eq!(s.name_prefix, "skypilot-dev");
+        assert_eq!(s.container_port, 46580);
+        assert_eq!(s.host_range, 46501..=46599);
+        assert_eq!(s.bind, "127.0.0.1");
+        assert_eq!(s.state_mount, "/root/.sky");
+        assert_eq!(s.logs_mount, "/root/sky_logs");
+        assert_eq!(s.shims["sky"], ["/app/.sky-dev/venv/bin/sky"]);
+        assert_eq!(s.env_set["SKYPILOT_DEV"], "1");
+        assert!(s
+            .setup_commands
+            .last()
+            .unwrap()
+            .contains("pip install -e /app"));
+    }
+
+    #[test]
+    fn shims_and_setup_replace_the_defaults() {
+        let s = resolve("[shims]\nhello = [\"echo\", \"hi\"]\n[setup]\ncommands = []\n").unwrap();
+        assert_eq!(s.shims.len(), 1);
+        assert_eq!(s.shims["hello"], ["echo", "hi"]);
+        assert!(s.setup_commands.is_empty());
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_their_key() {
+        for (text, key) in [
+            ("[ports]\nhost_range = [5, 1]\n", "host_range"),
+            ("[container]\nworkdir = \"app\"\n", "workdir"),
+            ("[shims]\n\"../x\" = \"y\"\n", "../x"),
+            ("[shims]\nactivate = \"y\"\n", "activate"),
+            ("[container]\nmemory = \"lots\"\n", "memory"),
+            ("[container]\ncpus = 0.0\n", "cpus"),
+            ("[env.set]\n\"A-B\" = \"1\"\n", "A-B"),
+            ("[container]\nname_prefix = \"Bad Prefix\"\n", "name_prefix"),
+        ] {
+            let err = format!("{:#}", resolve(text).unwrap_err());
+            assert!(err.contains(key), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn env_patterns_match_by_prefix_or_name() {
+        let s = resolve("[env]\npass = [\"AWS_*\", \"TERM_PROGRAM\"]\n").unwrap();
+        assert!(s.passes_env("AWS_PROFILE"));
+        assert!(s.passes_env("TERM_PROGRAM"));
+        assert!(!s.passes_env("TERM"));
+        assert!(!s.passes_env("HOME"));
+    }
+
+    #[test]
+    fn memory_sizes_parse_like_docker() {
+        assert_eq!(parse_memory("512m").unwrap(), 512 << 20);
+        assert_eq!(parse_memory("2g").unwrap(), 2 << 30);
+        assert_eq!(parse_memory("1.5G").unwrap(), 3 << 29);
+        assert_eq!(parse_memory("1024").unwrap(), 1024);
+        assert!(parse_memory("-1g").is_err());
+    }
+
+    #[test]
+    fn tiers_override_container_limits() {
+        let s = resolve("[container]\ncpus = 2.0\nmemory = \"4g\"\n[tiers.small]\ncpus = 0.5\n")
+            .unwrap();
+        let limits = s.limits_for(Some("small")).unwrap();
+        assert_eq!(limits.cpus, Some(0.5));
+        assert_eq!(limits.memory.as_deref(), Some("4g"));
+        assert!(s
+            .limits_for(Some("huge"))
+            .unwrap_err()
+            .to_string()
+            .contains("small"));
+    }
+}
