@@ -1,0 +1,280 @@
+//! The test harness: worktrees in a temp dir, the real `devinst` binary, the
+//! real engine. Every container a test makes is removed when it ends, passed
+//! or failed.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+pub const BUSYBOX: &str = "devinst-test/busybox:1";
+pub const PYTHON_IMAGE: &str = "ubuntu:22.04";
+
+/// Fails the test with instructions when the engine or test images are absent.
+pub fn require_engine() {
+    static CHECKED: OnceLock<Result<(), String>> = OnceLock::new();
+    let result = CHECKED.get_or_init(|| {
+        let version = Command::new("docker")
+            .args(["version", "--format", "{{.Server.APIVersion}}"])
+            .output();
+        match version {
+            Ok(out) if out.status.success() => {}
+            _ => {
+                return Err("no container engine answers (`docker version` failed).\n\
+                     Start one with `bash scripts/test-env.sh` (installs and starts Docker, \
+                     builds the test images), then run the tests again."
+                    .into())
+            }
+        }
+        for image in [BUSYBOX, PYTHON_IMAGE] {
+            let ok = Command::new("docker")
+                .args(["image", "inspect", image])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                return Err(format!(
+                    "the test image `{image}` is missing: run `bash scripts/test-env.sh` to build it"
+                ));
+            }
+        }
+        Ok(())
+    });
+    if let Err(message) = result {
+        panic!("{message}");
+    }
+}
+
+/// The registry all tests of this run share, as instances on one host do.
+fn data_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("devinst-it-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    })
+}
+
+pub struct TestEnv {
+    pub tmp: tempfile::TempDir,
+    pub home: PathBuf,
+    containers: std::cell::RefCell<Vec<String>>,
+}
+
+impl TestEnv {
+    pub fn new() -> TestEnv {
+        require_engine();
+        let tmp = tempfile::Builder::new()
+            .prefix("devinst-it")
+            .tempdir()
+            .unwrap();
+        let home = tmp.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        TestEnv {
+            tmp,
+            home,
+            containers: Default::default(),
+        }
+    }
+
+    /// A new git repository (one commit) at `tmp/<rel>`, returned canonical.
+    pub fn repo(&self, rel: &str) -> PathBuf {
+        let dir = self.tmp.path().join(rel);
+        std::fs::create_dir_all(&dir).unwrap();
+        git(&dir, &["init", "-q", "-b", "main"]);
+        std::fs::write(dir.join("README"), "test\n").unwrap();
+        git(&dir, &["add", "README"]);
+        git(&dir, &["commit", "-q", "-m", "init"]);
+        dir.canonicalize().unwrap()
+    }
+
+    /// A repository whose recipe uses the small busybox image and no setup.
+    pub fn busybox_repo(&self, rel: &str, extra_toml: &str) -> PathBuf {
+        let dir = self.repo(rel);
+        write(
+            &dir.join("devinst.toml"),
+            &format!("[container]\nimage = \"{BUSYBOX}\"\n[setup]\ncommands = []\n{extra_toml}"),
+        );
+        dir
+    }
+
+    pub fn cmd(&self, dir: &Path) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_devinst"));
+        cmd.current_dir(dir)
+            .env("HOME", &self.home)
+            .env("DEVINST_DATA_DIR", data_dir())
+            .env_remove("DEVINST_INSTANCE")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs devinst in `dir`; remembers the instance so it is cleaned up.
+    pub fn run(&self, dir: &Path, args: &[&str]) -> Run {
+        let out = self.cmd(dir).args(args).output().unwrap();
+        self.track(dir);
+        Run::from(out)
+    }
+
+    pub fn run_with_stdin(&self, dir: &Path, args: &[&str], stdin: &[u8]) -> Run {
+        let mut child = self
+            .cmd(dir)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        let data = stdin.to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = input.write_all(&data);
+        });
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        self.track(dir);
+        Run::from(out)
+    }
+
+    /// Runs a script (a shim, start-container, ...) with the test's env.
+    pub fn script(&self, dir: &Path, program: &Path, args: &[&str]) -> Run {
+        let out = Command::new(program)
+            .args(args)
+            .current_dir(dir)
+            .env("HOME", &self.home)
+            .env("DEVINST_DATA_DIR", data_dir())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        self.track(dir);
+        Run::from(out)
+    }
+
+    /// Records the container of the instance that owns `dir`, if any.
+    pub fn track(&self, dir: &Path) {
+        let Some(root) = dir
+            .ancestors()
+            .find(|d| d.join(".sky-dev/.instance").is_file())
+        else {
+            return;
+        };
+        if let Some(container) = instance_value(root, "DEVINST_CONTAINER") {
+            let mut list = self.containers.borrow_mut();
+            if !list.contains(&container) {
+                list.push(container);
+            }
+        }
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        for container in self.containers.borrow().iter() {
+            let _ = Command::new("docker")
+                .args(["rm", "-f", "-v", container])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// A value from a worktree's `.sky-dev/.instance`, read by `sh` itself.
+pub fn instance_value(root: &Path, key: &str) -> Option<String> {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(". ./.sky-dev/.instance && printf %s \"${key}\""))
+        .current_dir(root)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub raw_stdout: Vec<u8>,
+}
+
+impl From<Output> for Run {
+    fn from(out: Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            raw_stdout: out.stdout,
+        }
+    }
+}
+
+impl Run {
+    #[track_caller]
+    pub fn ok(self) -> Run {
+        assert_eq!(self.code, 0, "expected success\n{self}");
+        self
+    }
+
+    #[track_caller]
+    pub fn fails_with(self, code: i32, needle: &str) -> Run {
+        assert_eq!(self.code, code, "expected exit {code}\n{self}");
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}\n{self}"
+        );
+        assert!(!self.stderr.contains("panicked"), "panic\n{self}");
+        self
+    }
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit: {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn write(path: &Path, text: &str) {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+/// `docker inspect -f FORMAT NAME`, trimmed.
+pub fn inspect(container: &str, format: &str) -> String {
+    let out = Command::new("docker")
+        .args(["inspect", "-f", format, container])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "docker inspect {container}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
