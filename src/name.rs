@@ -122,4 +122,3 @@ mod tests {
         assert_eq!(hostname("skypilot-dev-a_b.c"), "skypilot-dev-a-b-c");
     }
 }
-

@@ -28,7 +28,9 @@ pub fn run(ctx: &Context, args: SetupArgs) -> Result<i32> {
     }
     // Ports the engine has published, gathered before taking the lock; an
     // engine that is down publishes nothing.
-    let tier = args.tier.or_else(|| previous.as_ref().and_then(|p| p.tier.clone()));
+    let tier = args
+        .tier
+        .or_else(|| previous.as_ref().and_then(|p| p.tier.clone()));
     settings.limits_for(tier.as_deref())?;
     let published = super::block_on_value(engine_ports(&settings));
 

@@ -75,8 +75,8 @@ impl Engine {
             .find(|e| socket_path(&e.uri).is_none_or(|path| path.exists()))
             .cloned()
             .ok_or_else(|| unreachable_error(&tried, &"no engine socket exists"))?;
-        let docker =
-            open(&endpoint.uri).map_err(|err| unreachable_error(std::slice::from_ref(&endpoint), &err))?;
+        let docker = open(&endpoint.uri)
+            .map_err(|err| unreachable_error(std::slice::from_ref(&endpoint), &err))?;
         Ok(Engine { docker, endpoint })
     }
 

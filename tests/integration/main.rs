@@ -1,1 +1,6 @@
-//! Integration tests: the real binary against a real engine.
+//! Integration tests: the real `devinst` binary against a real engine. One
+//! test binary (see Cargo.toml); start the engine with `scripts/test-env.sh`.
+
+mod support;
+
+mod core;
