@@ -1,0 +1,457 @@
+#!/usr/bin/env bash
+# Bring up everything the integration tests need on a Debian 12 machine (root):
+# Debian packages, a Docker engine with the gVisor (runsc) runtime, and the
+# locally built test images (no container registry is reachable, so nothing is
+# pulled). Optionally (--podman) also Podman's Docker-compatible API.
+#
+# Idempotent: each step checks first and does nothing when already done, so a
+# second run takes a second or two.
+#
+# Usage: bash scripts/test-env.sh [--podman]
+set -euo pipefail
+
+WANT_PODMAN=0
+for arg in "$@"; do
+    case "$arg" in
+        --podman) WANT_PODMAN=1 ;;
+        -h | --help)
+            sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+            exit 0
+            ;;
+        *)
+            echo "test-env: unknown argument: $arg" >&2
+            exit 2
+            ;;
+    esac
+done
+
+PACKAGES=(docker.io busybox-static debootstrap shellcheck zsh runsc podman hyperfine tmux ca-certificates)
+BUSYBOX_IMAGE=devinst-test/busybox:1
+PYTHON_IMAGE=ubuntu:22.04 # really Debian bookworm: the product's default image name, built locally
+DAEMON_JSON=/etc/docker/daemon.json
+DOCKERD_LOG=/tmp/dockerd.log
+DOCKER_PIDFILE=/var/run/docker.pid
+PODMAN_SOCK=/run/podman/podman.sock
+PODMAN_LOG=/tmp/podman-service.log
+CONTAINERS_CONF=/etc/containers/containers.conf
+HOST_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
+
+export DEBIAN_FRONTEND=noninteractive
+
+log() { printf 'test-env: %s\n' "$*" >&2; }
+die() {
+    log "ERROR: $*"
+    exit 1
+}
+
+if [[ $(id -u) -ne 0 ]]; then
+    die "must run as root (installs packages, starts dockerd)"
+fi
+
+# A python3 for JSON editing: prefer Debian's own over any shim on PATH.
+python_bin() {
+    if [[ -x /usr/bin/python3 ]]; then
+        echo /usr/bin/python3
+    else
+        command -v python3 || true
+    fi
+}
+
+# ---------------------------------------------------------------------------
+# 1. Debian packages
+# ---------------------------------------------------------------------------
+install_packages() {
+    local missing=() pkg
+    for pkg in "${PACKAGES[@]}"; do
+        if ! dpkg -s "$pkg" >/dev/null 2>&1; then
+            missing+=("$pkg")
+        fi
+    done
+    if [[ ${#missing[@]} -eq 0 ]]; then
+        log "packages: all present"
+        return
+    fi
+    log "packages: installing ${missing[*]}"
+    apt-get update -qq </dev/null
+    apt-get install -y -qq "${missing[@]}" </dev/null >&2
+}
+
+# ---------------------------------------------------------------------------
+# 2. Docker engine with the runsc runtime
+# ---------------------------------------------------------------------------
+
+# Make sure daemon.json declares the runsc runtime (host network mode: gVisor
+# refuses to run in the root network namespace otherwise). Other keys of an
+# existing file are kept. Prints "changed" when it rewrote the file.
+configure_runsc_runtime() {
+    mkdir -p "$(dirname "$DAEMON_JSON")"
+    if [[ ! -s $DAEMON_JSON ]]; then
+        printf '%s\n' '{"runtimes":{"runsc":{"path":"/usr/bin/runsc","runtimeArgs":["--network=host"]}}}' >"$DAEMON_JSON"
+        echo changed
+        return
+    fi
+    local py
+    py=$(python_bin)
+    [[ -n $py ]] || die "$DAEMON_JSON exists and no python3 is available to merge it"
+    "$py" - "$DAEMON_JSON" <<'EOF'
+import json, sys
+path = sys.argv[1]
+with open(path) as f:
+    cfg = json.load(f)
+want = {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=host"]}
+runtimes = cfg.setdefault("runtimes", {})
+if runtimes.get("runsc") != want:
+    runtimes["runsc"] = want
+    with open(path + ".tmp", "w") as f:
+        json.dump(cfg, f, indent=2)
+        f.write("\n")
+    import os
+    os.replace(path + ".tmp", path)
+    print("changed")
+EOF
+}
+
+docker_up() { docker info >/dev/null 2>&1; }
+
+docker_has_runsc() {
+    docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q '"runsc"'
+}
+
+# The pid of the running dockerd, if any (from the pid file, else by name).
+dockerd_pid() {
+    local pid=""
+    if [[ -s $DOCKER_PIDFILE ]]; then
+        pid=$(<"$DOCKER_PIDFILE")
+        if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
+            echo "$pid"
+            return
+        fi
+    fi
+    pgrep -xo dockerd || true
+}
+
+start_dockerd() {
+    # A pid file whose process is gone blocks a new dockerd ("pid file found").
+    if [[ -s $DOCKER_PIDFILE ]]; then
+        local old
+        old=$(<"$DOCKER_PIDFILE")
+        if [[ -z $old ]] || ! kill -0 "$old" 2>/dev/null; then
+            log "docker: removing stale pid file ($DOCKER_PIDFILE, pid ${old:-?})"
+            rm -f "$DOCKER_PIDFILE"
+        fi
+    fi
+    log "docker: starting dockerd (log: $DOCKERD_LOG)"
+    # setsid + nohup: the engine must outlive this script and its job control.
+    setsid nohup dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
+    disown || true
+}
+
+dockerd_fail() {
+    log "docker: engine did not come up within 60 s; tail of $DOCKERD_LOG:"
+    tail -n 30 "$DOCKERD_LOG" >&2 2>/dev/null || true
+    exit 1
+}
+
+ensure_docker() {
+    local changed
+    changed=$(configure_runsc_runtime)
+    [[ -n $changed ]] && log "docker: runsc runtime written to $DAEMON_JSON"
+
+    if docker_up; then
+        if [[ -n $changed ]] || ! docker_has_runsc; then
+            local pid
+            pid=$(dockerd_pid)
+            [[ -n $pid ]] || die "docker answers but no dockerd process found to reload"
+            log "docker: reloading dockerd (pid $pid) for the runsc runtime"
+            kill -HUP "$pid"
+            local i
+            for ((i = 0; i < 40; i++)); do
+                docker_has_runsc && break
+                sleep 0.25
+            done
+            docker_has_runsc || die "dockerd reloaded but still has no runsc runtime (see $DOCKERD_LOG)"
+        fi
+        log "docker: engine up"
+        return
+    fi
+
+    # Not answering: an engine may be starting up or dying (then its pid file
+    # lingers for a moment), or there is none. Wait for the first two, start
+    # one otherwise; give up after 60 s.
+    local deadline=$((SECONDS + 60)) started=0 pid
+    while ((SECONDS < deadline)); do
+        if docker_up; then
+            break
+        fi
+        pid=$(dockerd_pid)
+        if [[ -z $pid ]]; then
+            if ((started >= 3)); then
+                dockerd_fail
+            fi
+            start_dockerd
+            started=$((started + 1))
+        fi
+        sleep 0.5
+    done
+    docker_up || dockerd_fail
+    if ! docker_has_runsc; then
+        pid=$(dockerd_pid)
+        [[ -n $pid ]] && kill -HUP "$pid"
+        sleep 1
+        docker_has_runsc || die "dockerd is up but has no runsc runtime (check $DAEMON_JSON, $DOCKERD_LOG)"
+    fi
+    log "docker: engine up"
+}
+
+# ---------------------------------------------------------------------------
+# 3. Test images (cached by tag)
+# ---------------------------------------------------------------------------
+TMPDIRS=()
+cleanup() {
+    local d
+    for d in "${TMPDIRS[@]}"; do
+        [[ -n $d && -d $d ]] && rm -rf --one-file-system "$d"
+    done
+    return 0
+}
+trap cleanup EXIT
+
+image_present() { docker image inspect "$1" >/dev/null 2>&1; }
+
+build_busybox_image() {
+    if image_present "$BUSYBOX_IMAGE"; then
+        log "image $BUSYBOX_IMAGE: present"
+        return
+    fi
+    local bb ctx
+    for bb in /bin/busybox /usr/bin/busybox; do
+        [[ -x $bb ]] && break
+    done
+    [[ -x $bb ]] || die "no busybox binary (package busybox-static)"
+    log "image $BUSYBOX_IMAGE: building"
+    ctx=$(mktemp -d /tmp/devinst-busybox.XXXXXX)
+    TMPDIRS+=("$ctx")
+    cp "$bb" "$ctx/busybox"
+    cat >"$ctx/Dockerfile" <<'EOF'
+FROM scratch
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+CMD ["sh"]
+EOF
+    # The legacy builder: the client may lack the buildx plugin. Its output
+    # (including a deprecation note from newer clients) is shown only on failure.
+    if ! DOCKER_BUILDKIT=0 docker build -q -t "$BUSYBOX_IMAGE" "$ctx" >"$ctx.log" 2>&1; then
+        cat "$ctx.log" >&2
+        rm -f "$ctx.log"
+        die "docker build of $BUSYBOX_IMAGE failed"
+    fi
+    rm -f "$ctx.log"
+    rm -rf "$ctx"
+}
+
+# The Debian mirror this machine's apt uses (never hard-coded in a file).
+debian_mirror() {
+    local uri=""
+    if [[ -r /etc/apt/sources.list.d/debian.sources ]]; then
+        # First URIs: line that is not the security archive; first URI on it.
+        uri=$(awk 'tolower($1) == "uris:" && $2 !~ /security/ { print $2; exit }' \
+            /etc/apt/sources.list.d/debian.sources)
+    fi
+    if [[ -z $uri && -r /etc/apt/sources.list ]]; then
+        # deb [options] URI suite components...
+        uri=$(awk '$1 == "deb" && $0 !~ /security/ {
+                    for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; exit }
+                  }' /etc/apt/sources.list)
+    fi
+    [[ -n $uri ]] || die "cannot find a Debian mirror in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list"
+    echo "$uri"
+}
+
+build_python_image() {
+    if image_present "$PYTHON_IMAGE"; then
+        log "image $PYTHON_IMAGE: present"
+        return
+    fi
+    local mirror work rootfs
+    mirror=$(debian_mirror)
+    [[ -r $HOST_CA_BUNDLE ]] || die "no host CA bundle at $HOST_CA_BUNDLE"
+    log "image $PYTHON_IMAGE: building Debian bookworm rootfs with debootstrap (about a minute)"
+    work=$(mktemp -d /var/tmp/devinst-rootfs.XXXXXX)
+    TMPDIRS+=("$work")
+    rootfs=$work/rootfs
+    if ! debootstrap --variant=minbase \
+        --include=python3,python3-venv,python3-pip,ca-certificates,git,bash,procps \
+        bookworm "$rootfs" "$mirror" >"$work/debootstrap.log" 2>&1; then
+        log "debootstrap failed; tail of its log:"
+        tail -n 30 "$work/debootstrap.log" >&2
+        [[ -f $rootfs/debootstrap/debootstrap.log ]] && tail -n 30 "$rootfs/debootstrap/debootstrap.log" >&2
+        exit 1
+    fi
+    # HTTPS from these machines may go through a proxy whose CA only the host
+    # trusts: hand the host's bundle to the image and point pip at it.
+    mkdir -p "$rootfs/etc/ssl/certs"
+    cp "$HOST_CA_BUNDLE" "$rootfs/etc/ssl/certs/ca-certificates.crt"
+    printf '[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n' >"$rootfs/etc/pip.conf"
+    # The copied bundle is lost whenever update-ca-certificates regenerates it
+    # (e.g. an apt-get install in the container): also register the host's
+    # extra certificates (those the image does not already ship) as local ones.
+    mkdir -p "$rootfs/usr/local/share/ca-certificates"
+    awk -v dir="$rootfs/usr/local/share/ca-certificates" -v host="$HOST_CA_BUNDLE" '
+        { sub(/[[:space:]]+$/, "") }
+        /-----BEGIN CERTIFICATE-----/ { pem = ""; inpem = 1 }
+        inpem { pem = pem $0 "\n" }
+        /-----END CERTIFICATE-----/ {
+            inpem = 0
+            if (FILENAME != host) { known[pem] = 1 }
+            else if (!(pem in known)) { n++; f = sprintf("%s/host-extra-%d.crt", dir, n); printf "%s", pem > f; close(f) }
+        }
+    ' "$rootfs/usr/share/ca-certificates/mozilla/"*.crt "$HOST_CA_BUNDLE"
+    rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/cache/apt/*.bin
+    log "image $PYTHON_IMAGE: importing"
+    tar -C "$rootfs" --numeric-owner -c . |
+        docker import \
+            --change 'CMD ["/bin/bash"]' \
+            --change 'LABEL org.devinst.test-image="debian-bookworm"' \
+            - "$PYTHON_IMAGE" >/dev/null
+    rm -rf --one-file-system "$work"
+}
+
+# ---------------------------------------------------------------------------
+# 4. Podman's Docker-compatible API (optional)
+# ---------------------------------------------------------------------------
+
+# Podman containers fail to start ("error setting rlimit type 7: operation not
+# permitted") until the default ulimits are lowered. Prints "changed" when it
+# edited the file.
+configure_podman_ulimits() {
+    local line='default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]'
+    mkdir -p "$(dirname "$CONTAINERS_CONF")"
+    if [[ ! -s $CONTAINERS_CONF ]]; then
+        printf '[containers]\n%s\n' "$line" >"$CONTAINERS_CONF"
+        echo changed
+        return
+    fi
+    # An existing (uncommented) default_ulimits setting is the owner's choice.
+    if grep -Eq '^[[:space:]]*default_ulimits[[:space:]]*=' "$CONTAINERS_CONF"; then
+        grep -Fq "$line" "$CONTAINERS_CONF" ||
+            log "podman: keeping the default_ulimits already set in $CONTAINERS_CONF"
+        return 0
+    fi
+    local tmp
+    tmp=$(mktemp "$CONTAINERS_CONF.XXXXXX")
+    if grep -Eq '^[[:space:]]*\[containers\][[:space:]]*$' "$CONTAINERS_CONF"; then
+        # Insert right after the [containers] table header.
+        awk -v line="$line" '
+            { print }
+            !done && $0 ~ /^[[:space:]]*\[containers\][[:space:]]*$/ { print line; done = 1 }
+        ' "$CONTAINERS_CONF" >"$tmp"
+    else
+        { cat "$CONTAINERS_CONF"; printf '\n[containers]\n%s\n' "$line"; } >"$tmp"
+    fi
+    chmod 644 "$tmp"
+    mv "$tmp" "$CONTAINERS_CONF"
+    echo changed
+}
+
+podman_api_up() {
+    if command -v curl >/dev/null; then
+        curl -fsS --max-time 3 --unix-socket "$PODMAN_SOCK" http://d/_ping >/dev/null 2>&1
+    else
+        timeout 5 podman --remote --url "unix://$PODMAN_SOCK" info >/dev/null 2>&1
+    fi
+}
+
+podman_service_pids() { pgrep -f "podman system service .*${PODMAN_SOCK}" || true; }
+
+ensure_podman() {
+    local changed pid
+    changed=$(configure_podman_ulimits)
+    [[ -n $changed ]] && log "podman: default ulimits written to $CONTAINERS_CONF"
+
+    if [[ -n $changed ]] && podman_api_up; then
+        # The service reads containers.conf at start: restart ours.
+        for pid in $(podman_service_pids); do
+            log "podman: restarting API service (pid $pid) for the new containers.conf"
+            kill "$pid" 2>/dev/null || true
+        done
+        sleep 1
+    fi
+    if ! podman_api_up; then
+        log "podman: starting API service on $PODMAN_SOCK (log: $PODMAN_LOG)"
+        mkdir -p "$(dirname "$PODMAN_SOCK")"
+        rm -f "$PODMAN_SOCK"
+        setsid nohup podman system service --time=0 "unix://$PODMAN_SOCK" >>"$PODMAN_LOG" 2>&1 </dev/null &
+        disown || true
+        local i
+        for ((i = 0; i < 60; i++)); do
+            podman_api_up && break
+            sleep 0.5
+        done
+        if ! podman_api_up; then
+            log "podman: API did not answer within 30 s; tail of $PODMAN_LOG:"
+            tail -n 20 "$PODMAN_LOG" >&2 || true
+            return 1
+        fi
+    fi
+    log "podman: API up"
+
+    local img
+    for img in "$BUSYBOX_IMAGE" "$PYTHON_IMAGE"; do
+        if podman image exists "$img" || podman image exists "localhost/$img"; then
+            log "podman image $img: present"
+        else
+            log "podman image $img: copying from docker"
+            docker save "$img" | podman load -q >/dev/null
+        fi
+    done
+
+    # Smoke test through the Docker-compatible API (create/start/wait/remove).
+    if ! DOCKER_HOST="unix://$PODMAN_SOCK" docker run --rm "localhost/$BUSYBOX_IMAGE" true >/dev/null 2>&1; then
+        log "podman: WARNING: a container does not run through the API; try:"
+        log "  DOCKER_HOST=unix://$PODMAN_SOCK docker run --rm localhost/$BUSYBOX_IMAGE true"
+        return 1
+    fi
+    log "podman: a container runs through the Docker-compatible API"
+}
+
+# ---------------------------------------------------------------------------
+# 5. Summary
+# ---------------------------------------------------------------------------
+image_state() {
+    local ref=$1
+    docker image inspect --format '{{slice .Id 7 19}} {{.Size}}' "$ref" 2>/dev/null |
+        awk '{ printf "present (%s, %d MB)", $1, $2 / 1000000 }' || true
+}
+
+summary() {
+    local api runtimes podman_state=""
+    api=$(docker version --format 'engine {{.Server.Version}} (API {{.Server.APIVersion}})' 2>/dev/null || echo "not answering")
+    runtimes=$(docker info --format '{{range $name, $_ := .Runtimes}}{{$name}} {{end}}' 2>/dev/null || true)
+    printf 'test-env: %-22s %s\n' "docker" "$api" >&2
+    printf 'test-env: %-22s %s\n' "runtimes" "${runtimes% }" >&2
+    printf 'test-env: %-22s %s\n' "$BUSYBOX_IMAGE" "$(image_state "$BUSYBOX_IMAGE")" >&2
+    printf 'test-env: %-22s %s\n' "$PYTHON_IMAGE" "$(image_state "$PYTHON_IMAGE") [Debian bookworm + python3]" >&2
+    if ((WANT_PODMAN)); then
+        if podman_api_up; then
+            podman_state="API $(DOCKER_HOST="unix://$PODMAN_SOCK" docker version --format '{{.Server.APIVersion}}' 2>/dev/null || echo '?') on unix://$PODMAN_SOCK"
+        else
+            podman_state="not answering"
+        fi
+        printf 'test-env: %-22s %s\n' "podman" "$podman_state${PODMAN_FAILED:+ (smoke test FAILED)}" >&2
+    fi
+}
+
+START=$SECONDS
+install_packages
+ensure_docker
+build_busybox_image
+build_python_image
+PODMAN_FAILED=""
+if ((WANT_PODMAN)); then
+    ensure_podman || PODMAN_FAILED=1
+fi
+summary
+log "ready in $((SECONDS - START)) s"
+if [[ -n $PODMAN_FAILED ]]; then
+    exit 1
+fi
