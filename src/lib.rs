@@ -14,6 +14,7 @@ mod registry;
 mod render;
 mod settings;
 mod shell;
+mod terminal;
 mod worktree;
 
 use clap::Parser;
@@ -71,6 +72,7 @@ fn init_tracing(quiet: bool, verbose: u8) {
         .with_writer(std::io::stderr)
         .without_time()
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 

@@ -4,15 +4,14 @@ use super::Instance;
 use crate::cli::{ExecArgs, ShellArgs};
 use crate::engine::exec::{ExecSpec, Output};
 use crate::engine::{is_version_too_old, status, Engine};
-use crate::{output, Context};
+use crate::{output, terminal, Context};
 use anyhow::Result;
-use std::io::IsTerminal;
 use std::path::Path;
 
 pub async fn run(ctx: &Context, args: ExecArgs) -> Result<i32> {
     let target = args.worktree.as_deref().unwrap_or(&ctx.cwd);
     let instance = Instance::find(target)?;
-    let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    let tty = terminal::wants_tty();
     let spec = exec_spec(&instance, &ctx.cwd, args.command, tty);
     run_in(&instance, &spec).await
 }
@@ -20,7 +19,7 @@ pub async fn run(ctx: &Context, args: ExecArgs) -> Result<i32> {
 pub async fn shell(ctx: &Context, args: ShellArgs) -> Result<i32> {
     let target = args.worktree.as_deref().unwrap_or(&ctx.cwd);
     let instance = Instance::find(target)?;
-    let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    let tty = terminal::wants_tty();
     // A login shell: bash where the image has it, else sh.
     let argv = [
         "sh",
@@ -37,6 +36,11 @@ pub async fn shell(ctx: &Context, args: ShellArgs) -> Result<i32> {
 /// or not created yet, and returns the command's exit code.
 async fn run_in(instance: &Instance, spec: &ExecSpec) -> Result<i32> {
     let mut engine = Engine::connect_lazy(instance.settings.engine_host.as_deref())?;
+    if spec.tty {
+        // Interactive: worth a round trip to learn whether the engine takes
+        // the terminal size at creation.
+        engine.renegotiate().await?;
+    }
     let container = &instance.record.container;
     let id = match engine.create_exec(container, spec).await {
         Ok(id) => id,
@@ -49,7 +53,9 @@ async fn run_in(instance: &Instance, spec: &ExecSpec) -> Result<i32> {
         }
         Err(err) => return Err(engine.explain(err)),
     };
-    let code = engine.run_exec(&id, spec, Output::Passthrough).await?;
+    let code = engine
+        .run_exec(container, &id, spec, Output::Passthrough)
+        .await?;
     Ok(exit_code(code))
 }
 
@@ -99,7 +105,9 @@ fn exec_spec(instance: &Instance, cwd: &Path, argv: Vec<String>, tty: bool) -> E
         user: s.user.clone(),
         tty,
         stdin: true,
+        marker: None,
     }
+    .forwarding_signals()
 }
 
 /// The container directory for the host's `cwd`: the same place under the

@@ -1,15 +1,25 @@
 //! Running a command in a container, attached: stdin streamed in, stdout and
-//! stderr kept apart, the exit code read back. This is every shim's path, so it
-//! does one create, one attach and one inspect, and nothing else.
+//! stderr kept apart (or one TTY), signals and window sizes passed on, the exit
+//! code read back. This is every shim's path: one create, one attach, one
+//! inspect, and nothing else unless a signal arrives.
 
 use super::Engine;
+use crate::terminal::{self, RawMode};
 use anyhow::{Context, Result};
 use bollard::container::LogOutput;
 use bollard::errors::Error as ApiError;
-use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use bollard::exec::{CreateExecOptions, ResizeExecOptions, StartExecOptions, StartExecResults};
+use bollard::models::ExecConfig;
+use bollard::Docker;
 use futures_util::StreamExt;
 use std::io::{Read, Write};
+use std::time::Duration;
 use tokio::io::AsyncWriteExt;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+
+/// The variable that marks every process an exec starts, so a signal can be
+/// delivered to all of them (the command and its children) from outside.
+pub const MARKER_VAR: &str = "DEVINST_EXEC";
 
 #[derive(Debug, Clone, Default)]
 pub struct ExecSpec {
@@ -19,6 +29,18 @@ pub struct ExecSpec {
     pub user: Option<String>,
     pub tty: bool,
     pub stdin: bool,
+    /// Set to pass SIGINT, SIGTERM and SIGHUP on to the command.
+    pub marker: Option<String>,
+}
+
+impl ExecSpec {
+    /// Marks the exec so signals can follow it in.
+    pub fn forwarding_signals(mut self) -> ExecSpec {
+        let marker = unique_marker();
+        self.env.push(format!("{MARKER_VAR}={marker}"));
+        self.marker = Some(marker);
+        self
+    }
 }
 
 /// Where the command's output goes.
@@ -34,22 +56,39 @@ impl Engine {
     /// Creates the exec. Errors are returned raw so callers can react to a
     /// stopped (409) or missing (404) container.
     pub async fn create_exec(&self, container: &str, spec: &ExecSpec) -> Result<String, ApiError> {
-        let options = CreateExecOptions {
+        let config = ExecConfig {
             attach_stdin: Some(spec.stdin),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
             tty: Some(spec.tty),
+            console_size: self.console_size(spec),
             env: Some(spec.env.clone()),
             cmd: Some(spec.argv.clone()),
             user: spec.user.clone(),
             working_dir: spec.workdir.clone(),
             ..Default::default()
         };
-        Ok(self.docker.create_exec(container, options).await?.id)
+        Ok(self.docker.create_exec(container, config).await?.id)
+    }
+
+    /// The TTY's first size, for engines that take it at creation (API 1.42
+    /// and later); older ones get it by a resize right after start.
+    fn console_size(&self, spec: &ExecSpec) -> Option<Vec<usize>> {
+        let version = self.docker.client_version();
+        let supported = (version.major_version, version.minor_version) >= (1, 42);
+        let (rows, cols) = terminal::size().filter(|_| spec.tty && supported)?;
+        Some(vec![rows.into(), cols.into()])
     }
 
     /// Starts a created exec, streams it to its end and returns its exit code.
-    pub async fn run_exec(&self, id: &str, spec: &ExecSpec, output: Output) -> Result<i64> {
+    pub async fn run_exec(
+        &self,
+        container: &str,
+        id: &str,
+        spec: &ExecSpec,
+        output: Output,
+    ) -> Result<i64> {
+        let started_at = std::time::Instant::now();
         let start = StartExecOptions {
             detach: false,
             tty: spec.tty,
@@ -67,6 +106,15 @@ impl Engine {
         else {
             anyhow::bail!("the engine did not attach to the command");
         };
+        // Raw mode only once the command runs, so an error before leaves the
+        // terminal as it was; the guard restores it on every way out of here.
+        let _raw = match spec.tty {
+            true => Some(RawMode::enter().context("cannot put the terminal in raw mode")?),
+            false => None,
+        };
+        if spec.tty {
+            resize(&self.docker, id, true).await;
+        }
         if spec.stdin {
             tokio::spawn(async move {
                 let mut chunks = stdin_chunks();
@@ -81,17 +129,45 @@ impl Engine {
         } else {
             drop(input);
         }
-        let sink = Sink { mode: output };
-        while let Some(frame) = stream.next().await {
-            match frame.map_err(|e| self.explain(e))? {
-                LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                    sink.out(&message)?
+        let mut signals = Signals::listen(spec)?;
+        let mut sink = Sink {
+            mode: output,
+            not_found: false,
+        };
+        let mut signalled = false;
+        loop {
+            tokio::select! {
+                frame = stream.next() => match frame {
+                    Some(frame) => sink.frame(frame.map_err(|e| self.explain(e))?)?,
+                    None => break,
+                },
+                Some(kind) = signals.next() => {
+                    if kind == SignalKind::window_change() {
+                        resize(&self.docker, id, false).await;
+                    } else if let Some(marker) = &spec.marker {
+                        if signals.count_interrupts(kind) >= 3 {
+                            // The command ignores it; the user wants out.
+                            return Ok(128 + kind.as_raw_value() as i64);
+                        }
+                        signalled = true;
+                        let docker = self.docker.clone();
+                        let (container, marker) = (container.to_owned(), marker.clone());
+                        tokio::spawn(async move {
+                            signal_marked(&docker, &container, &marker, signal_name(kind)).await
+                        });
+                    }
                 }
-                LogOutput::StdErr { message } => sink.err(&message)?,
-                LogOutput::StdIn { .. } => {}
             }
         }
-        self.exit_code(id).await
+        tracing::debug!("exec output ended after {:?}", started_at.elapsed());
+        if let (true, Some(marker)) = (signalled, &spec.marker) {
+            // Ended by a signal: what it started in the background (which a
+            // shell shields from SIGINT) must not outlive it.
+            signal_marked(&self.docker, container, marker, "KILL").await;
+        }
+        let code = self.exit_code(id).await?;
+        tracing::debug!("exec exit code read after {:?}", started_at.elapsed());
+        Ok(sink.shell_code(code))
     }
 
     /// The exit code, once the engine has recorded it: right after the stream
@@ -108,13 +184,12 @@ impl Engine {
                     return Ok(code);
                 }
             }
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
         anyhow::bail!("the engine did not report the command's exit code")
     }
 
-    /// Runs `argv` to its end with the given output handling: the plain form
-    /// used by setup steps and checks.
+    /// Runs `spec` to its end: the plain form used by setup steps.
     pub async fn exec_simple(
         &self,
         container: &str,
@@ -126,7 +201,115 @@ impl Engine {
             .await
             .map_err(|e| self.explain(e))
             .with_context(|| format!("cannot run a command in `{container}`"))?;
-        self.run_exec(&id, spec, output).await
+        self.run_exec(container, &id, spec, output).await
+    }
+}
+
+/// Sets the exec's TTY to the terminal's size. Right after start the engine
+/// may not have the TTY yet, so the first attempt is retried briefly.
+async fn resize(docker: &Docker, id: &str, first: bool) {
+    let Some((rows, cols)) = terminal::size() else {
+        return;
+    };
+    let options = ResizeExecOptions {
+        height: rows,
+        width: cols,
+    };
+    for attempt in 0..10 {
+        match docker.resize_exec(id, options).await {
+            Ok(()) => return,
+            Err(err) if !first || attempt == 9 => {
+                tracing::debug!("resize failed: {err}");
+                return;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+}
+
+/// Sends `signal` to every process inside that carries the exec's marker,
+/// and waits until that is done.
+async fn signal_marked(docker: &Docker, container: &str, marker: &str, signal: &str) {
+    let script = format!(
+        "for d in /proc/[0-9]*; do \
+           if tr '\\0' '\\n' < \"$d/environ\" 2>/dev/null | grep -qx '{MARKER_VAR}={marker}'; then \
+             kill -s {signal} \"${{d#/proc/}}\" 2>/dev/null; \
+           fi; \
+         done"
+    );
+    let options = CreateExecOptions {
+        cmd: Some(vec!["sh".to_owned(), "-c".to_owned(), script]),
+        user: Some("0".to_owned()),
+        attach_stdout: Some(true),
+        ..Default::default()
+    };
+    let result = async {
+        let id = docker.create_exec(container, options).await?.id;
+        if let StartExecResults::Attached { mut output, .. } = docker.start_exec(&id, None).await? {
+            while output.next().await.is_some() {}
+        }
+        Ok::<_, ApiError>(())
+    };
+    if let Err(err) = result.await {
+        tracing::debug!("could not send {signal} to the command: {err}");
+    }
+}
+
+fn signal_name(kind: SignalKind) -> &'static str {
+    match kind.as_raw_value() {
+        1 => "HUP",
+        2 => "INT",
+        _ => "TERM",
+    }
+}
+
+/// The signals an exec listens for. Without a TTY, Ctrl-C arrives here as
+/// SIGINT and is passed on; with one, it travels through the TTY itself.
+struct Signals {
+    streams: Vec<(SignalKind, Signal)>,
+    interrupts: u32,
+}
+
+impl Signals {
+    fn listen(spec: &ExecSpec) -> Result<Signals> {
+        let mut kinds = Vec::new();
+        if spec.marker.is_some() {
+            kinds.extend([
+                SignalKind::interrupt(),
+                SignalKind::terminate(),
+                SignalKind::hangup(),
+            ]);
+        }
+        if spec.tty {
+            kinds.push(SignalKind::window_change());
+        }
+        let streams = kinds
+            .into_iter()
+            .map(|kind| Ok((kind, signal(kind)?)))
+            .collect::<std::io::Result<_>>()
+            .context("cannot listen for signals")?;
+        Ok(Signals {
+            streams,
+            interrupts: 0,
+        })
+    }
+
+    async fn next(&mut self) -> Option<SignalKind> {
+        if self.streams.is_empty() {
+            return std::future::pending().await;
+        }
+        let waits = self
+            .streams
+            .iter_mut()
+            .map(|(kind, stream)| Box::pin(async move { stream.recv().await.map(|()| *kind) }));
+        futures_util::future::select_all(waits).await.0
+    }
+
+    fn count_interrupts(&mut self, kind: SignalKind) -> u32 {
+        if kind == SignalKind::interrupt() {
+            self.interrupts += 1;
+        }
+        self.interrupts
     }
 }
 
@@ -153,18 +336,38 @@ fn stdin_chunks() -> tokio::sync::mpsc::Receiver<Vec<u8>> {
 
 struct Sink {
     mode: Output,
+    /// The runtime could not start the command because it does not exist.
+    not_found: bool,
 }
 
 impl Sink {
-    fn out(&self, bytes: &[u8]) -> Result<()> {
-        match self.mode {
-            Output::Passthrough => write_fd(1, bytes),
-            Output::Stderr => write_fd(2, bytes),
+    fn frame(&mut self, frame: LogOutput) -> Result<()> {
+        match frame {
+            LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                // Docker reports a command it cannot start as output; that
+                // message is an error, so it belongs on stderr.
+                if message.starts_with(b"OCI runtime exec failed") {
+                    let text = String::from_utf8_lossy(&message);
+                    self.not_found = text.contains("not found") || text.contains("no such file");
+                    return write_fd(2, &message);
+                }
+                match self.mode {
+                    Output::Passthrough => write_fd(1, &message),
+                    Output::Stderr => write_fd(2, &message),
+                }
+            }
+            LogOutput::StdErr { message } => write_fd(2, &message),
+            LogOutput::StdIn { .. } => Ok(()),
         }
     }
 
-    fn err(&self, bytes: &[u8]) -> Result<()> {
-        write_fd(2, bytes)
+    /// Docker gives 126 for any command its runtime cannot start; a shell
+    /// says 127 when the command was not found, and so does devinst.
+    fn shell_code(&self, code: i64) -> i64 {
+        if self.not_found && code == 126 {
+            return 127;
+        }
+        code
     }
 }
 
@@ -184,4 +387,18 @@ fn write_fd(fd: i32, bytes: &[u8]) -> Result<()> {
         }
         Err(err) => Err(err).context("cannot write the command's output"),
     }
+}
+
+/// A value no other exec on this host shares: time, pid and std's random
+/// hasher keys, hashed.
+fn unique_marker() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.write_u32(std::process::id());
+    format!("{:016x}", hasher.finish())
 }

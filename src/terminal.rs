@@ -1,0 +1,41 @@
+//! The user's terminal during a TTY exec: raw mode, restored on every way out,
+//! and its size.
+
+use rustix::termios::{self, OptionalActions, Termios};
+use std::io::IsTerminal;
+
+/// Whether a command should get a TTY: only when both ends are terminals, so
+/// piped output stays byte-exact and stderr stays apart.
+pub fn wants_tty() -> bool {
+    std::io::stdin().is_terminal() && std::io::stdout().is_terminal()
+}
+
+/// The terminal's size as (rows, columns), if stdout is one.
+pub fn size() -> Option<(u16, u16)> {
+    let size = termios::tcgetwinsize(std::io::stdout()).ok()?;
+    (size.ws_row > 0 && size.ws_col > 0).then_some((size.ws_row, size.ws_col))
+}
+
+/// Raw mode for as long as this lives. Dropping it restores the terminal: on
+/// return, on error, and while a panic unwinds. Signals that would end the
+/// process are caught by the exec loop, which returns normally.
+pub struct RawMode {
+    saved: Termios,
+}
+
+impl RawMode {
+    pub fn enter() -> std::io::Result<RawMode> {
+        let stdin = std::io::stdin();
+        let saved = termios::tcgetattr(&stdin)?;
+        let mut raw = saved.clone();
+        raw.make_raw();
+        termios::tcsetattr(&stdin, OptionalActions::Now, &raw)?;
+        Ok(RawMode { saved })
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ = termios::tcsetattr(std::io::stdin(), OptionalActions::Now, &self.saved);
+    }
+}

@@ -1,0 +1,337 @@
+//! Exec that feels local: TTY, signals, exit codes, environment, git inside.
+
+use crate::support::*;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+fn started_busybox(env: &TestEnv, rel: &str, extra: &str) -> PathBuf {
+    let repo = env.busybox_repo(rel, extra);
+    env.run(&repo, &["setup"]).ok();
+    env.run(&repo, &["start"]).ok();
+    repo
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct PtyRun {
+    output: String,
+    code: i32,
+    restored: bool,
+}
+
+/// Runs devinst on a real pseudo-terminal of `rows` x `cols`, scripted.
+fn on_pty(env: &TestEnv, dir: &Path, size: (u16, u16), steps: &str, args: &[&str]) -> PtyRun {
+    let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration/pty_driver.py");
+    let mut cmd = Command::new("python3");
+    cmd.arg(driver)
+        .args([
+            size.0.to_string(),
+            size.1.to_string(),
+            steps.to_owned(),
+            "--".to_owned(),
+        ])
+        .arg(env!("CARGO_BIN_EXE_devinst"))
+        .args(args)
+        .current_dir(dir)
+        .env("HOME", &env.home)
+        .env("TERM", "xterm-256color");
+    for (key, value) in env.cmd(dir).get_envs() {
+        if let Some(value) = value {
+            cmd.env(key, value);
+        }
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "pty driver: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn a_terminal_gets_a_tty_of_its_size_and_is_restored_after() {
+    let env = TestEnv::new();
+    let repo = started_busybox(&env, "tty", "");
+    let run = on_pty(
+        &env,
+        &repo,
+        (30, 100),
+        "[]",
+        &[
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            "tty; sleep 0.3; stty size; echo TERM=$TERM",
+        ],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.output.contains("/dev/pts/"), "{run:?}");
+    assert!(run.output.contains("30 100"), "{run:?}");
+    assert!(run.output.contains("TERM=xterm-256color"), "{run:?}");
+    assert!(run.restored, "terminal settings restored");
+
+    // A window resize reaches the command.
+    let steps = r#"[["expect","ready"],["resize",41,123],["send","\n"]]"#;
+    let run = on_pty(
+        &env,
+        &repo,
+        (30, 100),
+        steps,
+        &["exec", "--", "sh", "-c", "echo ready; read x; stty size"],
+    );
+    assert!(run.output.contains("41 123"), "{run:?}");
+    assert!(run.restored);
+
+    // Ctrl-C travels through the terminal to the command.
+    let steps = r#"[["expect","ready"],["send","\u0003"]]"#;
+    let script = "trap 'echo got-int; exit 5' INT; echo ready; while :; do sleep 0.1; done";
+    let run = on_pty(
+        &env,
+        &repo,
+        (30, 100),
+        steps,
+        &["exec", "--", "sh", "-c", script],
+    );
+    assert!(run.output.contains("got-int"), "{run:?}");
+    assert_eq!(run.code, 5);
+    assert!(run.restored);
+
+    // The exit code comes back, and the terminal is restored, on failure too.
+    let run = on_pty(
+        &env,
+        &repo,
+        (30, 100),
+        "[]",
+        &["exec", "--", "sh", "-c", "exit 9"],
+    );
+    assert_eq!(run.code, 9);
+    assert!(run.restored);
+}
+
+#[test]
+fn shell_is_an_interactive_login_shell() {
+    let env = TestEnv::new();
+    let repo = started_busybox(&env, "shell", "");
+    let steps = r##"[["expect","# "],["send","echo hi-$((40+2)) $PWD; exit 3\n"]]"##;
+    let run = on_pty(&env, &repo, (24, 80), steps, &["shell"]);
+    assert!(run.output.contains("hi-42 /app"), "{run:?}");
+    assert_eq!(run.code, 3);
+    assert!(run.restored);
+}
+
+#[test]
+fn without_a_terminal_there_is_no_tty() {
+    let env = TestEnv::new();
+    let repo = started_busybox(&env, "notty", "");
+    let run = env
+        .run(&repo, &["exec", "--", "sh", "-c", "tty; true"])
+        .ok();
+    assert_eq!(run.stdout, "not a tty\n");
+    let run = env
+        .run_with_stdin(&repo, &["exec", "--", "wc", "-c"], b"12345")
+        .ok();
+    assert_eq!(run.stdout.trim(), "5", "end of stdin reaches the command");
+}
+
+#[test]
+fn exit_codes_follow_the_shell() {
+    let env = TestEnv::new();
+    let repo = started_busybox(&env, "codes", "");
+    assert_eq!(
+        env.run(&repo, &["exec", "--", "sh", "-c", "exit 3"]).code,
+        3
+    );
+    let run = env.run(&repo, &["exec", "--", "no-such-program"]);
+    assert_eq!(run.code, 127, "{run}");
+    assert!(
+        run.stdout.is_empty(),
+        "the runtime's message is an error: {run}"
+    );
+    assert_eq!(
+        env.run(&repo, &["exec", "--", "/app/devinst.toml"]).code,
+        126
+    );
+    assert_eq!(
+        env.run(&repo, &["exec", "--", "sh", "-c", "kill -9 $$"])
+            .code,
+        137
+    );
+    assert_eq!(
+        env.run(&repo, &["exec", "--", "sh", "-c", "exit 300"]).code,
+        300 & 0xff
+    );
+}
+
+/// Starts `script` through devinst with no terminal; returns once it printed
+/// `ready`, with its pid.
+fn spawn_ready(
+    env: &TestEnv,
+    repo: &Path,
+    script: &str,
+) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
+    let mut child = env
+        .cmd(repo)
+        .args(["exec", "--", "sh", "-c", script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    (child, reader)
+}
+
+#[test]
+fn signals_reach_the_command_and_nothing_is_left_running() {
+    let env = TestEnv::new();
+    let repo = started_busybox(&env, "signals", "");
+    for (signal, number) in [("INT", 2), ("TERM", 15), ("HUP", 1)] {
+        let script = format!(
+            "trap 'echo got-{signal}; exit 40' {signal}; echo ready; while :; do sleep 0.1; done"
+        );
+        let (mut child, mut reader) = spawn_ready(&env, &repo, &script);
+        let status = Command::new("kill")
+            .args([format!("-{number}"), child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
+        assert!(
+            rest.contains(&format!("got-{signal}")),
+            "{signal}: {rest:?}"
+        );
+        assert_eq!(child.wait().unwrap().code(), Some(40), "{signal}");
+    }
+
+    // Untrapped: the command and its children end, and the code says why.
+    let (mut child, _reader) = spawn_ready(&env, &repo, "sleep 301 & echo ready; sleep 302");
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let ps = env.run(&repo, &["exec", "--", "ps", "-o", "args"]).ok();
+    assert!(
+        !ps.stdout.contains("sleep 30"),
+        "left running:\n{}",
+        ps.stdout
+    );
+}
+
+#[test]
+fn chosen_environment_variables_pass_through_and_are_never_logged() {
+    let env = TestEnv::new();
+    let repo = started_busybox(
+        &env,
+        "envpass",
+        "[env]\npass = [\"AWS_*\", \"EXACT\"]\nset = { FIXED = \"f\" }\n",
+    );
+    let out = env
+        .cmd(&repo)
+        .args([
+            "-vv",
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            "echo $AWS_PROFILE/$EXACT/$EXACTLY/$OTHER/$FIXED",
+        ])
+        .env("AWS_PROFILE", "secret-profile-value")
+        .env("EXACT", "e")
+        .env("EXACTLY", "no")
+        .env("OTHER", "no")
+        .output()
+        .unwrap();
+    let run = Run::from(out).ok();
+    assert_eq!(run.stdout, "secret-profile-value/e///f\n");
+    assert!(
+        !run.stderr.contains("secret-profile-value"),
+        "a value was logged:\n{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("DEBUG"),
+        "-vv shows debug logs:\n{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn the_default_list_passes_the_seeds_variables() {
+    let env = TestEnv::new();
+    let repo = started_busybox(&env, "envdefault", "");
+    let out = env
+        .cmd(&repo)
+        .args([
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            "echo $SKYPILOT_DEBUG/$AWS_REGION/$KUBECONFIG/$HTTPS_PROXY/$HOSTNAME_X",
+        ])
+        .env("SKYPILOT_DEBUG", "1")
+        .env("AWS_REGION", "r")
+        .env("KUBECONFIG", "k")
+        .env("HTTPS_PROXY", "p")
+        .env("HOSTNAME_X", "no")
+        .output()
+        .unwrap();
+    assert_eq!(Run::from(out).ok().stdout, "1/r/k/p/\n");
+}
+
+#[test]
+fn git_works_inside_for_main_and_linked_worktrees() {
+    let env = TestEnv::new();
+    let main = env.repo("gitmain");
+    write(
+        &main.join("devinst.toml"),
+        &format!("[container]\nimage = \"{PYTHON_IMAGE}\"\n[setup]\ncommands = []\n"),
+    );
+    git(&main, &["add", "devinst.toml"]);
+    git(&main, &["commit", "-q", "-m", "recipe"]);
+    let linked = env.tmp.path().join("gitlinked");
+    git(
+        &main,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "-b",
+            "feature",
+            linked.to_str().unwrap(),
+        ],
+    );
+    let linked = linked.canonicalize().unwrap();
+
+    for (dir, branch) in [(&main, "main"), (&linked, "feature")] {
+        env.run(dir, &["setup"]).ok();
+        env.run(dir, &["start"]).ok();
+        write(&dir.join("README"), &format!("changed in {branch}\n"));
+        let ident = ["-c", "user.name=t", "-c", "user.email=t@example.com"];
+        let exec = |args: &[&str]| {
+            let mut all = vec!["exec", "--", "git"];
+            all.extend_from_slice(&ident);
+            all.extend_from_slice(args);
+            env.run(dir, &all).ok().stdout
+        };
+        assert!(
+            exec(&["status", "--short"]).contains(" M README"),
+            "{branch}"
+        );
+        assert!(
+            exec(&["diff"]).contains(&format!("+changed in {branch}")),
+            "{branch}"
+        );
+        assert_eq!(exec(&["rev-parse", "--abbrev-ref", "HEAD"]).trim(), branch);
+        exec(&["commit", "-q", "-am", &format!("from inside {branch}")]);
+        assert!(exec(&["log", "--oneline", "-1"]).contains(&format!("from inside {branch}")));
+        // The same repository, seen from the host.
+        assert!(git(dir, &["log", "--oneline", "-1"]).contains(&format!("from inside {branch}")));
+        assert_eq!(git(dir, &["status", "--porcelain"]), "");
+    }
+}
