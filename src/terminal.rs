@@ -10,6 +10,17 @@ pub fn wants_tty() -> bool {
     std::io::stdin().is_terminal() && std::io::stdout().is_terminal()
 }
 
+/// Whether stdin is `/dev/null`: then there is nothing to stream, and the
+/// command gets the same empty input without the engine attaching one.
+pub fn stdin_is_null() -> bool {
+    use rustix::fs::{fstat, stat, FileType};
+    let (Ok(ours), Ok(null)) = (fstat(std::io::stdin()), stat("/dev/null")) else {
+        return false;
+    };
+    FileType::from_raw_mode(ours.st_mode) == FileType::CharacterDevice
+        && ours.st_rdev == null.st_rdev
+}
+
 /// The terminal's size as (rows, columns), if stdout is one.
 pub fn size() -> Option<(u16, u16)> {
     let size = termios::tcgetwinsize(std::io::stdout()).ok()?;

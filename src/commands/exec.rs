@@ -104,7 +104,7 @@ fn exec_spec(instance: &Instance, cwd: &Path, argv: Vec<String>, tty: bool) -> E
         env,
         user: s.user.clone(),
         tty,
-        stdin: true,
+        stdin: !terminal::stdin_is_null(),
         marker: None,
     }
     .forwarding_signals()
