@@ -25,7 +25,7 @@ for arg in "$@"; do
     esac
 done
 
-PACKAGES=(docker.io busybox-static debootstrap shellcheck zsh runsc podman hyperfine tmux ca-certificates time)
+PACKAGES=(docker.io busybox-static debootstrap shellcheck zsh runsc podman hyperfine tmux ca-certificates time docker-registry curl)
 BUSYBOX_IMAGE=devinst-test/busybox:1
 PYTHON_IMAGE=ubuntu:22.04 # really Debian bookworm: the product's default image name, built locally
 DAEMON_JSON=/etc/docker/daemon.json
@@ -415,6 +415,45 @@ ensure_podman() {
 }
 
 # ---------------------------------------------------------------------------
+# 4b. A local registry, so tests can exercise a real pull with progress
+# ---------------------------------------------------------------------------
+REGISTRY_ADDR=127.0.0.1:5000
+REGISTRY_DIR=/tmp/devinst-registry
+REGISTRY_IMAGE="$REGISTRY_ADDR/$BUSYBOX_IMAGE"
+
+registry_up() { curl -fsS "http://$REGISTRY_ADDR/v2/" >/dev/null 2>&1; }
+
+ensure_registry() {
+    if ! registry_up; then
+        mkdir -p "$REGISTRY_DIR/data"
+        # The packaged config demands basic auth; this one serves loopback only.
+        cat >"$REGISTRY_DIR/config.yml" <<YAML
+version: 0.1
+storage:
+  filesystem:
+    rootdirectory: $REGISTRY_DIR/data
+http:
+  addr: $REGISTRY_ADDR
+YAML
+        log "starting a local registry on $REGISTRY_ADDR"
+        setsid nohup docker-registry serve "$REGISTRY_DIR/config.yml" >"$REGISTRY_DIR/log" 2>&1 </dev/null &
+        local i
+        for ((i = 0; i < 50; i++)); do
+            registry_up && break
+            sleep 0.2
+        done
+        registry_up || die "the local registry did not start; see $REGISTRY_DIR/log"
+    fi
+    # Pushed once; the tests pull it after removing their local tag.
+    if ! curl -fsS "http://$REGISTRY_ADDR/v2/${BUSYBOX_IMAGE%:*}/manifests/${BUSYBOX_IMAGE##*:}" >/dev/null 2>&1; then
+        docker tag "$BUSYBOX_IMAGE" "$REGISTRY_IMAGE"
+        docker push "$REGISTRY_IMAGE" >/dev/null
+        docker rmi "$REGISTRY_IMAGE" >/dev/null
+        log "pushed $BUSYBOX_IMAGE to the local registry"
+    fi
+}
+
+# ---------------------------------------------------------------------------
 # 5. Summary
 # ---------------------------------------------------------------------------
 image_state() {
@@ -431,6 +470,7 @@ summary() {
     printf 'test-env: %-22s %s\n' "runtimes" "${runtimes% }" >&2
     printf 'test-env: %-22s %s\n' "$BUSYBOX_IMAGE" "$(image_state "$BUSYBOX_IMAGE")" >&2
     printf 'test-env: %-22s %s\n' "$PYTHON_IMAGE" "$(image_state "$PYTHON_IMAGE") [Debian bookworm + python3]" >&2
+    printf 'test-env: %-22s %s\n' "registry" "$(registry_up && echo "http://$REGISTRY_ADDR" || echo "not answering")" >&2
     if ((WANT_PODMAN)); then
         if podman_api_up; then
             podman_state="API $(DOCKER_HOST="unix://$PODMAN_SOCK" docker version --format '{{.Server.APIVersion}}' 2>/dev/null || echo '?') on unix://$PODMAN_SOCK"
@@ -446,6 +486,7 @@ install_packages
 ensure_docker
 build_busybox_image
 build_python_image
+ensure_registry
 PODMAN_FAILED=""
 if ((WANT_PODMAN)); then
     ensure_podman || PODMAN_FAILED=1

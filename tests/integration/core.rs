@@ -326,3 +326,34 @@ fn copy_fixture(from: &Path, to: &Path) {
         }
     }
 }
+
+#[test]
+fn a_missing_image_is_pulled_with_progress() {
+    let env = TestEnv::new();
+    // scripts/test-env.sh pushed the busybox image to a registry on loopback.
+    let image = format!("127.0.0.1:5000/{BUSYBOX}");
+    let _ = std::process::Command::new("docker")
+        .args(["rmi", &image])
+        .output();
+    let repo = env.repo("pulled");
+    write(
+        &repo.join("devinst.toml"),
+        &format!("[container]\nimage = \"{image}\"\n[setup]\ncommands = []\n"),
+    );
+    env.run(&repo, &["setup"]).ok();
+    let run = env.run(&repo, &["start"]).ok();
+    assert!(
+        run.stderr.contains(&format!("pulling image `{image}`")),
+        "{run}"
+    );
+    assert!(
+        run.stderr.contains("Pull complete") || run.stderr.contains("Downloaded newer image"),
+        "{run}"
+    );
+    assert_eq!(
+        env.run(&repo, &["exec", "--", "echo", "pulled"])
+            .ok()
+            .stdout,
+        "pulled\n"
+    );
+}
