@@ -51,6 +51,22 @@ impl Layout {
         self.dir().join("bin")
     }
 
+    /// Holds this instance's lock until the file is dropped: `start`s in one
+    /// worktree (a script and an auto-starting shim, say) take turns, so the
+    /// setup steps never run twice at once.
+    pub fn lock(&self) -> Result<std::fs::File> {
+        let path = self.dir().join(".lock");
+        let file = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open `{}`", path.display()))?;
+        file.lock()
+            .with_context(|| format!("cannot lock `{}`", path.display()))?;
+        Ok(file)
+    }
+
     pub fn create_dirs(&self) -> Result<()> {
         for dir in [self.state_dir(), self.logs_dir(), self.bin_dir()] {
             create_dir_all(&dir)?;

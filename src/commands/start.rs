@@ -28,6 +28,7 @@ pub async fn run(ctx: &Context, args: StartArgs) -> Result<i32> {
 
 /// Brings the instance to "running and set up", doing only what is missing.
 pub async fn ensure_running(engine: &Engine, instance: &Instance, recreate: bool) -> Result<()> {
+    let _lock = instance.layout.lock()?;
     let record = &instance.record;
     let name = &record.container;
     if record.worktree != instance.layout.root {

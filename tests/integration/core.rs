@@ -357,3 +357,31 @@ fn a_missing_image_is_pulled_with_progress() {
         "pulled\n"
     );
 }
+
+#[test]
+fn concurrent_starts_run_the_setup_steps_once() {
+    let env = TestEnv::new();
+    let repo = env.repo("concurrent");
+    write(
+        &repo.join("devinst.toml"),
+        &format!("[container]\nimage = \"{BUSYBOX}\"\n[setup]\ncommands = [\"echo ran >> /app/steps.log; sleep 1\"]\n"),
+    );
+    env.run(&repo, &["setup"]).ok();
+    let children: Vec<_> = (0..3)
+        .map(|_| {
+            env.cmd(&repo)
+                .arg("start")
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut child in children {
+        assert!(child.wait().unwrap().success());
+    }
+    env.track(&repo);
+    assert_eq!(
+        std::fs::read_to_string(repo.join("steps.log")).unwrap(),
+        "ran\n"
+    );
+}
