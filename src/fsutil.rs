@@ -31,6 +31,20 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
         .with_context(|| format!("cannot write `{}`", path.display()))
 }
 
+/// Opens (creating) `path` and takes an exclusive lock on it, waiting for
+/// other holders; the lock lasts until the file is dropped.
+pub fn lock_file(path: &Path) -> Result<fs::File> {
+    let file = fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("cannot open `{}`", path.display()))?;
+    file.lock()
+        .with_context(|| format!("cannot lock `{}`", path.display()))?;
+    Ok(file)
+}
+
 pub fn create_dir_all(path: &Path) -> Result<()> {
     fs::create_dir_all(path).with_context(|| format!("cannot create `{}`", path.display()))
 }

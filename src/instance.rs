@@ -55,16 +55,7 @@ impl Layout {
     /// worktree (a script and an auto-starting shim, say) take turns, so the
     /// setup steps never run twice at once.
     pub fn lock(&self) -> Result<std::fs::File> {
-        let path = self.dir().join(".lock");
-        let file = std::fs::File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("cannot open `{}`", path.display()))?;
-        file.lock()
-            .with_context(|| format!("cannot lock `{}`", path.display()))?;
-        Ok(file)
+        crate::fsutil::lock_file(&self.dir().join(".lock"))
     }
 
     pub fn create_dirs(&self) -> Result<()> {

@@ -55,15 +55,7 @@ impl Registry {
     pub fn lock() -> Result<Registry> {
         let dir = data_dir()?;
         create_dir_all(&dir)?;
-        let lock_path = dir.join("registry.lock");
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .with_context(|| format!("cannot open `{}`", lock_path.display()))?;
-        lock.lock()
-            .with_context(|| format!("cannot lock `{}`", lock_path.display()))?;
+        let lock = crate::fsutil::lock_file(&dir.join("registry.lock"))?;
         let path = dir.join("registry.json");
         let entries = read(&path)?.instances;
         Ok(Registry {

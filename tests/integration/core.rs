@@ -186,19 +186,7 @@ fn setup_keeps_its_port_and_parallel_setups_never_share_one() {
     let repos: Vec<_> = (0..12)
         .map(|i| env.busybox_repo(&format!("par{i}"), range))
         .collect();
-    let children: Vec<_> = repos
-        .iter()
-        .map(|repo| {
-            env.cmd(repo)
-                .arg("setup")
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for mut child in children {
-        assert!(child.wait().unwrap().success());
-    }
+    env.run_all_at_once(&repos, "setup");
     let ports: BTreeSet<String> = repos
         .iter()
         .map(|r| instance_value(r, "DEVINST_PORT").unwrap())
@@ -367,19 +355,7 @@ fn concurrent_starts_run_the_setup_steps_once() {
         &format!("[container]\nimage = \"{BUSYBOX}\"\n[setup]\ncommands = [\"echo ran >> /app/steps.log; sleep 1\"]\n"),
     );
     env.run(&repo, &["setup"]).ok();
-    let children: Vec<_> = (0..3)
-        .map(|_| {
-            env.cmd(&repo)
-                .arg("start")
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for mut child in children {
-        assert!(child.wait().unwrap().success());
-    }
-    env.track(&repo);
+    env.run_all_at_once(&[repo.clone(), repo.clone(), repo.clone()], "start");
     assert_eq!(
         std::fs::read_to_string(repo.join("steps.log")).unwrap(),
         "ran\n"

@@ -136,6 +136,27 @@ impl TestEnv {
         Run::from(out)
     }
 
+    /// Runs `devinst COMMAND` in every dir at the same moment; all must succeed.
+    pub fn run_all_at_once(&self, dirs: &[PathBuf], command: &str) {
+        let children: Vec<_> = dirs
+            .iter()
+            .map(|dir| {
+                self.cmd(dir)
+                    .arg(command)
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for mut child in children {
+            assert!(
+                child.wait().unwrap().success(),
+                "a concurrent `{command}` failed"
+            );
+        }
+        dirs.iter().for_each(|dir| self.track(dir));
+    }
+
     /// Runs a script (a shim, start-container, ...) with the test's env.
     pub fn script(&self, dir: &Path, program: &Path, args: &[&str]) -> Run {
         let out = Command::new(program)
