@@ -84,11 +84,14 @@ pub fn run(ctx: &Context, args: SetupArgs) -> Result<i32> {
     // The registry is saved first: a setup killed after this point finds its
     // own reservation next time and completes.
     registry.save()?;
-    drop(registry);
 
     layout.create_dirs()?;
     write_scripts(&layout, &settings, &record)?;
     layout.write_record(&record)?;
+    // Held until `.instance` names the entry just saved: `devinst gc` judges
+    // entries against their worktree under this lock, and must never see a
+    // half-made (or half-renamed) instance of a setup still running.
+    drop(registry);
     worktree.exclude(&format!("/{DIR_NAME}/"))?;
 
     for old in renamed {
