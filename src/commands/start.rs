@@ -99,7 +99,7 @@ pub async fn ensure_running(engine: &Engine, instance: &Instance, recreate: bool
 /// Whether the container was this instance's before its worktree moved: the
 /// path it was made for holds no instance any more, and the registry (updated
 /// by `setup` in the new place) says the name now lives here.
-fn moved_here(owner: Option<&str>, instance: &Instance) -> bool {
+pub fn moved_here(owner: Option<&str>, instance: &Instance) -> bool {
     let Some(old) = owner else { return false };
     if Path::new(old).join(DIR_NAME).is_dir() {
         return false;
