@@ -176,6 +176,29 @@ fn logs_keep_streams_apart_tail_and_follow_until_the_container_stops() {
     )
     .ok();
     std::thread::sleep(Duration::from_millis(500));
+    // Ctrl-C ends a follower as a shell reports it: 130, no error.
+    let mut interrupted = env
+        .cmd(&repo)
+        .args(["logs", "-f"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let sent = Command::new("kill")
+        .args(["-INT", &interrupted.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = wait_for(&mut interrupted, Duration::from_secs(30));
+    let mut err = String::new();
+    interrupted
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!((status.code(), err.as_str()), (Some(130), "err-line\n"));
     env.run(&repo, &["stop"]).ok();
     let status = wait_for(&mut follow, Duration::from_secs(30));
     let mut out = String::new();
