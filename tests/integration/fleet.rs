@@ -388,6 +388,34 @@ fn destroy_leaves_a_container_of_another_live_worktree_alone() {
 }
 
 #[test]
+fn setup_does_not_take_a_container_name_another_live_worktree_uses() {
+    let env = TestEnv::new();
+    // Another user's live instance (not in this registry) named like ours.
+    let theirs = env.tmp.path().join("theirs");
+    std::fs::create_dir_all(theirs.join(".sky-dev")).unwrap();
+    let wanted = unique("clash");
+    let _their_container = Foreign::labelled(&format!("skypilot-dev-{wanted}"), &theirs);
+    let repo = fleet_repo(&env, "clash", "", [47135, 47139]);
+    let run = env.run(&repo, &["setup"]).ok();
+    let name = instance_value(&repo, "DEVINST_NAME").unwrap();
+    assert!(name.starts_with(&format!("{wanted}-")), "{name}\n{run}");
+    assert!(run.stderr.contains("taken"), "{run}");
+    env.run(&repo, &["start"]).ok();
+    env.run(&repo, &["setup", &wanted])
+        .fails_with(1, "is taken by the worktree");
+
+    // A container whose worktree is gone holds no name.
+    let stale = unique("clash-stale");
+    let _stale_container = Foreign::labelled(
+        &format!("skypilot-dev-{stale}"),
+        &env.tmp.path().join("nowhere"),
+    );
+    let repo = fleet_repo(&env, "clash-stale", "", [47135, 47139]);
+    env.run(&repo, &["setup"]).ok();
+    assert_eq!(instance_value(&repo, "DEVINST_NAME").unwrap(), stale);
+}
+
+#[test]
 fn gc_removes_what_gone_worktrees_left_and_nothing_alive() {
     let _gone = gone_worktrees_lock();
     let env = TestEnv::new();
