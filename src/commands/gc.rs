@@ -9,7 +9,6 @@
 use crate::cli::GcArgs;
 use crate::engine::spec::LABEL_WORKTREE;
 use crate::engine::{summary_name, Engine};
-use crate::error::WithHint;
 use crate::instance::{Layout, DIR_NAME};
 use crate::registry::{Entry, Registry};
 use crate::{output, Context};
@@ -18,9 +17,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 pub async fn run(_ctx: &Context, args: GcArgs) -> Result<i32> {
-    let engine = Engine::connect(None)
-        .await
-        .hint("`devinst gc` needs the engine to find and remove containers")?;
+    let engine = Engine::connect(None).await?;
     // Held throughout, so no setup registers or renames an instance while
     // its worktree is being judged.
     let mut registry = Registry::lock()?;

@@ -494,6 +494,13 @@ fn gc_removes_what_gone_worktrees_left_and_nothing_alive() {
     assert_eq!(inspect(&live_container, "{{.State.Running}}"), "true");
     let again = env.run(&live, &["gc", "--dry-run"]).ok();
     assert!(mine(&again.stdout).is_empty(), "{again}");
+
+    let run = env
+        .cmd(&live)
+        .arg("gc")
+        .env("DOCKER_HOST", "unix:///nonexistent.sock")
+        .output();
+    Run::from(run.unwrap()).fails_with(1, "hint: start an engine");
 }
 
 #[test]
