@@ -45,6 +45,16 @@ pub enum Command {
     List(JsonArgs),
     /// Remove the container and release the port.
     Destroy(DestroyArgs),
+    /// Show the container's output.
+    Logs(LogsArgs),
+    /// Show the container's cpu and memory use.
+    Stats(JsonArgs),
+    /// Remove instances whose worktree is gone and containers no instance owns.
+    Gc(GcArgs),
+    /// Check the engine, runtimes, ports, registry and credentials.
+    Doctor,
+    /// Print a shell completion script.
+    Completions(CompletionsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -101,4 +111,27 @@ pub struct DestroyArgs {
     /// Do not ask before deleting data.
     #[arg(short, long)]
     pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Keep printing new output until the container stops (or Ctrl-C).
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only the last N lines.
+    #[arg(long, value_name = "N")]
+    pub tail: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Print what would be removed; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    pub shell: clap_complete::Shell,
 }

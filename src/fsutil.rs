@@ -12,6 +12,7 @@ use std::path::Path;
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     let dir = path.parent().context("path has no parent directory")?;
     let name = path.file_name().context("path has no file name")?;
+    sweep_abandoned(dir, &name.to_string_lossy());
     let tmp = dir.join(format!(
         ".{}.tmp.{}",
         name.to_string_lossy(),
@@ -45,6 +46,50 @@ pub fn lock_file(path: &Path) -> Result<fs::File> {
     Ok(file)
 }
 
+/// Removes the temporary files of earlier writers of `name` that were killed
+/// before their rename: their process is gone, so nothing else ever will.
+/// Liveness comes from `/proc`; without it nothing is removed.
+fn sweep_abandoned(dir: &Path, name: &str) {
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return;
+    }
+    let prefix = format!(".{name}.tmp.");
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(pid) = file.to_str().and_then(|f| f.strip_prefix(&prefix)) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !proc.join(pid).exists() {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
 pub fn create_dir_all(path: &Path) -> Result<()> {
     fs::create_dir_all(path).with_context(|| format!("cannot create `{}`", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_killed_writers_temporary_file_is_swept_a_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let dead = dir.path().join(".f.tmp.4294967295");
+        let live = dir.path().join(".f.tmp.1");
+        let other = dir.path().join(".g.tmp.4294967295");
+        for path in [&dead, &live, &other] {
+            fs::write(path, "half").unwrap();
+        }
+        write_atomic(&dir.path().join("f"), b"whole", 0o644).unwrap();
+        assert_eq!(fs::read_to_string(dir.path().join("f")).unwrap(), "whole");
+        assert!(!dead.exists(), "its writer is gone");
+        assert!(live.exists(), "pid 1 is alive");
+        assert!(other.exists(), "another file's");
+    }
 }

@@ -3,8 +3,10 @@
 
 use super::Instance;
 use crate::cli::DestroyArgs;
+use crate::engine::spec::LABEL_WORKTREE;
 use crate::engine::Engine;
 use crate::error::WithHint;
+use crate::instance::path_text;
 use crate::registry::Registry;
 use crate::{output, Context};
 use anyhow::{bail, Context as _, Result};
@@ -31,8 +33,7 @@ pub async fn run(ctx: &Context, args: DestroyArgs) -> Result<i32> {
     let engine = Engine::connect(instance.settings.engine_host.as_deref())
         .await
         .hint("the container can only be removed through the engine")?;
-    super::start::remove(&engine, &r.container).await?;
-    output::note(format!("removed container `{}`", r.container));
+    remove_if_ours(&engine, &instance).await?;
     let mut registry = Registry::lock()?;
     if registry
         .get(&r.name)
@@ -50,6 +51,33 @@ pub async fn run(ctx: &Context, args: DestroyArgs) -> Result<i32> {
         output::note(format!("removed `{}`", dir.display()));
     }
     Ok(0)
+}
+
+/// Removes the instance's container, but only when it is this worktree's:
+/// container names are shared by everyone using the engine, and one made for
+/// another worktree (by another user's devinst) is not ours to delete.
+async fn remove_if_ours(engine: &Engine, instance: &Instance) -> Result<()> {
+    let name = &instance.record.container;
+    let Some(info) = engine.inspect(name).await? else {
+        output::note(format!("container `{name}` does not exist"));
+        return Ok(());
+    };
+    let owner = info
+        .config
+        .and_then(|c| c.labels)
+        .and_then(|labels| labels.get(LABEL_WORKTREE).cloned());
+    let ours = owner.as_deref() == Some(&path_text(&instance.record.worktree))
+        || super::start::moved_here(owner.as_deref(), instance);
+    if !ours {
+        output::warn(format!(
+            "container `{name}` belongs to the worktree `{}`, not this one; left alone",
+            owner.as_deref().unwrap_or("unknown")
+        ));
+        return Ok(());
+    }
+    super::start::remove(engine, name).await?;
+    output::note(format!("removed container `{name}`"));
+    Ok(())
 }
 
 /// Asks on the terminal; without one (scripts, CI) there is no one to ask,

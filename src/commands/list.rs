@@ -3,14 +3,13 @@
 
 use super::status::InstanceView;
 use crate::cli::JsonArgs;
-use crate::engine::spec::{LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_WORKTREE};
-use crate::engine::Engine;
+use crate::engine::spec::{LABEL_INSTANCE, LABEL_WORKTREE};
+use crate::engine::{summary_name, Engine};
 use crate::instance::path_text;
 use crate::registry::Registry;
 use crate::{output, Context};
 use anyhow::Result;
-use bollard::query_parameters::ListContainersOptions;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 pub async fn run(_ctx: &Context, args: JsonArgs) -> Result<i32> {
     let mut views: BTreeMap<String, InstanceView> = BTreeMap::new();
@@ -59,27 +58,9 @@ async fn merge_containers(
     engine: &Engine,
     views: &mut BTreeMap<String, InstanceView>,
 ) -> Result<()> {
-    let filters = HashMap::from([(
-        "label".to_owned(),
-        vec![format!("{LABEL_MANAGED_BY}=devinst")],
-    )]);
-    let options = ListContainersOptions {
-        all: true,
-        filters: Some(filters),
-        ..Default::default()
-    };
-    let containers = engine
-        .docker
-        .list_containers(Some(options))
-        .await
-        .map_err(|e| engine.explain(e))?;
+    let containers = engine.managed_containers().await?;
     for c in containers {
-        let Some(name) = c
-            .names
-            .as_ref()
-            .and_then(|n| n.first())
-            .map(|n| n.trim_start_matches('/').to_owned())
-        else {
+        let Some(name) = summary_name(&c) else {
             continue;
         };
         let labels = c.labels.clone().unwrap_or_default();

@@ -1,10 +1,15 @@
 //! One module per subcommand; this one dispatches and holds what they share.
 
+mod completions;
 mod destroy;
+mod doctor;
 mod exec;
+mod gc;
 mod list;
+mod logs;
 mod setup;
 mod start;
+mod stats;
 mod status;
 mod stop;
 
@@ -27,6 +32,11 @@ pub fn dispatch(command: Command, ctx: &Context) -> Result<i32> {
         Command::Status(args) => block_on(status::run(ctx, args)),
         Command::List(args) => block_on(list::run(ctx, args)),
         Command::Destroy(args) => block_on(destroy::run(ctx, args)),
+        Command::Logs(args) => block_on(logs::run(ctx, args)),
+        Command::Stats(args) => block_on(stats::run(ctx, args)),
+        Command::Gc(args) => block_on(gc::run(ctx, args)),
+        Command::Doctor => block_on(doctor::run(ctx)),
+        Command::Completions(args) => completions::run(args),
     }
 }
 

@@ -1,7 +1,8 @@
 //! `devinst setup [NAME]`: make this worktree an instance, or refresh it.
 
 use crate::cli::SetupArgs;
-use crate::engine::Engine;
+use crate::engine::spec::LABEL_WORKTREE;
+use crate::engine::{summary_name, Engine};
 use crate::error::WithHint;
 use crate::instance::{path_text, Layout, Record, DIR_NAME};
 use crate::registry::{Entry, Registry};
@@ -11,8 +12,8 @@ use crate::worktree::Worktree;
 use crate::{fsutil, name, output, ports, Context};
 use anyhow::{anyhow, bail, Context as _, Result};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeSet;
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 
 pub fn run(ctx: &Context, args: SetupArgs) -> Result<i32> {
     let worktree = Worktree::discover(&ctx.cwd)?;
@@ -26,13 +27,13 @@ pub fn run(ctx: &Context, args: SetupArgs) -> Result<i32> {
     if let Some(explicit) = &args.name {
         name::validate(explicit).hint("pick a name like `feature-x`")?;
     }
-    // Ports the engine has published, gathered before taking the lock; an
-    // engine that is down publishes nothing.
+    // What the engine holds (published ports, containers' worktrees),
+    // gathered before taking the lock; an engine that is down holds nothing.
     let tier = args
         .tier
         .or_else(|| previous.as_ref().and_then(|p| p.tier.clone()));
     settings.limits_for(tier.as_deref())?;
-    let published = super::block_on_value(engine_ports(&settings));
+    let held = super::block_on_value(engine_holdings(&settings));
 
     let mut registry = Registry::lock()?;
     let name = choose_name(
@@ -41,6 +42,7 @@ pub fn run(ctx: &Context, args: SetupArgs) -> Result<i32> {
         &worktree,
         args.name.as_deref(),
         previous.as_ref(),
+        &|name| held.live_owner(&name::container_name(&settings.name_prefix, name), &root),
     )?;
     let container = name::container_name(&settings.name_prefix, &name);
     let port = choose_port(
@@ -49,7 +51,7 @@ pub fn run(ctx: &Context, args: SetupArgs) -> Result<i32> {
         &name,
         &root,
         previous.as_ref(),
-        &published,
+        &held.ports,
     )?;
     let created = previous
         .as_ref()
@@ -84,11 +86,14 @@ pub fn run(ctx: &Context, args: SetupArgs) -> Result<i32> {
     // The registry is saved first: a setup killed after this point finds its
     // own reservation next time and completes.
     registry.save()?;
-    drop(registry);
 
     layout.create_dirs()?;
     write_scripts(&layout, &settings, &record)?;
     layout.write_record(&record)?;
+    // Held until `.instance` names the entry just saved: `devinst gc` judges
+    // entries against their worktree under this lock, and must never see a
+    // half-made (or half-renamed) instance of a setup still running.
+    drop(registry);
     worktree.exclude(&format!("/{DIR_NAME}/"))?;
 
     for old in renamed {
@@ -101,20 +106,34 @@ pub fn run(ctx: &Context, args: SetupArgs) -> Result<i32> {
 /// The name: the one asked for, else the one this worktree already has, else
 /// the directory's. Two worktrees never share a name: a default name that is
 /// taken gets a suffix from the worktree path; an explicit one is refused.
+/// Taken means by another worktree in the registry, or by another live
+/// worktree's container on the engine (`in_engine`): container names are
+/// shared by every user of the engine, registered here or not.
 fn choose_name(
     registry: &Registry,
     root: &Path,
     worktree: &Worktree,
     explicit: Option<&str>,
     previous: Option<&Record>,
+    in_engine: &dyn Fn(&str) -> Option<PathBuf>,
 ) -> Result<String> {
     let wanted = match (explicit, previous) {
         (Some(name), _) => name.to_owned(),
         (None, Some(prev)) if name::validate(&prev.name).is_ok() => prev.name.clone(),
         (None, _) => name::from_dir_name(&worktree.dir_name()),
     };
-    let Some(holder) = registry.get(&wanted) else {
-        return Ok(wanted);
+    let holder = match registry.get(&wanted) {
+        Some(entry) => entry.clone(),
+        None => match in_engine(&wanted) {
+            None => return Ok(wanted),
+            Some(other) => Entry {
+                name: wanted.clone(),
+                worktree: other,
+                container: String::new(),
+                port: 0,
+                created: String::new(),
+            },
+        },
     };
     if holder.worktree == root {
         return Ok(wanted);
@@ -137,10 +156,15 @@ fn choose_name(
         .hint("pick another name: `devinst setup OTHER-NAME`");
     }
     let suffixed = suffixed_name(&wanted, root);
-    if let Some(other) = registry.get(&suffixed).filter(|e| e.worktree != root) {
+    let other = registry
+        .get(&suffixed)
+        .map(|e| e.worktree.clone())
+        .or_else(|| in_engine(&suffixed))
+        .filter(|w| w != root);
+    if let Some(other) = other {
         bail!(
             "cannot find a free instance name: `{suffixed}` is taken by `{}`",
-            other.worktree.display()
+            other.display()
         );
     }
     output::note(format!(
@@ -187,7 +211,27 @@ fn choose_port(
         .hint("free a port (`devinst list` shows instances; `devinst gc` removes stale ones), or widen `[ports] host_range` in devinst.toml")
 }
 
-async fn engine_ports(settings: &Settings) -> Result<BTreeSet<u16>> {
+/// What the engine already holds that setup must not hand out again.
+#[derive(Default)]
+struct EngineHoldings {
+    /// Host ports containers publish.
+    ports: BTreeSet<u16>,
+    /// devinst containers by name, with the worktree each was made for.
+    worktrees: BTreeMap<String, PathBuf>,
+}
+
+impl EngineHoldings {
+    /// The other live worktree whose instance owns `container`, if any. A
+    /// worktree that is gone (or moved away) owns nothing any more.
+    fn live_owner(&self, container: &str, root: &Path) -> Option<PathBuf> {
+        self.worktrees
+            .get(container)
+            .filter(|w| w.as_path() != root && w.join(DIR_NAME).is_dir())
+            .cloned()
+    }
+}
+
+async fn engine_holdings(settings: &Settings) -> Result<EngineHoldings> {
     let engine = Engine::connect_lazy(settings.engine_host.as_deref())?;
     let options = bollard::query_parameters::ListContainersOptions {
         all: true,
@@ -199,11 +243,16 @@ async fn engine_ports(settings: &Settings) -> Result<BTreeSet<u16>> {
     )
     .await
     .context("the engine did not answer in time")??;
-    Ok(list
-        .into_iter()
-        .flat_map(|c| c.ports.unwrap_or_default())
-        .filter_map(|p| p.public_port)
-        .collect())
+    let mut held = EngineHoldings::default();
+    for c in list {
+        held.ports
+            .extend(c.ports.iter().flatten().filter_map(|p| p.public_port));
+        let worktree = c.labels.as_ref().and_then(|l| l.get(LABEL_WORKTREE));
+        if let (Some(name), Some(worktree)) = (summary_name(&c), worktree) {
+            held.worktrees.insert(name, PathBuf::from(worktree));
+        }
+    }
+    Ok(held)
 }
 
 fn write_scripts(layout: &Layout, settings: &Settings, record: &Record) -> Result<()> {

@@ -7,12 +7,14 @@ use crate::engine::exec::{ExecSpec, Output};
 use crate::engine::spec::{self, HostFacts, LABEL_SPEC, LABEL_WORKTREE};
 use crate::engine::{status, Engine};
 use crate::error::WithHint;
-use crate::instance::path_text;
+use crate::instance::{path_text, DIR_NAME};
+use crate::registry::Registry;
 use crate::worktree::Worktree;
 use crate::{fsutil, output, Context};
 use anyhow::{anyhow, Result};
 use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions};
 use sha2::{Digest, Sha256};
+use std::path::Path;
 
 pub async fn run(ctx: &Context, args: StartArgs) -> Result<i32> {
     let instance = Instance::find(&ctx.cwd)?;
@@ -57,12 +59,21 @@ pub async fn ensure_running(engine: &Engine, instance: &Instance, recreate: bool
                 .as_ref()
                 .and_then(|c| c.labels.clone())
                 .unwrap_or_default();
-            if labels.get(LABEL_WORKTREE).map(String::as_str) != Some(&path_text(&record.worktree))
-            {
-                return Err(anyhow!("a container named `{name}` exists but does not belong to this worktree"))
-                    .hint(format!("remove it (`docker rm -f {name}`) or choose another name: `devinst setup OTHER-NAME`"));
-            }
-            if recreate {
+            let owner = labels.get(LABEL_WORKTREE).map(String::as_str);
+            if owner != Some(&path_text(&record.worktree)) {
+                if !moved_here(owner, instance) {
+                    return Err(anyhow!("a container named `{name}` exists but does not belong to this worktree"))
+                        .hint(format!("remove it (`docker rm -f {name}`) or choose another name: `devinst setup OTHER-NAME`"));
+                }
+                // Its mounts name the old path; state, logs and venv moved
+                // along in `.sky-dev/`, so a new container loses nothing.
+                output::note(format!(
+                    "container `{name}` was made for `{}`, which no longer exists (the worktree moved); recreating it here",
+                    owner.unwrap_or_default()
+                ));
+                remove(engine, name).await?;
+                create(engine, name, body).await?
+            } else if recreate {
                 output::note(format!("removing container `{name}` to recreate it"));
                 remove(engine, name).await?;
                 create(engine, name, body).await?
@@ -84,6 +95,21 @@ pub async fn ensure_running(engine: &Engine, instance: &Instance, recreate: bool
     }
     let id = info.id.unwrap_or_default();
     run_setup_steps(engine, instance, &id).await
+}
+
+/// Whether the container was this instance's before its worktree moved: the
+/// path it was made for holds no instance any more, and the registry (updated
+/// by `setup` in the new place) says the name now lives here.
+pub fn moved_here(owner: Option<&str>, instance: &Instance) -> bool {
+    let Some(old) = owner else { return false };
+    if Path::new(old).join(DIR_NAME).is_dir() {
+        return false;
+    }
+    Registry::snapshot().is_ok_and(|entries| {
+        entries
+            .iter()
+            .any(|e| e.name == instance.record.name && e.worktree == instance.layout.root)
+    })
 }
 
 async fn create(

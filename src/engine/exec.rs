@@ -373,7 +373,7 @@ impl Sink {
 
 /// Writes straight to a file descriptor: no line buffering between the
 /// command and the user, and no copy through std's buffers.
-fn write_fd(fd: i32, bytes: &[u8]) -> Result<()> {
+pub fn write_fd(fd: i32, bytes: &[u8]) -> Result<()> {
     use std::os::fd::FromRawFd;
     // SAFETY: fds 1 and 2 are open for the life of the process; ManuallyDrop
     // keeps the File from closing them.

@@ -7,8 +7,10 @@ pub mod spec;
 use crate::error::WithHint;
 use anyhow::{anyhow, Result};
 use bollard::errors::Error as ApiError;
-use bollard::models::ContainerInspectResponse;
+use bollard::models::{ContainerInspectResponse, ContainerSummary};
+use bollard::query_parameters::ListContainersOptions;
 use bollard::{ClientVersion, Docker};
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 /// The API version devinst speaks first: Docker 20.10 and Podman 4 serve it.
@@ -75,6 +77,7 @@ impl Engine {
             .find(|e| socket_path(&e.uri).is_none_or(|path| path.exists()))
             .cloned()
             .ok_or_else(|| unreachable_error(&tried, &"no engine socket exists"))?;
+        tracing::debug!("engine at {} ({})", endpoint.uri, endpoint.source);
         let docker = open(&endpoint.uri)
             .map_err(|err| unreachable_error(std::slice::from_ref(&endpoint), &err))?;
         Ok(Engine { docker, endpoint })
@@ -85,8 +88,16 @@ impl Engine {
         let tried = candidates(configured);
         let mut reasons = Vec::new();
         for endpoint in &tried {
+            tracing::debug!(
+                "trying the engine at {} ({})",
+                endpoint.uri,
+                endpoint.source
+            );
             match Engine::try_endpoint(endpoint).await {
-                Ok(engine) => return Ok(engine),
+                Ok(engine) => {
+                    tracing::debug!("API version {}", engine.docker.client_version());
+                    return Ok(engine);
+                }
                 Err(err) => reasons.push(format!("{} ({}): {err}", endpoint.uri, endpoint.source)),
             }
         }
@@ -126,6 +137,23 @@ impl Engine {
             Err(err) if status(&err) == Some(404) => Ok(None),
             Err(err) => Err(self.explain(err)),
         }
+    }
+
+    /// Every container devinst made, running or not, found by its label.
+    pub async fn managed_containers(&self) -> Result<Vec<ContainerSummary>> {
+        let filters = HashMap::from([(
+            "label".to_owned(),
+            vec![format!("{}=devinst", spec::LABEL_MANAGED_BY)],
+        )]);
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        };
+        self.docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| self.explain(e))
     }
 
     /// Turns an engine answer into a sentence; connection failures get the
@@ -191,6 +219,14 @@ impl ConnectWithHostVersion for Docker {
 
 fn socket_path(uri: &str) -> Option<PathBuf> {
     uri.strip_prefix("unix://").map(PathBuf::from)
+}
+
+/// A listed container's name, without the API's leading `/`.
+pub fn summary_name(c: &ContainerSummary) -> Option<String> {
+    c.names
+        .as_ref()
+        .and_then(|n| n.first())
+        .map(|n| n.trim_start_matches('/').to_owned())
 }
 
 /// The HTTP status of an engine answer, if it was one.

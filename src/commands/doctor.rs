@@ -1,0 +1,360 @@
+//! `devinst doctor`: is everything an instance needs in place? Each check
+//! prints `ok` or `problem`, a problem with the command that fixes it. Exits 1
+//! only when something blocks use (no engine, an unusable recipe).
+
+use crate::engine::{self, summary_name, Engine};
+use crate::instance::Layout;
+use crate::registry::Registry;
+use crate::settings::Settings;
+use crate::worktree::Worktree;
+use crate::{output, ports, Context};
+use anyhow::Result;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+struct Check {
+    name: &'static str,
+    ok: bool,
+    /// A problem that stops devinst from working at all.
+    blocking: bool,
+    detail: String,
+    fix: Option<String>,
+}
+
+impl Check {
+    fn ok(name: &'static str, detail: impl Into<String>) -> Check {
+        Check {
+            name,
+            ok: true,
+            blocking: false,
+            detail: detail.into(),
+            fix: None,
+        }
+    }
+
+    fn problem(name: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+        Check {
+            name,
+            ok: false,
+            blocking: false,
+            detail: detail.into(),
+            fix: Some(fix.into()),
+        }
+    }
+
+    fn blocking(mut self) -> Check {
+        self.blocking = true;
+        self
+    }
+}
+
+pub async fn run(ctx: &Context) -> Result<i32> {
+    let mut checks = Vec::new();
+    let instance = Layout::find(&ctx.cwd);
+    let root = match &instance {
+        Some(layout) => layout.root.clone(),
+        None => Worktree::discover(&ctx.cwd).map_or_else(|_| ctx.cwd.clone(), |w| w.root),
+    };
+    let settings = match Settings::load(&root) {
+        Ok(settings) => settings,
+        Err(err) => {
+            checks.push(
+                Check::problem(
+                    "recipe",
+                    format!("{err:#}"),
+                    "fix `devinst.toml` as the error says",
+                )
+                .blocking(),
+            );
+            // The other checks still run, against the defaults.
+            Settings::resolve(Default::default())?
+        }
+    };
+    let engine = Engine::connect(settings.engine_host.as_deref()).await;
+    match &engine {
+        Ok(engine) => {
+            checks.push(engine_check(engine).await);
+            checks.push(runtime_check(engine, &settings).await);
+        }
+        Err(err) => checks.push(
+            Check::problem("engine", without_hints(err), engine::START_ENGINE_HINT).blocking(),
+        ),
+    }
+    let engine = engine.ok();
+    checks.push(port_check(engine.as_ref(), &settings).await);
+    checks.push(registry_check());
+    checks.push(credentials_check(&settings));
+    checks.push(instance_check(engine.as_ref(), instance.as_ref()).await);
+    print(&checks);
+    Ok(if checks.iter().any(|c| c.blocking) {
+        1
+    } else {
+        0
+    })
+}
+
+fn print(checks: &[Check]) {
+    let mut text = String::new();
+    for c in checks {
+        let status = if c.ok { "ok" } else { "problem" };
+        text.push_str(&format!("{status:<8} {:<12} {}\n", c.name, c.detail));
+        if let Some(fix) = &c.fix {
+            text.push_str(&format!("{:<8} {:<12} fix: {fix}\n", "", ""));
+        }
+    }
+    output::data(text.trim_end());
+}
+
+async fn engine_check(engine: &Engine) -> Check {
+    let at = format!("{} ({})", engine.endpoint.uri, engine.endpoint.source);
+    match engine.docker.version().await {
+        Ok(v) => Check::ok(
+            "engine",
+            format!(
+                "reachable at {at}: server {}, API version {} (engine supports {} to {})",
+                v.version.as_deref().unwrap_or("unknown"),
+                engine.docker.client_version(),
+                v.min_api_version.as_deref().unwrap_or("?"),
+                v.api_version.as_deref().unwrap_or("?"),
+            ),
+        ),
+        Err(err) => Check::problem(
+            "engine",
+            format!("reachable at {at}, but its version is unknown: {err}"),
+            engine::START_ENGINE_HINT,
+        )
+        .blocking(),
+    }
+}
+
+async fn runtime_check(engine: &Engine, settings: &Settings) -> Check {
+    let info = match engine.docker.info().await {
+        Ok(info) => info,
+        Err(err) => {
+            return Check::problem(
+                "runtimes",
+                format!(
+                    "the engine did not describe itself: {}",
+                    engine.explain(err)
+                ),
+                "check the engine's own logs",
+            )
+        }
+    };
+    let mut runtimes: Vec<String> = info.runtimes.unwrap_or_default().into_keys().collect();
+    runtimes.sort();
+    let default = info.default_runtime.unwrap_or_else(|| "runc".to_owned());
+    let detail = format!("{} (default `{default}`)", runtimes.join(", "));
+    match &settings.runtime {
+        Some(wanted) if !runtimes.contains(wanted) => Check::problem(
+            "runtimes",
+            format!("devinst.toml asks for runtime `{wanted}`, the engine has {detail}"),
+            format!("install `{wanted}` and register it with the engine (gVisor: `runsc install`, then restart dockerd), or remove `[container] runtime` from devinst.toml"),
+        )
+        .blocking(),
+        Some(wanted) => Check::ok("runtimes", format!("{detail}; devinst.toml uses `{wanted}`")),
+        None => Check::ok("runtimes", detail),
+    }
+}
+
+async fn port_check(engine: Option<&Engine>, settings: &Settings) -> Check {
+    let range = settings.host_range.clone();
+    let (first, last) = (*range.start(), *range.end());
+    let mut used: BTreeMap<u16, String> = BTreeMap::new();
+    for entry in Registry::snapshot().unwrap_or_default() {
+        if range.contains(&entry.port) {
+            used.insert(entry.port, format!("instance `{}`", entry.name));
+        }
+    }
+    if let Some(engine) = engine {
+        for (port, name) in published_ports(engine).await {
+            if range.contains(&port) {
+                used.entry(port).or_insert(format!("container `{name}`"));
+            }
+        }
+    }
+    for port in range.clone() {
+        if !used.contains_key(&port) && !ports::is_free_on_host(port) {
+            used.insert(port, "another program".to_owned());
+        }
+    }
+    let total = usize::from(last - first) + 1;
+    let free = total - used.len();
+    let mut who: Vec<String> = used.iter().map(|(p, by)| format!("{p} {by}")).collect();
+    if who.len() > 8 {
+        let more = who.len() - 8;
+        who.truncate(8);
+        who.push(format!("{more} more"));
+    }
+    let detail = format!(
+        "{first}-{last}: {} used{}, {free} free",
+        used.len(),
+        if who.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", who.join(", "))
+        }
+    );
+    if free == 0 {
+        Check::problem(
+            "ports",
+            detail,
+            "`devinst gc` to release stale instances, or widen `[ports] host_range` in devinst.toml",
+        )
+    } else {
+        Check::ok("ports", detail)
+    }
+}
+
+async fn published_ports(engine: &Engine) -> Vec<(u16, String)> {
+    let options = bollard::query_parameters::ListContainersOptions {
+        all: true,
+        ..Default::default()
+    };
+    let Ok(list) = engine.docker.list_containers(Some(options)).await else {
+        return Vec::new();
+    };
+    list.iter()
+        .flat_map(|c| {
+            let name = summary_name(c).unwrap_or_default();
+            c.ports
+                .iter()
+                .flatten()
+                .filter_map(|p| p.public_port)
+                .map(move |port| (port, name.clone()))
+        })
+        .collect()
+}
+
+fn registry_check() -> Check {
+    let entries = match Registry::snapshot() {
+        Ok(entries) => entries,
+        Err(err) => {
+            return Check::problem(
+                "registry",
+                format!("{err:#}"),
+                "move the file aside; `devinst setup` in each worktree registers it again",
+            )
+        }
+    };
+    let gone: Vec<String> = entries
+        .iter()
+        .filter(|e| !e.worktree_exists())
+        .map(|e| format!("`{}`", e.name))
+        .collect();
+    let detail = format!("{} instances", entries.len());
+    if gone.is_empty() {
+        return Check::ok("registry", detail);
+    }
+    let shown: Vec<String> = gone.iter().take(5).cloned().collect();
+    let more = if gone.len() > 5 { ", ..." } else { "" };
+    Check::problem(
+        "registry",
+        format!(
+            "{detail}; {} whose worktree is gone: {}{more}",
+            gone.len(),
+            shown.join(", ")
+        ),
+        "devinst gc",
+    )
+}
+
+fn credentials_check(settings: &Settings) -> Check {
+    let Some(home) = directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf()) else {
+        return Check::problem("credentials", "no home directory is set", "set `HOME`");
+    };
+    let (found, missing): (Vec<&String>, Vec<&String>) =
+        settings.credential_paths.iter().partition(|entry| {
+            let (host, _) =
+                crate::engine::spec::credential_paths(entry, &home, &settings.credential_home);
+            host.exists()
+        });
+    let list = |items: &[&String]| {
+        items
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if found.is_empty() {
+        return Check::problem(
+            "credentials",
+            format!("none of {} exists", list(&missing)),
+            "sign in with your cloud's CLI (e.g. `aws configure`, `gcloud auth login`), or set `[credentials] paths` in devinst.toml",
+        );
+    }
+    let missing = if missing.is_empty() {
+        String::new()
+    } else {
+        format!("; not found: {}", list(&missing))
+    };
+    Check::ok(
+        "credentials",
+        format!("mounted read-only: {}{missing}", list(&found)),
+    )
+}
+
+async fn instance_check(engine: Option<&Engine>, layout: Option<&Layout>) -> Check {
+    let Some(layout) = layout else {
+        return Check::problem(
+            "instance",
+            "this directory has no instance",
+            "devinst setup (in a worktree)",
+        );
+    };
+    let record = match layout.read_record() {
+        Ok(record) => record,
+        Err(err) => return Check::problem("instance", format!("{err:#}"), "devinst setup"),
+    };
+    let registered = Registry::snapshot()
+        .unwrap_or_default()
+        .into_iter()
+        .any(|e| e.name == record.name && e.worktree == layout.root);
+    if !registered || record.worktree != layout.root {
+        return Check::problem(
+            "instance",
+            format!(
+                "`{}` is not registered for `{}` (moved or copied?)",
+                record.name,
+                layout.root.display()
+            ),
+            "devinst setup",
+        );
+    }
+    let state = match engine {
+        Some(engine) => match engine.inspect(&record.container).await {
+            Ok(Some(info)) => info
+                .state
+                .and_then(|s| s.status)
+                .map_or("unknown".to_owned(), |s| s.to_string()),
+            Ok(None) => "not created yet".to_owned(),
+            Err(_) => "unknown".to_owned(),
+        },
+        None => "unknown (no engine)".to_owned(),
+    };
+    Check::ok(
+        "instance",
+        format!(
+            "`{}` at {}: container `{}` {state}, port {}",
+            record.name,
+            shown(&layout.root),
+            record.container,
+            record.port
+        ),
+    )
+}
+
+/// The error's sentences on one line; its hint becomes the check's fix.
+fn without_hints(err: &anyhow::Error) -> String {
+    let parts: Vec<String> = err
+        .chain()
+        .map(|cause| cause.to_string())
+        .filter(|text| !text.starts_with(crate::error::HINT_PREFIX))
+        .collect();
+    let text = parts.join(": ");
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn shown(path: &Path) -> String {
+    format!("`{}`", path.display())
+}
