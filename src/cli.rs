@@ -19,7 +19,7 @@ pub struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
 
-    /// Only errors on stderr.
+    /// Only warnings and errors on stderr.
     #[arg(short, long, global = true)]
     pub quiet: bool,
 
