@@ -160,8 +160,19 @@ impl Config {
         Config::parse(&text).with_context(|| format!("invalid `{}`", path.display()))
     }
 
+    /// Parses a recipe. Errors carry toml's line, column and excerpt, and the
+    /// dotted path of the key (`ports.container`), which toml alone names only
+    /// in the excerpt.
     pub fn parse(text: &str) -> Result<Config> {
-        Ok(toml::from_str(text)?)
+        let deserializer = toml::de::Deserializer::parse(text)?;
+        serde_path_to_error::deserialize(deserializer).map_err(|err| {
+            let path = err.path().to_string();
+            let inner = err.into_inner();
+            match path.as_str() {
+                "." | "" => anyhow::Error::new(inner),
+                _ => anyhow::Error::new(inner).context(format!("in the key `{path}`")),
+            }
+        })
     }
 }
 

@@ -24,42 +24,30 @@ impl Worktree {
     /// (or without git) the directory itself is the root.
     pub fn discover(dir: &Path) -> Result<Worktree> {
         let dir = canonical(dir)?;
-        let output = Command::new("git")
-            .arg("-C")
-            .arg(&dir)
-            .args([
-                "rev-parse",
-                "--path-format=absolute",
-                "--show-toplevel",
-                "--git-common-dir",
-                "--git-path",
-                "info/exclude",
-            ])
-            .output();
-        let output = match output {
-            Ok(output) if output.status.success() => output,
-            _ => {
-                return Ok(Worktree {
-                    root: dir,
-                    git: None,
-                })
-            }
-        };
-        let text = String::from_utf8(output.stdout).context("git printed a non-UTF-8 path")?;
-        let mut lines = text.lines();
-        let (Some(root), Some(common), Some(exclude)) = (lines.next(), lines.next(), lines.next())
-        else {
-            // A bare repository or a `.git` directory itself: no work tree.
-            return Ok(Worktree {
+        let outside = |dir: PathBuf| {
+            Ok(Worktree {
                 root: dir,
                 git: None,
-            });
+            })
         };
+        // One question per call: a path may contain a newline, so answers
+        // can't share one output split into lines.
+        let Some(root) = rev_parse(&dir, &["--show-toplevel"])? else {
+            return outside(dir);
+        };
+        if root.as_os_str().is_empty() {
+            // Inside a `.git` directory or a bare repository: no work tree.
+            return outside(dir);
+        }
+        let common_dir =
+            rev_parse(&dir, &["--git-common-dir"])?.context("git found no common dir")?;
+        let exclude_file = rev_parse(&dir, &["--git-path", "info/exclude"])?
+            .context("git found no exclude file")?;
         Ok(Worktree {
-            root: canonical(Path::new(root))?,
+            root: canonical(&root)?,
             git: Some(GitDirs {
-                common_dir: canonical(Path::new(common))?,
-                exclude_file: PathBuf::from(exclude),
+                common_dir: canonical(&common_dir)?,
+                exclude_file,
             }),
         })
     }
@@ -98,6 +86,27 @@ impl Worktree {
         }
         crate::fsutil::write_atomic(path, text.as_bytes(), 0o644)
     }
+}
+
+/// Asks `git rev-parse` one question about `dir`; `None` outside a repository
+/// or without git. Only the one newline git ends its answer with is removed.
+fn rev_parse(dir: &Path, args: &[&str]) -> Result<Option<PathBuf>> {
+    let output = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["rev-parse", "--path-format=absolute"])
+        .args(args)
+        .output();
+    let output = match output {
+        Ok(output) if output.status.success() => output,
+        _ => return Ok(None),
+    };
+    let mut bytes = output.stdout;
+    if bytes.last() == Some(&b'\n') {
+        bytes.pop();
+    }
+    let text = String::from_utf8(bytes).context("git printed a non-UTF-8 path")?;
+    Ok(Some(PathBuf::from(text)))
 }
 
 fn canonical(path: &Path) -> Result<PathBuf> {

@@ -42,7 +42,26 @@ async fn run_in(instance: &Instance, spec: &ExecSpec) -> Result<i32> {
         engine.renegotiate().await?;
     }
     let container = &instance.record.container;
-    let id = match engine.create_exec(container, spec).await {
+    // The exec is created while the container is inspected, so checking that
+    // the container is this worktree's costs no extra round trip; an exec that
+    // is never started is harmless.
+    let (created, inspected) = tokio::join!(
+        engine.create_exec(container, spec),
+        engine.docker.inspect_container(container, None)
+    );
+    // When the inspect fails (no such container, say) the create's answer
+    // tells what to do.
+    let ours = match &inspected {
+        Ok(info) => super::start::belongs_to(info, instance),
+        Err(_) => true,
+    };
+    let id = match created {
+        // Someone else's container by this name: `ensure_running` refuses it
+        // with the reason, or recreates it if this worktree moved.
+        Ok(_) if !ours => {
+            super::start::ensure_running(&engine, instance, false).await?;
+            create_or_start(&engine, instance, spec).await?
+        }
         Ok(id) => id,
         Err(err) if is_version_too_old(&err) => {
             engine.renegotiate().await?;

@@ -60,7 +60,7 @@ pub async fn ensure_running(engine: &Engine, instance: &Instance, recreate: bool
                 .and_then(|c| c.labels.clone())
                 .unwrap_or_default();
             let owner = labels.get(LABEL_WORKTREE).map(String::as_str);
-            if owner != Some(&path_text(&record.worktree)) {
+            if !belongs_to(&info, instance) {
                 if !moved_here(owner, instance) {
                     return Err(anyhow!("a container named `{name}` exists but does not belong to this worktree"))
                         .hint(format!("remove it (`docker rm -f {name}`) or choose another name: `devinst setup OTHER-NAME`"));
@@ -110,6 +110,16 @@ pub fn moved_here(owner: Option<&str>, instance: &Instance) -> bool {
             .iter()
             .any(|e| e.name == instance.record.name && e.worktree == instance.layout.root)
     })
+}
+
+/// Whether the container was made for this instance's worktree (by its label).
+pub fn belongs_to(info: &bollard::models::ContainerInspectResponse, instance: &Instance) -> bool {
+    let owner = info
+        .config
+        .as_ref()
+        .and_then(|c| c.labels.as_ref())
+        .and_then(|l| l.get(LABEL_WORKTREE));
+    owner.map(String::as_str) == Some(&path_text(&instance.record.worktree))
 }
 
 async fn create(

@@ -46,6 +46,12 @@ pub async fn run(ctx: &Context, args: JsonArgs) -> Result<i32> {
         created: r.created.clone(),
     };
     if let Some(info) = info {
+        if !super::start::belongs_to(&info, &instance) {
+            output::warn(format!(
+                "the container `{}` was not made for this worktree; `devinst start` says more",
+                r.container
+            ));
+        }
         view.state = info
             .state
             .and_then(|s| s.status)

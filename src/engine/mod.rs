@@ -79,7 +79,7 @@ impl Engine {
             .ok_or_else(|| unreachable_error(&tried, &"no engine socket exists"))?;
         tracing::debug!("engine at {} ({})", endpoint.uri, endpoint.source);
         let docker = open(&endpoint.uri)
-            .map_err(|err| unreachable_error(std::slice::from_ref(&endpoint), &err))?;
+            .map_err(|err| unreachable_error(std::slice::from_ref(&endpoint), &causes(&err)))?;
         Ok(Engine { docker, endpoint })
     }
 
@@ -98,7 +98,12 @@ impl Engine {
                     tracing::debug!("API version {}", engine.docker.client_version());
                     return Ok(engine);
                 }
-                Err(err) => reasons.push(format!("{} ({}): {err}", endpoint.uri, endpoint.source)),
+                Err(err) => reasons.push(format!(
+                    "{} ({}): {}",
+                    endpoint.uri,
+                    endpoint.source,
+                    causes(&err)
+                )),
             }
         }
         Err(anyhow!(
@@ -160,7 +165,7 @@ impl Engine {
     /// endpoint and a hint on starting an engine.
     pub fn explain(&self, err: ApiError) -> anyhow::Error {
         if is_connection_failure(&err) {
-            return unreachable_error(std::slice::from_ref(&self.endpoint), &err);
+            return unreachable_error(std::slice::from_ref(&self.endpoint), &causes(&err));
         }
         match err {
             ApiError::DockerResponseServerError {
@@ -177,6 +182,22 @@ impl Engine {
 pub const START_ENGINE_HINT: &str =
     "start an engine: Docker (`dockerd &`, or `systemctl start docker`) \
 or Podman's API (`podman system service --time=0 &`), or point `DOCKER_HOST` at a running one";
+
+/// An error with its causes, `a: b: c`: the useful part of a connection
+/// failure ("Connection refused") is usually the innermost.
+fn causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = cause.source();
+    }
+    text
+}
 
 fn unreachable_error(tried: &[Endpoint], why: &dyn std::fmt::Display) -> anyhow::Error {
     let list: Vec<String> = tried

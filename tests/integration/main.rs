@@ -4,5 +4,7 @@
 mod support;
 
 mod core;
+mod errors;
 mod exec;
 mod fleet;
+mod scripts;
