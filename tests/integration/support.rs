@@ -50,10 +50,27 @@ pub fn require_engine() {
 fn data_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("devinst-it-{}", std::process::id()));
+        let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        remove_dead_runs(base);
+        let dir = base.join(format!("devinst-it-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         dir
     })
+}
+
+/// Registries of earlier test runs whose process is gone.
+fn remove_dead_runs(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = name.strip_prefix("devinst-it-") {
+            if !Path::new("/proc").join(pid).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
 }
 
 pub struct TestEnv {
