@@ -183,7 +183,7 @@ fn state_and_logs_persist_on_the_host_and_credentials_are_read_only() {
 fn setup_keeps_its_port_and_parallel_setups_never_share_one() {
     let env = TestEnv::new();
     let range = "[ports]\nhost_range = [47001, 47040]\n";
-    let repos: Vec<_> = (0..12)
+    let repos: Vec<_> = (0..20)
         .map(|i| env.busybox_repo(&format!("par{i}"), range))
         .collect();
     env.run_all_at_once(&repos, "setup");
