@@ -3,7 +3,7 @@
 use super::Instance;
 use crate::cli::{ExecArgs, ShellArgs};
 use crate::engine::exec::{ExecSpec, Output};
-use crate::engine::{is_version_too_old, status, Engine};
+use crate::engine::{is_missing_or_stopped, is_version_too_old, Engine};
 use crate::{output, Context};
 use anyhow::Result;
 use std::io::IsTerminal;
@@ -44,7 +44,7 @@ async fn run_in(instance: &Instance, spec: &ExecSpec) -> Result<i32> {
             engine.renegotiate().await?;
             create_or_start(&engine, instance, spec).await?
         }
-        Err(err) if matches!(status(&err), Some(404 | 409)) => {
+        Err(err) if is_missing_or_stopped(&err) => {
             start_then_create(&engine, instance, spec).await?
         }
         Err(err) => return Err(engine.explain(err)),
@@ -56,9 +56,7 @@ async fn run_in(instance: &Instance, spec: &ExecSpec) -> Result<i32> {
 async fn create_or_start(engine: &Engine, instance: &Instance, spec: &ExecSpec) -> Result<String> {
     match engine.create_exec(&instance.record.container, spec).await {
         Ok(id) => Ok(id),
-        Err(err) if matches!(status(&err), Some(404 | 409)) => {
-            start_then_create(engine, instance, spec).await
-        }
+        Err(err) if is_missing_or_stopped(&err) => start_then_create(engine, instance, spec).await,
         Err(err) => Err(engine.explain(err)),
     }
 }

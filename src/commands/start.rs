@@ -97,7 +97,21 @@ async fn create(
         name: Some(name.to_owned()),
         ..Default::default()
     };
-    match engine.docker.create_container(Some(options), body).await {
+    let mut result = engine
+        .docker
+        .create_container(Some(options.clone()), body.clone())
+        .await;
+    if result.as_ref().is_err_and(lacks_init_binary) {
+        output::warn(
+            "the engine has no init binary for `[container] init` (Podman looks for `catatonit`); \
+             the container runs without one. Install `catatonit`, or set `init = false` under `[container]` in devinst.toml",
+        );
+        result = engine
+            .docker
+            .create_container(Some(options), without_init(body))
+            .await;
+    }
+    match result {
         Ok(_) => {}
         // Another devinst created it a moment ago: use that one.
         Err(err) if status(&err) == Some(409) => {}
@@ -116,6 +130,23 @@ async fn create(
         .inspect(name)
         .await?
         .ok_or_else(|| anyhow!("container `{name}` vanished right after it was created"))
+}
+
+/// Podman answers a create with `init` this way when its init binary
+/// (catatonit) is not installed; Docker ships its own.
+fn lacks_init_binary(err: &bollard::errors::Error) -> bool {
+    crate::engine::message(err).contains("container-init binary not found")
+}
+
+/// The same container without the init process. The spec label keeps the
+/// recipe's hash: the recipe did not change, the engine could not honour it.
+fn without_init(
+    mut body: bollard::models::ContainerCreateBody,
+) -> bollard::models::ContainerCreateBody {
+    if let Some(host) = body.host_config.as_mut() {
+        host.init = Some(false);
+    }
+    body
 }
 
 async fn start_container(engine: &Engine, instance: &Instance) -> Result<()> {

@@ -208,6 +208,16 @@ pub fn message(err: &ApiError) -> &str {
     }
 }
 
+/// The container cannot take an exec because it is missing (404) or not
+/// running: Docker answers 409, Podman 500 with "container state improper".
+pub fn is_missing_or_stopped(err: &ApiError) -> bool {
+    match status(err) {
+        Some(404 | 409) => true,
+        Some(500) => message(err).contains("container state improper"),
+        _ => false,
+    }
+}
+
 /// The engine refused our pinned API version as older than it supports.
 pub fn is_version_too_old(err: &ApiError) -> bool {
     status(err) == Some(400) && message(err).contains("too old")
@@ -221,4 +231,34 @@ fn is_connection_failure(err: &ApiError) -> bool {
             | ApiError::IOError { .. }
             | ApiError::RequestTimeoutError
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status_code: u16, message: &str) -> ApiError {
+        ApiError::DockerResponseServerError {
+            status_code,
+            message: message.to_owned(),
+        }
+    }
+
+    #[test]
+    fn stopped_containers_are_recognised_on_docker_and_podman() {
+        assert!(is_missing_or_stopped(&answer(404, "No such container")));
+        assert!(is_missing_or_stopped(&answer(
+            409,
+            "Container abc is not running"
+        )));
+        // Podman 4.3's answer to an exec on a stopped container.
+        assert!(is_missing_or_stopped(&answer(
+            500,
+            "can only create exec sessions on running containers: container state improper"
+        )));
+        assert!(!is_missing_or_stopped(&answer(
+            500,
+            "no space left on device"
+        )));
+    }
 }

@@ -1,6 +1,7 @@
 //! The test harness: worktrees in a temp dir, the real `devinst` binary, the
 //! real engine. Every container a test makes is removed when it ends, passed
-//! or failed.
+//! or failed. The `docker` CLI used for checks and clean-up follows
+//! `DOCKER_HOST`, as devinst does, so the same tests run against Podman.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -22,7 +23,9 @@ pub fn require_engine() {
             _ => {
                 return Err("no container engine answers (`docker version` failed).\n\
                      Start one with `bash scripts/test-env.sh` (installs and starts Docker, \
-                     builds the test images), then run the tests again."
+                     builds the test images), then run the tests again. For Podman: \
+                     `bash scripts/test-env.sh --podman`, then run the tests with \
+                     DOCKER_HOST=unix:///run/podman/podman.sock."
                     .into())
             }
         }
