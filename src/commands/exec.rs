@@ -14,7 +14,7 @@ pub async fn run(ctx: &Context, args: ExecArgs) -> Result<i32> {
     let instance = Instance::find(target)?;
     let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let spec = exec_spec(&instance, &ctx.cwd, args.command, tty);
-    run_in(&instance, &spec).await
+    run_in(ctx, &instance, &spec).await
 }
 
 pub async fn shell(ctx: &Context, args: ShellArgs) -> Result<i32> {
@@ -30,13 +30,13 @@ pub async fn shell(ctx: &Context, args: ShellArgs) -> Result<i32> {
     .map(String::from)
     .to_vec();
     let spec = exec_spec(&instance, &ctx.cwd, argv, tty);
-    run_in(&instance, &spec).await
+    run_in(ctx, &instance, &spec).await
 }
 
 /// Runs `spec` in the instance, starting the instance first if it is stopped
 /// or not created yet, and returns the command's exit code.
-async fn run_in(instance: &Instance, spec: &ExecSpec) -> Result<i32> {
-    let mut engine = Engine::connect_lazy(instance.settings.engine_host.as_deref())?;
+async fn run_in(ctx: &Context, instance: &Instance, spec: &ExecSpec) -> Result<i32> {
+    let mut engine = Engine::connect_lazy(&ctx.engine_choice(Some(&instance.settings)))?;
     let container = &instance.record.container;
     let id = match engine.create_exec(container, spec).await {
         Ok(id) => id,

@@ -32,7 +32,7 @@ pub fn run(ctx: &Context, args: SetupArgs) -> Result<i32> {
         .tier
         .or_else(|| previous.as_ref().and_then(|p| p.tier.clone()));
     settings.limits_for(tier.as_deref())?;
-    let published = super::block_on_value(engine_ports(&settings));
+    let published = super::block_on_value(engine_ports(ctx.engine_choice(Some(&settings))));
 
     let mut registry = Registry::lock()?;
     let name = choose_name(
@@ -187,8 +187,8 @@ fn choose_port(
         .hint("free a port (`devinst list` shows instances; `devinst gc` removes stale ones), or widen `[ports] host_range` in devinst.toml")
 }
 
-async fn engine_ports(settings: &Settings) -> Result<BTreeSet<u16>> {
-    let engine = Engine::connect_lazy(settings.engine_host.as_deref())?;
+async fn engine_ports(choice: crate::engine::Choice) -> Result<BTreeSet<u16>> {
+    let engine = Engine::connect_lazy(&choice)?;
     let options = bollard::query_parameters::ListContainersOptions {
         all: true,
         ..Default::default()

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 pub async fn run(ctx: &Context, args: StartArgs) -> Result<i32> {
     let instance = Instance::find(&ctx.cwd)?;
-    let engine = Engine::connect(instance.settings.engine_host.as_deref()).await?;
+    let engine = Engine::connect(&ctx.engine_choice(Some(&instance.settings))).await?;
     ensure_running(&engine, &instance, args.recreate).await?;
     let s = &instance.settings;
     output::data(format!(

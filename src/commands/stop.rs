@@ -8,7 +8,7 @@ use bollard::query_parameters::StopContainerOptions;
 
 pub async fn run(ctx: &Context) -> Result<i32> {
     let instance = Instance::find(&ctx.cwd)?;
-    let engine = Engine::connect(instance.settings.engine_host.as_deref()).await?;
+    let engine = Engine::connect(&ctx.engine_choice(Some(&instance.settings))).await?;
     let name = &instance.record.container;
     let options = StopContainerOptions {
         t: Some(10),

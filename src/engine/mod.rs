@@ -1,10 +1,12 @@
 //! The container engine, reached through its API (bollard), never its CLI.
 
+pub mod discover;
 pub mod exec;
 pub mod image;
 pub mod spec;
 
-use crate::error::WithHint;
+pub use discover::{Choice, Endpoint, START_ENGINE_HINT};
+
 use anyhow::{anyhow, Result};
 use bollard::errors::Error as ApiError;
 use bollard::models::ContainerInspectResponse;
@@ -19,82 +21,41 @@ const PINNED_VERSION: &ClientVersion = &ClientVersion {
 };
 const TIMEOUT_SECS: u64 = 120;
 
-/// Where an engine may be found, and why devinst looked there.
-#[derive(Debug, Clone)]
-pub struct Endpoint {
-    pub uri: String,
-    pub source: &'static str,
-}
-
 pub struct Engine {
     pub docker: Docker,
     pub endpoint: Endpoint,
-}
-
-/// The endpoints to try, in order: the recipe's, `DOCKER_HOST`, then the
-/// usual Docker and Podman sockets.
-pub fn candidates(configured: Option<&str>) -> Vec<Endpoint> {
-    if let Some(uri) = configured {
-        return vec![Endpoint {
-            uri: uri.to_owned(),
-            source: "[engine] host in devinst.toml",
-        }];
-    }
-    if let Some(uri) = std::env::var("DOCKER_HOST").ok().filter(|v| !v.is_empty()) {
-        return vec![Endpoint {
-            uri,
-            source: "DOCKER_HOST",
-        }];
-    }
-    let mut found = vec![Endpoint {
-        uri: "unix:///var/run/docker.sock".to_owned(),
-        source: "the default Docker socket",
-    }];
-    if let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR") {
-        let path = PathBuf::from(runtime).join("podman/podman.sock");
-        found.push(Endpoint {
-            uri: format!("unix://{}", path.display()),
-            source: "the rootless Podman socket",
-        });
-    }
-    found.push(Endpoint {
-        uri: "unix:///run/podman/podman.sock".to_owned(),
-        source: "the Podman socket",
-    });
-    found
 }
 
 impl Engine {
     /// Picks the first endpoint whose socket exists, without a round trip to
     /// it: this is the shim's path, and the first real request tells soon
     /// enough whether the engine answers.
-    pub fn connect_lazy(configured: Option<&str>) -> Result<Engine> {
-        let tried = candidates(configured);
-        let endpoint = tried
+    pub fn connect_lazy(choice: &Choice) -> Result<Engine> {
+        let tried = discover::candidates(choice, &discover::Env::from_process())?;
+        let Some(endpoint) = tried
             .iter()
             .find(|e| socket_path(&e.uri).is_none_or(|path| path.exists()))
             .cloned()
-            .ok_or_else(|| unreachable_error(&tried, &"no engine socket exists"))?;
-        let docker = open(&endpoint.uri)
-            .map_err(|err| unreachable_error(std::slice::from_ref(&endpoint), &err))?;
+        else {
+            let reasons = tried.iter().map(|e| (e, "no such socket".to_owned()));
+            return Err(unreachable_error(reasons));
+        };
+        let docker =
+            open(&endpoint.uri).map_err(|err| unreachable_error([(&endpoint, err.to_string())]))?;
         Ok(Engine { docker, endpoint })
     }
 
     /// Finds an engine that answers and agrees an API version with it.
-    pub async fn connect(configured: Option<&str>) -> Result<Engine> {
-        let tried = candidates(configured);
+    pub async fn connect(choice: &Choice) -> Result<Engine> {
+        let tried = discover::candidates(choice, &discover::Env::from_process())?;
         let mut reasons = Vec::new();
         for endpoint in &tried {
             match Engine::try_endpoint(endpoint).await {
                 Ok(engine) => return Ok(engine),
-                Err(err) => reasons.push(format!("{} ({}): {err}", endpoint.uri, endpoint.source)),
+                Err(err) => reasons.push((endpoint, why(&err))),
             }
         }
-        Err(anyhow!(
-            "cannot reach a container engine; tried:\n    {}",
-            reasons.join("\n    ")
-        ))
-        .hint(START_ENGINE_HINT)
+        Err(unreachable_error(reasons))
     }
 
     async fn try_endpoint(endpoint: &Endpoint) -> Result<Engine, ApiError> {
@@ -132,7 +93,7 @@ impl Engine {
     /// endpoint and a hint on starting an engine.
     pub fn explain(&self, err: ApiError) -> anyhow::Error {
         if is_connection_failure(&err) {
-            return unreachable_error(std::slice::from_ref(&self.endpoint), &err);
+            return unreachable_error([(&self.endpoint, why(&err))]);
         }
         match err {
             ApiError::DockerResponseServerError {
@@ -146,20 +107,37 @@ impl Engine {
     }
 }
 
-pub const START_ENGINE_HINT: &str =
-    "start an engine: Docker (`dockerd &`, or `systemctl start docker`) \
-or Podman's API (`podman system service --time=0 &`), or point `DOCKER_HOST` at a running one";
-
-fn unreachable_error(tried: &[Endpoint], why: &dyn std::fmt::Display) -> anyhow::Error {
-    let list: Vec<String> = tried
-        .iter()
-        .map(|e| format!("{} ({})", e.uri, e.source))
+/// "cannot reach a container engine", with each endpoint tried, why it
+/// failed, and how to start an engine.
+fn unreachable_error<'a>(
+    reasons: impl IntoIterator<Item = (&'a Endpoint, String)>,
+) -> anyhow::Error {
+    let lines: Vec<String> = reasons
+        .into_iter()
+        .map(|(e, why)| format!("{} ({}): {why}", e.uri, e.source))
         .collect();
     anyhow!(
-        "cannot reach a container engine at {}: {why}",
-        list.join(", ")
+        "cannot reach a container engine; tried:\n    {}",
+        lines.join("\n    ")
     )
     .context(crate::error::Hint(START_ENGINE_HINT.to_owned()))
+}
+
+/// A short reason for a failed connection: the OS error where there is one.
+fn why(err: &ApiError) -> String {
+    match err {
+        ApiError::SocketNotFoundError(_) => "no such socket".to_owned(),
+        ApiError::UnsupportedURISchemeError { .. } => {
+            "unsupported scheme (devinst speaks `unix://`, `tcp://` and `http://`)".to_owned()
+        }
+        other => {
+            let mut source: &dyn std::error::Error = other;
+            while let Some(next) = source.source() {
+                source = next;
+            }
+            source.to_string()
+        }
+    }
 }
 
 fn open(uri: &str) -> Result<Docker, ApiError> {

@@ -114,7 +114,13 @@ impl TestEnv {
 
     /// Runs devinst in `dir`; remembers the instance so it is cleaned up.
     pub fn run(&self, dir: &Path, args: &[&str]) -> Run {
-        let out = self.cmd(dir).args(args).output().unwrap();
+        self.run_cmd(dir, self.cmd(dir).args(args))
+    }
+
+    /// Runs a command made with [`TestEnv::cmd`] and changed by the test
+    /// (environment, flags); remembers the instance of `dir`.
+    pub fn run_cmd(&self, dir: &Path, cmd: &mut Command) -> Run {
+        let out = cmd.output().unwrap();
         self.track(dir);
         Run::from(out)
     }

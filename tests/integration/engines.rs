@@ -1,0 +1,130 @@
+//! Engines and sandboxes: finding the engine, Podman, gVisor, limits and
+//! tiers, networks, and running as the worktree's owner.
+//!
+//! Tests named `any_engine_*` hold on Docker and on Podman alike; CI runs them
+//! a second time with `DOCKER_HOST` at Podman's socket. The others need what
+//! only the Docker engine here has (the `runsc` runtime).
+
+use crate::support::*;
+use std::path::Path;
+
+/// Host ports for this module, apart from other modules' and worktrees' runs.
+const RANGE: &str = "[ports]\nhost_range = [47300, 47499]\n";
+
+/// The engine this run uses, as the `docker` CLI of the checks sees it.
+fn engine_uri() -> String {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned())
+}
+
+/// A Docker CLI context named `name` for `host`, laid out as `docker context
+/// create` does (metadata under the SHA-256 of the name).
+fn write_context(config_dir: &Path, name: &str, host: &str) {
+    let digest = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("printf %s '{name}' | sha256sum"))
+        .output()
+        .unwrap();
+    let hex = String::from_utf8_lossy(&digest.stdout)[..64].to_owned();
+    write(
+        &config_dir.join("contexts/meta").join(hex).join("meta.json"),
+        &format!(
+            r#"{{"Name":"{name}","Metadata":{{}},"Endpoints":{{"docker":{{"Host":"{host}","SkipTLSVerify":false}}}}}}"#
+        ),
+    );
+}
+
+#[test]
+fn any_engine_the_docker_context_finds_the_engine_and_an_unknown_one_is_an_error() {
+    let env = TestEnv::new();
+    let repo = env.busybox_repo("eng-context", RANGE);
+    let docker_dir = env.home.join(".docker");
+    write_context(&docker_dir, "devinst-it", &engine_uri());
+    write_context(
+        &docker_dir,
+        "devinst-gone",
+        "unix:///nonexistent/devinst.sock",
+    );
+    write(
+        &docker_dir.join("config.json"),
+        r#"{"auths":{},"currentContext":"devinst-it"}"#,
+    );
+    let devinst = |args: &[&str], context: Option<&str>| {
+        let mut cmd = env.cmd(&repo);
+        cmd.env_remove("DOCKER_HOST").env_remove("DOCKER_CONFIG");
+        match context {
+            Some(name) => cmd.env("DOCKER_CONTEXT", name),
+            None => cmd.env_remove("DOCKER_CONTEXT"),
+        };
+        env.run_cmd(&repo, cmd.args(args))
+    };
+
+    // `currentContext` in ~/.docker/config.json names the engine.
+    devinst(&["setup"], None).ok();
+    devinst(&["start"], None).ok();
+    let run = devinst(&["exec", "--", "echo", "via-context"], None).ok();
+    assert_eq!(run.stdout, "via-context\n");
+    let container = instance_value(&repo, "DEVINST_CONTAINER").unwrap();
+    assert_eq!(inspect(&container, "{{.State.Running}}"), "true");
+
+    // DOCKER_CONTEXT wins over config.json: this one's engine is not there,
+    // and the error says which context sent devinst where.
+    let run = devinst(&["exec", "--", "true"], Some("devinst-gone"));
+    let run = run.fails_with(125, "cannot reach a container engine");
+    assert!(
+        run.stderr.contains(
+            "unix:///nonexistent/devinst.sock (docker context `devinst-gone` from DOCKER_CONTEXT)"
+        ),
+        "{run}"
+    );
+    assert!(run.stderr.contains("hint: start an engine"), "{run}");
+
+    // An unknown context is named, with where it came from and what to do.
+    for args in [&["exec", "--", "true"][..], &["status"][..]] {
+        let code = if args[0] == "exec" { 125 } else { 1 };
+        let run = devinst(args, Some("nosuch")).fails_with(
+            code,
+            "unknown docker context `nosuch` (from DOCKER_CONTEXT)",
+        );
+        assert!(run.stderr.contains("docker context ls"), "{run}");
+    }
+    // `default` is the default socket, as for the Docker CLI.
+    if engine_uri() == "unix:///var/run/docker.sock" {
+        devinst(&["exec", "--", "true"], Some("default")).ok();
+    }
+}
+
+#[test]
+fn any_engine_the_host_flag_wins_over_the_recipe_and_unreachable_engines_are_listed() {
+    let env = TestEnv::new();
+    let repo = env.busybox_repo(
+        "eng-hostflag",
+        &format!("{RANGE}[engine]\nhost = \"unix:///nonexistent/devinst.sock\"\n"),
+    );
+    env.run(&repo, &["setup"]).ok();
+    let run = env
+        .run(&repo, &["start"])
+        .fails_with(1, "cannot reach a container engine; tried:");
+    assert!(
+        run.stderr
+            .contains("unix:///nonexistent/devinst.sock ([engine] host in devinst.toml)"),
+        "{run}"
+    );
+    for engine in ["Docker", "Podman", "--host", "DOCKER_HOST"] {
+        assert!(run.stderr.contains(engine), "hint names {engine}: {run}");
+    }
+    let host = engine_uri();
+    env.run(&repo, &["--host", &host, "start"]).ok();
+    let run = env
+        .run(&repo, &["exec", "--host", &host, "--", "echo", "flag"])
+        .ok();
+    assert_eq!(run.stdout, "flag\n");
+    env.run(&repo, &["--host", &host, "stop"]).ok();
+    let container = instance_value(&repo, "DEVINST_CONTAINER").unwrap();
+    assert_eq!(inspect(&container, "{{.State.Running}}"), "false");
+    // A scheme devinst does not speak is said so.
+    env.run(&repo, &["--host", "ssh://user@remote", "status"])
+        .fails_with(1, "unsupported scheme");
+}
