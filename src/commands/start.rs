@@ -10,7 +10,7 @@ use crate::error::WithHint;
 use crate::instance::path_text;
 use crate::worktree::Worktree;
 use crate::{fsutil, output, Context};
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context as _, Result};
 use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions};
 use sha2::{Digest, Sha256};
 
@@ -91,6 +91,12 @@ async fn create(
     body: bollard::models::ContainerCreateBody,
 ) -> Result<bollard::models::ContainerInspectResponse> {
     let image = body.image.clone().unwrap_or_default();
+    if let Some(runtime) = body.host_config.as_ref().and_then(|h| h.runtime.as_deref()) {
+        engine
+            .require_runtime(runtime)
+            .await
+            .with_context(|| format!("cannot create container `{name}`"))?;
+    }
     engine.ensure_image(&image).await?;
     output::note(format!("creating container `{name}` from `{image}`"));
     let options = CreateContainerOptions {

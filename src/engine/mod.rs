@@ -7,6 +7,7 @@ pub mod spec;
 
 pub use discover::{Choice, Endpoint, START_ENGINE_HINT};
 
+use crate::error::WithHint;
 use anyhow::{anyhow, Result};
 use bollard::errors::Error as ApiError;
 use bollard::models::ContainerInspectResponse;
@@ -78,6 +79,27 @@ impl Engine {
             .await
             .map_err(|err| self.explain(err))?;
         Ok(())
+    }
+
+    /// Checks that the engine has the OCI runtime the recipe asks for, before
+    /// a container is made with it: the engine's own refusal comes late
+    /// (Docker at create, Podman at start) and does not say what it has.
+    pub async fn require_runtime(&self, runtime: &str) -> Result<()> {
+        let info = self.docker.info().await.map_err(|e| self.explain(e))?;
+        let mut known: Vec<String> = info.runtimes.unwrap_or_default().into_keys().collect();
+        if known.iter().any(|name| name == runtime) {
+            return Ok(());
+        }
+        known.sort();
+        Err(anyhow!(
+            "the engine at {} has no runtime `{runtime}`; it has: {}",
+            self.endpoint.uri,
+            crate::settings::list_or_none(&known.iter().map(String::as_str).collect::<Vec<_>>())
+        ))
+        .hint(format!(
+            "set `[container] runtime` in devinst.toml to one of those, or add `{runtime}` to the engine \
+             (Docker: a `runtimes` entry in /etc/docker/daemon.json, then `kill -HUP` dockerd; see docs/engines.md)"
+        ))
     }
 
     /// Inspects a container; `None` when there is none by that name.

@@ -128,3 +128,123 @@ fn any_engine_the_host_flag_wins_over_the_recipe_and_unreachable_engines_are_lis
     env.run(&repo, &["--host", "ssh://user@remote", "status"])
         .fails_with(1, "unsupported scheme");
 }
+
+/// Serves `text` over HTTP from inside the instance (busybox `httpd`, which
+/// backgrounds itself and outlives the exec) on the container port.
+fn serve_from_instance(env: &TestEnv, repo: &Path, text: &str) {
+    write(&repo.join("www/hello.txt"), text);
+    env.run(
+        repo,
+        &["exec", "--", "httpd", "-p", "46580", "-h", "/app/www"],
+    )
+    .ok();
+}
+
+/// GETs `path` from `127.0.0.1:port`, retrying while the server comes up.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut last = String::new();
+    for _ in 0..50 {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(mut stream) => {
+                stream
+                    .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                    .unwrap();
+                let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
+                if stream.write_all(request.as_bytes()).is_ok() {
+                    let mut response = String::new();
+                    let _ = stream.read_to_string(&mut response);
+                    if response.starts_with("HTTP/1.") {
+                        return response;
+                    }
+                    last = response;
+                }
+            }
+            Err(err) => last = err.to_string(),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("no HTTP answer on 127.0.0.1:{port}: {last}");
+}
+
+fn port_of(repo: &Path) -> u16 {
+    instance_value(repo, "DEVINST_PORT")
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn gvisor_runs_the_instance_in_its_sandbox_with_ports_shims_and_restarts() {
+    let env = TestEnv::new();
+    let repo = env.busybox_repo(
+        "eng-gvisor",
+        &format!("{RANGE}[shims]\nkernel = [\"uname\", \"-r\"]\n"),
+    );
+    let toml = std::fs::read_to_string(repo.join("devinst.toml")).unwrap();
+    write(
+        &repo.join("devinst.toml"),
+        &toml.replacen("[container]\n", "[container]\nruntime = \"runsc\"\n", 1),
+    );
+    env.run(&repo, &["setup"]).ok();
+    env.run(&repo, &["start"]).ok();
+    let container = instance_value(&repo, "DEVINST_CONTAINER").unwrap();
+    assert_eq!(inspect(&container, "{{.HostConfig.Runtime}}"), "runsc");
+    // gVisor's own kernel answers, not the host's.
+    let kernel = env.run(&repo, &["exec", "--", "uname", "-r"]).ok();
+    assert_eq!(kernel.stdout, "4.4.0\n", "{kernel}");
+    let shim = env
+        .script(&repo, &repo.join(".sky-dev/bin/kernel"), &[])
+        .ok();
+    assert_eq!(shim.stdout, "4.4.0\n");
+
+    // The published port reaches a server inside the sandbox, on loopback.
+    serve_from_instance(&env, &repo, "from gvisor\n");
+    let port = port_of(&repo);
+    let response = http_get(port, "/hello.txt");
+    assert!(response.ends_with("from gvisor\n"), "{response}");
+    assert_eq!(
+        inspect(
+            &container,
+            "{{(index (index .HostConfig.PortBindings \"46580/tcp\") 0).HostIp}}"
+        ),
+        "127.0.0.1"
+    );
+
+    // Stopped, the shim brings it back, still sandboxed.
+    env.script(&repo, &repo.join(".sky-dev/bin/stop-container"), &[])
+        .ok();
+    assert_eq!(inspect(&container, "{{.State.Running}}"), "false");
+    let shim = env
+        .script(&repo, &repo.join(".sky-dev/bin/kernel"), &[])
+        .ok();
+    assert_eq!(shim.stdout, "4.4.0\n");
+    assert_eq!(inspect(&container, "{{.State.Running}}"), "true");
+}
+
+#[test]
+fn any_engine_a_runtime_the_engine_lacks_is_refused_before_creating_anything() {
+    let env = TestEnv::new();
+    let repo = env.busybox_repo("eng-noruntime", RANGE);
+    let toml = std::fs::read_to_string(repo.join("devinst.toml")).unwrap();
+    write(
+        &repo.join("devinst.toml"),
+        &toml.replacen("[container]\n", "[container]\nruntime = \"nosuch\"\n", 1),
+    );
+    env.run(&repo, &["setup"]).ok();
+    let run = env
+        .run(&repo, &["start"])
+        .fails_with(1, "has no runtime `nosuch`; it has: ");
+    // Both engines here list at least runc.
+    assert!(run.stderr.contains("runc"), "{run}");
+    assert!(
+        run.stderr.contains("hint: set `[container] runtime`"),
+        "{run}"
+    );
+    let container = instance_value(&repo, "DEVINST_CONTAINER").unwrap();
+    let exists = std::process::Command::new("docker")
+        .args(["inspect", &container])
+        .output()
+        .unwrap();
+    assert!(!exists.status.success(), "no container was created");
+}
