@@ -31,7 +31,9 @@ pub fn run(ctx: &Context, args: SetupArgs) -> Result<i32> {
     let tier = args
         .tier
         .or_else(|| previous.as_ref().and_then(|p| p.tier.clone()));
-    settings.limits_for(tier.as_deref())?;
+    settings.limits_for(tier.as_deref()).hint(
+        "name a tier from `[tiers.NAME]` in devinst.toml with `devinst setup --tier NAME`, or add that table",
+    )?;
     let published = super::block_on_value(engine_ports(ctx.engine_choice(Some(&settings))));
 
     let mut registry = Registry::lock()?;

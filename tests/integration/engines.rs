@@ -248,3 +248,104 @@ fn any_engine_a_runtime_the_engine_lacks_is_refused_before_creating_anything() {
         .unwrap();
     assert!(!exists.status.success(), "no container was created");
 }
+
+/// A cgroup value from inside the instance, on cgroup v2 or v1.
+fn cgroup(env: &TestEnv, repo: &Path, v2: &str, v1: &str) -> String {
+    let script = format!("cat /sys/fs/cgroup/{v2} 2>/dev/null || cat /sys/fs/cgroup/{v1}");
+    env.run(repo, &["exec", "--", "sh", "-c", &script])
+        .ok()
+        .stdout
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn any_engine_limits_reach_the_engine_and_the_cgroup() {
+    let env = TestEnv::new();
+    let repo = env.busybox_repo("eng-limits", RANGE);
+    let toml = std::fs::read_to_string(repo.join("devinst.toml")).unwrap();
+    write(
+        &repo.join("devinst.toml"),
+        &toml.replacen(
+            "[container]\n",
+            "[container]\ncpus = 1.5\nmemory = \"512m\"\npids = 100\n",
+            1,
+        ),
+    );
+    env.run(&repo, &["setup"]).ok();
+    env.run(&repo, &["start"]).ok();
+    let container = instance_value(&repo, "DEVINST_CONTAINER").unwrap();
+    assert_eq!(
+        inspect(&container, "{{.HostConfig.NanoCpus}}"),
+        "1500000000"
+    );
+    assert_eq!(inspect(&container, "{{.HostConfig.Memory}}"), "536870912");
+    assert_eq!(inspect(&container, "{{.HostConfig.PidsLimit}}"), "100");
+    // What the kernel enforces inside.
+    assert_eq!(
+        cgroup(&env, &repo, "memory.max", "memory/memory.limit_in_bytes"),
+        "536870912"
+    );
+    assert_eq!(cgroup(&env, &repo, "pids.max", "pids/pids.max"), "100");
+    let cpu = cgroup(&env, &repo, "cpu.max", "cpu/cpu.cfs_quota_us");
+    let quota: u64 = cpu.split_whitespace().next().unwrap().parse().unwrap();
+    let period: u64 = match cpu.split_whitespace().nth(1) {
+        Some(period) => period.parse().unwrap(),
+        None => cgroup(&env, &repo, "cpu.max", "cpu/cpu.cfs_period_us")
+            .parse()
+            .unwrap(),
+    };
+    assert_eq!(quota * 10 / period, 15, "1.5 cpus: {quota}/{period}");
+}
+
+#[test]
+fn any_engine_a_tier_chosen_at_setup_sets_the_limits_and_an_unknown_one_is_refused() {
+    let env = TestEnv::new();
+    let repo = env.busybox_repo(
+        "eng-tiers",
+        &format!(
+            "{RANGE}[tiers.dev-small]\ncpus = 0.5\nmemory = \"1g\"\n[tiers.dev-large]\ncpus = 2.0\nmemory = \"2g\"\n"
+        ),
+    );
+    let toml = std::fs::read_to_string(repo.join("devinst.toml")).unwrap();
+    write(
+        &repo.join("devinst.toml"),
+        &toml.replacen(
+            "[container]\n",
+            "[container]\nmemory = \"256m\"\npids = 64\n",
+            1,
+        ),
+    );
+    let run = env
+        .run(&repo, &["setup", "--tier", "huge"])
+        .fails_with(1, "unknown tier `huge`");
+    assert!(run.stderr.contains("dev-large, dev-small"), "{run}");
+    assert!(run.stderr.contains("hint: "), "{run}");
+    assert!(!repo.join(".sky-dev/.instance").exists(), "nothing set up");
+
+    env.run(&repo, &["setup", "--tier", "dev-small"]).ok();
+    assert_eq!(instance_value(&repo, "DEVINST_TIER").unwrap(), "dev-small");
+    env.run(&repo, &["start"]).ok();
+    let container = instance_value(&repo, "DEVINST_CONTAINER").unwrap();
+    assert_eq!(inspect(&container, "{{.HostConfig.NanoCpus}}"), "500000000");
+    assert_eq!(inspect(&container, "{{.HostConfig.Memory}}"), "1073741824");
+    // What the tier leaves out comes from `[container]`.
+    assert_eq!(inspect(&container, "{{.HostConfig.PidsLimit}}"), "64");
+    assert_eq!(
+        cgroup(&env, &repo, "memory.max", "memory/memory.limit_in_bytes"),
+        "1073741824"
+    );
+
+    // A re-run keeps the tier; a new tier applies on --recreate.
+    env.run(&repo, &["setup"]).ok();
+    assert_eq!(instance_value(&repo, "DEVINST_TIER").unwrap(), "dev-small");
+    env.run(&repo, &["setup", "--tier", "dev-large"]).ok();
+    let run = env.run(&repo, &["start"]).ok();
+    assert!(run.stderr.contains("--recreate"), "{run}");
+    env.run(&repo, &["start", "--recreate"]).ok();
+    assert_eq!(inspect(&container, "{{.HostConfig.Memory}}"), "2147483648");
+    assert_eq!(
+        inspect(&container, "{{.HostConfig.NanoCpus}}"),
+        "2000000000"
+    );
+}
