@@ -97,6 +97,13 @@ async fn create(
             .await
             .with_context(|| format!("cannot create container `{name}`"))?;
     }
+    if let Some(network) = body
+        .host_config
+        .as_ref()
+        .and_then(|h| h.network_mode.as_deref())
+    {
+        engine.ensure_network(network).await?;
+    }
     engine.ensure_image(&image).await?;
     output::note(format!("creating container `{name}` from `{image}`"));
     let options = CreateContainerOptions {

@@ -3,6 +3,7 @@
 pub mod discover;
 pub mod exec;
 pub mod image;
+pub mod network;
 pub mod spec;
 
 pub use discover::{Choice, Endpoint, START_ENGINE_HINT};

@@ -349,3 +349,99 @@ fn any_engine_a_tier_chosen_at_setup_sets_the_limits_and_an_unknown_one_is_refus
         "2000000000"
     );
 }
+
+/// `docker network inspect -f FORMAT NAME`, or `None` when there is none.
+fn network_inspect(name: &str, format: &str) -> Option<String> {
+    let out = std::process::Command::new("docker")
+        .args(["network", "inspect", "-f", format, name])
+        .output()
+        .unwrap();
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+#[test]
+fn any_engine_instances_on_a_named_network_reach_each_other_by_container_name() {
+    let env = TestEnv::new();
+    let network = env.network("devinst-it-net");
+    let server = env.busybox_repo("eng-net-server", RANGE);
+    let client = env.busybox_repo("eng-net-client", RANGE);
+    for repo in [&server, &client] {
+        let toml = std::fs::read_to_string(repo.join("devinst.toml")).unwrap();
+        write(
+            &repo.join("devinst.toml"),
+            &toml.replacen(
+                "[container]\n",
+                &format!("[container]\nnetwork = \"{network}\"\n"),
+                1,
+            ),
+        );
+        env.run(repo, &["setup"]).ok();
+    }
+    assert_eq!(
+        network_inspect(&network, "{{.Name}}"),
+        None,
+        "not there yet"
+    );
+    let run = env.run(&server, &["start"]).ok();
+    assert!(
+        run.stderr
+            .contains(&format!("creating network `{network}`")),
+        "{run}"
+    );
+    assert_eq!(
+        network_inspect(
+            &network,
+            "{{.Driver}} {{index .Labels \"devinst.managed-by\"}}"
+        )
+        .unwrap(),
+        "bridge devinst"
+    );
+    let run = env.run(&client, &["start"]).ok();
+    assert!(
+        !run.stderr.contains("creating network"),
+        "joined, not made again: {run}"
+    );
+
+    serve_from_instance(&env, &server, "by name\n");
+    let server_name = instance_value(&server, "DEVINST_CONTAINER").unwrap();
+    let url = format!("http://{server_name}:46580/hello.txt");
+    let mut fetched = String::new();
+    for _ in 0..30 {
+        let run = env.run(&client, &["exec", "--", "wget", "-q", "-O", "-", &url]);
+        if run.code == 0 {
+            fetched = run.stdout;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(fetched, "by name\n", "the client reaches {url}");
+
+    // Destroying the instances leaves the network to whoever else uses it.
+    env.run(&server, &["destroy", "-y"]).ok();
+    env.run(&client, &["destroy", "-y"]).ok();
+    assert!(
+        network_inspect(&network, "{{.Name}}").is_some(),
+        "network kept"
+    );
+}
+
+#[test]
+fn any_engine_without_a_network_the_instance_is_on_the_default_bridge() {
+    let env = TestEnv::new();
+    let repo = env.busybox_repo("eng-net-default", RANGE);
+    env.run(&repo, &["setup"]).ok();
+    env.run(&repo, &["start"]).ok();
+    let container = instance_value(&repo, "DEVINST_CONTAINER").unwrap();
+    let networks = inspect(
+        &container,
+        "{{range $name, $_ := .NetworkSettings.Networks}}{{$name}} {{end}}",
+    );
+    let default = if engine_uri().contains("podman") {
+        "podman"
+    } else {
+        "bridge"
+    };
+    assert_eq!(networks, default);
+}

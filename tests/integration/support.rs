@@ -63,6 +63,7 @@ pub struct TestEnv {
     pub tmp: tempfile::TempDir,
     pub home: PathBuf,
     containers: std::cell::RefCell<Vec<String>>,
+    networks: std::cell::RefCell<Vec<String>>,
 }
 
 impl TestEnv {
@@ -78,6 +79,7 @@ impl TestEnv {
             tmp,
             home,
             containers: Default::default(),
+            networks: Default::default(),
         }
     }
 
@@ -159,6 +161,14 @@ impl TestEnv {
         Run::from(out)
     }
 
+    /// A network name unique to this test run, removed when the test ends
+    /// (devinst itself never removes networks).
+    pub fn network(&self, name: &str) -> String {
+        let unique = format!("{name}-{}", std::process::id());
+        self.networks.borrow_mut().push(unique.clone());
+        unique
+    }
+
     /// Records the container of the instance that owns `dir`, if any.
     pub fn track(&self, dir: &Path) {
         let Some(root) = dir
@@ -179,13 +189,21 @@ impl TestEnv {
 impl Drop for TestEnv {
     fn drop(&mut self) {
         for container in self.containers.borrow().iter() {
-            let _ = Command::new("docker")
-                .args(["rm", "-f", "-v", container])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            quiet_docker(&["rm", "-f", "-v", container]);
+        }
+        // After the containers: a network in use cannot be removed.
+        for network in self.networks.borrow().iter() {
+            quiet_docker(&["network", "rm", network]);
         }
     }
+}
+
+fn quiet_docker(args: &[&str]) {
+    let _ = Command::new("docker")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 /// A value from a worktree's `.sky-dev/.instance`, read by `sh` itself.
