@@ -94,7 +94,7 @@ fn exec_spec(instance: &Instance, cwd: &Path, argv: Vec<String>, tty: bool) -> E
         argv,
         workdir: Some(container_dir(cwd, &instance.layout.root, &s.workdir)),
         env,
-        user: s.user.clone(),
+        user: s.user.for_exec(),
         tty,
         stdin: true,
     }

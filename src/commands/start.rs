@@ -4,10 +4,11 @@
 use super::Instance;
 use crate::cli::StartArgs;
 use crate::engine::exec::{ExecSpec, Output};
-use crate::engine::spec::{self, HostFacts, LABEL_SPEC, LABEL_WORKTREE};
+use crate::engine::spec::{self, HostFacts, Owner, LABEL_SPEC, LABEL_WORKTREE};
 use crate::engine::{status, Engine};
 use crate::error::WithHint;
 use crate::instance::path_text;
+use crate::settings::User;
 use crate::worktree::Worktree;
 use crate::{fsutil, output, Context};
 use anyhow::{anyhow, Context as _, Result};
@@ -37,11 +38,15 @@ pub async fn ensure_running(engine: &Engine, instance: &Instance, recreate: bool
         ))
         .hint("run `devinst setup` to move it to this worktree");
     }
+    let owner = match instance.settings.user {
+        User::Host => Some(prepare_owner_dirs(engine, instance).await?),
+        _ => None,
+    };
     let body = spec::container_body(
         &instance.settings,
         record,
         &instance.layout,
-        &host_facts(instance)?,
+        &host_facts(instance, owner)?,
     );
     let wanted_spec = body
         .labels
@@ -200,7 +205,42 @@ pub async fn remove(engine: &Engine, name: &str) -> Result<()> {
     }
 }
 
-fn host_facts(instance: &Instance) -> Result<HostFacts> {
+/// For `user = "host"`: finds the worktree's owner, and makes the host
+/// directories mounted for them (HOME, state, logs) theirs, for when devinst
+/// itself runs as root on someone else's worktree.
+async fn prepare_owner_dirs(engine: &Engine, instance: &Instance) -> Result<Owner> {
+    use std::os::unix::fs::MetadataExt;
+    let layout = &instance.layout;
+    let meta = std::fs::metadata(&layout.root)
+        .with_context(|| format!("cannot stat `{}`", layout.root.display()))?;
+    let (uid, gid) = (meta.uid(), meta.gid());
+    fsutil::create_dir_all(&layout.home_dir())?;
+    for dir in [
+        layout.dir(),
+        layout.home_dir(),
+        layout.state_dir(),
+        layout.logs_dir(),
+    ] {
+        let owned = std::fs::metadata(&dir).is_ok_and(|m| m.uid() == uid && m.gid() == gid);
+        if !owned {
+            std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
+                .with_context(|| {
+                    format!(
+                        "cannot give `{}` to the worktree's owner ({uid}:{gid})",
+                        dir.display()
+                    )
+                })
+                .hint("run devinst as the worktree's owner, or as root")?;
+        }
+    }
+    Ok(Owner {
+        uid,
+        gid,
+        mapping: engine.user_mapping().await?,
+    })
+}
+
+fn host_facts(instance: &Instance, owner: Option<Owner>) -> Result<HostFacts> {
     let s = &instance.settings;
     let home = directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf());
     let credentials = match &home {
@@ -226,6 +266,7 @@ fn host_facts(instance: &Instance) -> Result<HostFacts> {
         git_common_dir,
         host_ca,
         limits: s.limits_for(instance.record.tier.as_deref())?,
+        owner,
     })
 }
 
@@ -263,7 +304,7 @@ async fn run_setup_steps(engine: &Engine, instance: &Instance, container_id: &st
         let spec = ExecSpec {
             argv: vec!["sh".into(), "-c".into(), command.clone()],
             workdir: Some(s.workdir.clone()),
-            user: s.user.clone(),
+            user: s.user.for_exec(),
             ..Default::default()
         };
         let code = engine

@@ -13,6 +13,7 @@ use anyhow::{anyhow, Result};
 use bollard::errors::Error as ApiError;
 use bollard::models::ContainerInspectResponse;
 use bollard::{ClientVersion, Docker};
+use spec::UserMapping;
 use std::path::PathBuf;
 
 /// The API version devinst speaks first: Docker 20.10 and Podman 4 serve it.
@@ -101,6 +102,28 @@ impl Engine {
             "set `[container] runtime` in devinst.toml to one of those, or add `{runtime}` to the engine \
              (Docker: a `runtimes` entry in /etc/docker/daemon.json, then `kill -HUP` dockerd; see docs/engines.md)"
         ))
+    }
+
+    /// How the engine maps user ids into containers: rootless engines run
+    /// them in a user namespace, each in its own way.
+    pub async fn user_mapping(&self) -> Result<UserMapping> {
+        let info = self.docker.info().await.map_err(|e| self.explain(e))?;
+        let options = info.security_options.unwrap_or_default();
+        if !is_rootless(&options) {
+            return Ok(UserMapping::Direct);
+        }
+        let version = self.docker.version().await.map_err(|e| self.explain(e))?;
+        let names: Vec<String> = version
+            .components
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        Ok(if is_podman(&names) {
+            UserMapping::KeepId
+        } else {
+            UserMapping::RootIsHostUser
+        })
     }
 
     /// Inspects a container; `None` when there is none by that name.
@@ -209,6 +232,19 @@ pub fn message(err: &ApiError) -> &str {
     }
 }
 
+/// Docker and Podman both list `name=rootless` in their security options
+/// when they run without root.
+fn is_rootless(security_options: &[String]) -> bool {
+    security_options
+        .iter()
+        .any(|o| o.split(',').any(|part| part == "name=rootless"))
+}
+
+/// Podman's compatible API names its first version component "Podman Engine".
+fn is_podman(component_names: &[String]) -> bool {
+    component_names.iter().any(|n| n.starts_with("Podman"))
+}
+
 /// The container cannot take an exec because it is missing (404) or not
 /// running: Docker answers 409, Podman 500 with "container state improper".
 pub fn is_missing_or_stopped(err: &ApiError) -> bool {
@@ -243,6 +279,18 @@ mod tests {
             status_code,
             message: message.to_owned(),
         }
+    }
+
+    #[test]
+    fn rootless_engines_and_podman_are_told_apart() {
+        let strings = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(is_rootless(&strings(&[
+            "name=seccomp,profile=default",
+            "name=rootless"
+        ])));
+        assert!(!is_rootless(&strings(&["name=seccomp,profile=default"])));
+        assert!(is_podman(&strings(&["Podman Engine", "Conmon"])));
+        assert!(!is_podman(&strings(&["Engine", "containerd", "runc"])));
     }
 
     #[test]

@@ -445,3 +445,102 @@ fn any_engine_without_a_network_the_instance_is_on_the_default_bridge() {
     };
     assert_eq!(networks, default);
 }
+
+#[test]
+fn any_engine_user_host_runs_everything_as_the_worktree_owner_with_a_writable_home() {
+    let env = TestEnv::new();
+    let repo = env.busybox_repo(
+        "eng-owner",
+        &format!(
+            "{RANGE}[shims]\nmake = [\"sh\", \"-c\", \"touch made-by-shim && echo $HOME && id -u && id -g\"]\n"
+        ),
+    );
+    let toml = std::fs::read_to_string(repo.join("devinst.toml")).unwrap();
+    write(
+        &repo.join("devinst.toml"),
+        &toml
+            .replacen("[container]\n", "[container]\nuser = \"host\"\n", 1)
+            .replacen(
+                "commands = []\n",
+                "commands = [\"id -u > made-by-setup\"]\ninputs = []\n",
+                1,
+            ),
+    );
+    // The tests run as root: hand the worktree to someone else, as a user's
+    // own checkout would be.
+    let chown = std::process::Command::new("chown")
+        .args(["-R", "1234:1234"])
+        .arg(&repo)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    // Git refuses a repository another user owns; that user's git would not.
+    let devinst = |args: &[&str]| {
+        let mut cmd = env.cmd(&repo);
+        cmd.env("GIT_CONFIG_COUNT", "1")
+            .env("GIT_CONFIG_KEY_0", "safe.directory")
+            .env("GIT_CONFIG_VALUE_0", "*");
+        env.run_cmd(&repo, cmd.args(args))
+    };
+    devinst(&["setup"]).ok();
+    devinst(&["start"]).ok();
+    let container = instance_value(&repo, "DEVINST_CONTAINER").unwrap();
+    assert_eq!(inspect(&container, "{{.Config.User}}"), "1234:1234");
+    let owner = |path: &Path| {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path).unwrap();
+        (meta.uid(), meta.gid())
+    };
+
+    // Setup steps, shims, exec and the keep-alive all run as 1234.
+    assert_eq!(
+        std::fs::read_to_string(repo.join("made-by-setup")).unwrap(),
+        "1234\n"
+    );
+    assert_eq!(owner(&repo.join("made-by-setup")), (1234, 1234));
+    let shim = env.script(&repo, &repo.join(".sky-dev/bin/make"), &[]).ok();
+    assert_eq!(shim.stdout, "/home/devinst\n1234\n1234\n");
+    assert_eq!(owner(&repo.join("made-by-shim")), (1234, 1234));
+    let run = devinst(&["exec", "--", "stat", "-c", "%u", "/proc/1"]).ok();
+    assert_eq!(
+        run.stdout, "1234\n",
+        "the keep-alive (pid 1) runs as the owner"
+    );
+
+    // HOME, state and logs are writable, and what lands there is theirs.
+    devinst(&[
+        "exec",
+        "--",
+        "sh",
+        "-c",
+        "echo h > $HOME/.profile-test && echo s > $HOME/.sky/s && echo l > $HOME/sky_logs/l",
+    ])
+    .ok();
+    assert_eq!(
+        owner(&repo.join(".sky-dev/home/.profile-test")),
+        (1234, 1234)
+    );
+    assert_eq!(owner(&repo.join(".sky-dev/state/s")), (1234, 1234));
+    assert_eq!(owner(&repo.join(".sky-dev/sky_logs/l")), (1234, 1234));
+
+    // Stopped and started again, it still runs as the owner.
+    devinst(&["stop"]).ok();
+    let run = devinst(&["exec", "--", "id", "-u"]).ok();
+    assert_eq!(run.stdout, "1234\n");
+}
+
+#[test]
+fn any_engine_the_default_user_stays_root() {
+    let env = TestEnv::new();
+    let repo = env.busybox_repo("eng-root", RANGE);
+    env.run(&repo, &["setup"]).ok();
+    env.run(&repo, &["start"]).ok();
+    let run = env
+        .run(&repo, &["exec", "--", "sh", "-c", "id -u; touch made"])
+        .ok();
+    assert_eq!(run.stdout, "0\n");
+    let container = instance_value(&repo, "DEVINST_CONTAINER").unwrap();
+    assert_eq!(inspect(&container, "{{.Config.User}}"), "");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(repo.join("made")).unwrap().uid(), 0);
+}
