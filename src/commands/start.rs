@@ -344,3 +344,28 @@ fn setup_stamp(instance: &Instance, container_id: &str) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn podmans_missing_init_is_recognised_and_dropped() {
+        let err = bollard::errors::Error::DockerResponseServerError {
+            status_code: 500,
+            // Podman 4.3.1 without catatonit, verbatim.
+            message: "container create: container-init binary not found on the host: \
+                      stat /usr/libexec/podman/catatonit: no such file or directory"
+                .to_owned(),
+        };
+        assert!(lacks_init_binary(&err));
+        let body = bollard::models::ContainerCreateBody {
+            host_config: Some(bollard::models::HostConfig {
+                init: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(without_init(body).host_config.unwrap().init, Some(false));
+    }
+}

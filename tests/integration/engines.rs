@@ -121,9 +121,13 @@ fn any_engine_the_host_flag_wins_over_the_recipe_and_unreachable_engines_are_lis
         .run(&repo, &["exec", "--host", &host, "--", "echo", "flag"])
         .ok();
     assert_eq!(run.stdout, "flag\n");
-    env.run(&repo, &["--host", &host, "stop"]).ok();
+    let run = env.run(&repo, &["--host", &host, "stop"]).ok();
+    assert!(run.stderr.contains("stopped container"), "{run}");
     let container = instance_value(&repo, "DEVINST_CONTAINER").unwrap();
     assert_eq!(inspect(&container, "{{.State.Running}}"), "false");
+    // Both engines answer a second stop as a success; devinst tells the truth.
+    let run = env.run(&repo, &["--host", &host, "stop"]).ok();
+    assert!(run.stderr.contains("is not running"), "{run}");
     // A scheme devinst does not speak is said so.
     env.run(&repo, &["--host", "ssh://user@remote", "status"])
         .fails_with(1, "unsupported scheme");
