@@ -90,6 +90,17 @@ impl Engine {
         let info = self.docker.info().await.map_err(|e| self.explain(e))?;
         let mut known: Vec<String> = info.runtimes.unwrap_or_default().into_keys().collect();
         if known.iter().any(|name| name == runtime) {
+            let default = info.default_runtime.as_deref() == Some(runtime);
+            if !default && self.is_podman().await? {
+                return Err(anyhow!(
+                    "Podman's Docker-compatible API ignores `[container] runtime = \"{runtime}\"`: \
+                     the container would run under its default runtime, unsandboxed"
+                ))
+                .hint(format!(
+                    "use Docker for `{runtime}` (`--host`, `DOCKER_HOST`), or make it Podman's default \
+                     (`runtime` under `[engine]` in containers.conf) and leave `runtime` out of devinst.toml"
+                ));
+            }
             return Ok(());
         }
         known.sort();
@@ -104,6 +115,17 @@ impl Engine {
         ))
     }
 
+    async fn is_podman(&self) -> Result<bool> {
+        let version = self.docker.version().await.map_err(|e| self.explain(e))?;
+        let names: Vec<String> = version
+            .components
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        Ok(is_podman(&names))
+    }
+
     /// How the engine maps user ids into containers: rootless engines run
     /// them in a user namespace, each in its own way.
     pub async fn user_mapping(&self) -> Result<UserMapping> {
@@ -112,14 +134,7 @@ impl Engine {
         if !is_rootless(&options) {
             return Ok(UserMapping::Direct);
         }
-        let version = self.docker.version().await.map_err(|e| self.explain(e))?;
-        let names: Vec<String> = version
-            .components
-            .unwrap_or_default()
-            .into_iter()
-            .map(|c| c.name)
-            .collect();
-        Ok(if is_podman(&names) {
+        Ok(if self.is_podman().await? {
             UserMapping::KeepId
         } else {
             UserMapping::RootIsHostUser

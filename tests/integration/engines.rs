@@ -548,3 +548,36 @@ fn any_engine_the_default_user_stays_root() {
     use std::os::unix::fs::MetadataExt;
     assert_eq!(std::fs::metadata(repo.join("made")).unwrap().uid(), 0);
 }
+
+fn on_podman() -> bool {
+    engine_uri().contains("podman")
+}
+
+#[test]
+fn any_engine_a_sandbox_runtime_is_applied_or_refused_never_ignored() {
+    let env = TestEnv::new();
+    let repo = env.busybox_repo("eng-sandbox", RANGE);
+    let toml = std::fs::read_to_string(repo.join("devinst.toml")).unwrap();
+    write(
+        &repo.join("devinst.toml"),
+        &toml.replacen("[container]\n", "[container]\nruntime = \"runsc\"\n", 1),
+    );
+    env.run(&repo, &["setup"]).ok();
+    let run = env.run(&repo, &["start"]);
+    let container = instance_value(&repo, "DEVINST_CONTAINER").unwrap();
+    if on_podman() {
+        // Podman 4.3 lists runsc but its compatible API drops HostConfig.Runtime
+        // and runs runc: devinst refuses rather than run unsandboxed.
+        let run = run.fails_with(1, "ignores `[container] runtime = \"runsc\"`");
+        assert!(run.stderr.contains("hint: use Docker"), "{run}");
+        let exists = std::process::Command::new("docker")
+            .args(["inspect", &container])
+            .output()
+            .unwrap();
+        assert!(!exists.status.success(), "no container was created");
+    } else {
+        run.ok();
+        let kernel = env.run(&repo, &["exec", "--", "uname", "-r"]).ok();
+        assert_eq!(kernel.stdout, "4.4.0\n");
+    }
+}
