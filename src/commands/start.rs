@@ -5,7 +5,7 @@ use super::Instance;
 use crate::cli::StartArgs;
 use crate::engine::exec::{ExecSpec, Output};
 use crate::engine::spec::{self, HostFacts, Owner, LABEL_SPEC, LABEL_WORKTREE};
-use crate::engine::{status, Engine};
+use crate::engine::{is_name_conflict, status, Engine};
 use crate::error::WithHint;
 use crate::instance::path_text;
 use crate::settings::User;
@@ -131,8 +131,8 @@ async fn create(
     }
     match result {
         Ok(_) => {}
-        // Another devinst created it a moment ago: use that one.
-        Err(err) if status(&err) == Some(409) => {}
+        // Another devinst is creating it right now: use that one.
+        Err(err) if is_name_conflict(&err) => return created_by_another(engine, name).await,
         Err(err) => {
             let text = crate::engine::message(&err).to_owned();
             let err = engine
@@ -148,6 +148,27 @@ async fn create(
         .inspect(name)
         .await?
         .ok_or_else(|| anyhow!("container `{name}` vanished right after it was created"))
+}
+
+/// The container another devinst is creating. Docker reserves the name
+/// before the container can be inspected, so the loser of the race may find
+/// nothing for a moment.
+async fn created_by_another(
+    engine: &Engine,
+    name: &str,
+) -> Result<bollard::models::ContainerInspectResponse> {
+    for _ in 0..200 {
+        if let Some(info) = engine.inspect(name).await? {
+            return Ok(info);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Err(anyhow!(
+        "the name `{name}` is taken, but no container by that name appeared within 10 s"
+    ))
+    .hint(format!(
+        "run `devinst start` again; if it persists, `docker rm -f {name}`"
+    ))
 }
 
 /// Podman answers a create with `init` this way when its init binary

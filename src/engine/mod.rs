@@ -260,6 +260,16 @@ fn is_podman(component_names: &[String]) -> bool {
     component_names.iter().any(|n| n.starts_with("Podman"))
 }
 
+/// A create refused because the name is taken: Docker answers 409, Podman
+/// 500 "... is already in use".
+pub fn is_name_conflict(err: &ApiError) -> bool {
+    match status(err) {
+        Some(409) => true,
+        Some(500) => message(err).contains("is already in use"),
+        _ => false,
+    }
+}
+
 /// The container cannot take an exec because it is missing (404) or not
 /// running: Docker answers 409, Podman 500 with "container state improper".
 pub fn is_missing_or_stopped(err: &ApiError) -> bool {
@@ -306,6 +316,21 @@ mod tests {
         assert!(!is_rootless(&strings(&["name=seccomp,profile=default"])));
         assert!(is_podman(&strings(&["Podman Engine", "Conmon"])));
         assert!(!is_podman(&strings(&["Engine", "containerd", "runc"])));
+    }
+
+    #[test]
+    fn name_conflicts_are_recognised_on_docker_and_podman() {
+        assert!(is_name_conflict(&answer(
+            409,
+            "Conflict. The container name \"/x\" is already in use"
+        )));
+        // Podman 4.3's answer, verbatim but for the id.
+        assert!(is_name_conflict(&answer(
+            500,
+            "container create: creating container storage: the container name \"x\" is already in use by abc. \
+             You have to remove that container to be able to reuse that name: that name is already in use"
+        )));
+        assert!(!is_name_conflict(&answer(500, "no space left on device")));
     }
 
     #[test]

@@ -581,3 +581,29 @@ fn any_engine_a_sandbox_runtime_is_applied_or_refused_never_ignored() {
         assert_eq!(kernel.stdout, "4.4.0\n");
     }
 }
+
+#[test]
+fn any_engine_concurrent_starts_of_one_instance_all_succeed() {
+    let env = TestEnv::new();
+    let repo = env.busybox_repo("eng-race", RANGE);
+    env.run(&repo, &["setup"]).ok();
+    // Each start finds no container and creates one: all but one lose the
+    // race for the name, and must use the winner's container.
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            env.cmd(&repo)
+                .arg("start")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    env.track(&repo);
+    for child in children {
+        let run = Run::from(child.wait_with_output().unwrap());
+        run.ok();
+    }
+    let container = instance_value(&repo, "DEVINST_CONTAINER").unwrap();
+    assert_eq!(inspect(&container, "{{.State.Running}}"), "true");
+}
