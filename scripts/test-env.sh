@@ -25,7 +25,7 @@ for arg in "$@"; do
     esac
 done
 
-PACKAGES=(docker.io busybox-static debootstrap shellcheck zsh runsc podman hyperfine tmux ca-certificates time docker-registry curl)
+PACKAGES=(docker.io busybox-static debootstrap shellcheck zsh runsc podman catatonit hyperfine tmux ca-certificates time docker-registry curl)
 BUSYBOX_IMAGE=devinst-test/busybox:1
 PYTHON_IMAGE=ubuntu:22.04 # really Debian bookworm: the product's default image name, built locally
 DAEMON_JSON=/etc/docker/daemon.json
@@ -395,9 +395,14 @@ ensure_podman() {
     fi
     log "podman: API up"
 
-    local img
+    # Podman has its own image store (it names the copies localhost/IMG:TAG and
+    # resolves the short names). Copy each test image over when it is missing
+    # there or differs from Docker's (rebuilt since the last copy).
+    local img want have
     for img in "$BUSYBOX_IMAGE" "$PYTHON_IMAGE"; do
-        if podman image exists "$img" || podman image exists "localhost/$img"; then
+        want=$(docker image inspect -f '{{.Id}}' "$img")
+        have=$(podman image inspect -f '{{.Id}}' "localhost/$img" 2>/dev/null || true)
+        if [[ ${want#sha256:} == "${have#sha256:}" ]]; then
             log "podman image $img: present"
         else
             log "podman image $img: copying from docker"

@@ -23,6 +23,11 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub quiet: bool,
 
+    /// The engine to use, as in DOCKER_HOST (`unix:///...`, `tcp://...`);
+    /// wins over `[engine] host`, DOCKER_HOST and the docker context.
+    #[arg(long, global = true, value_name = "URI")]
+    pub host: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }

@@ -47,6 +47,10 @@ impl Layout {
     pub fn logs_dir(&self) -> PathBuf {
         self.dir().join("sky_logs")
     }
+    /// HOME inside the container when it runs as the worktree's owner.
+    pub fn home_dir(&self) -> PathBuf {
+        self.dir().join("home")
+    }
     pub fn bin_dir(&self) -> PathBuf {
         self.dir().join("bin")
     }

@@ -21,9 +21,21 @@ use clap::Parser;
 use error::{code, SilentExit};
 use std::path::PathBuf;
 
-/// What every command gets: where it runs.
+/// What every command gets: where it runs, and the engine it was told to use.
 pub struct Context {
     pub cwd: PathBuf,
+    /// `--host`.
+    pub host: Option<String>,
+}
+
+impl Context {
+    /// The engine the user named: `--host` over the recipe's `[engine] host`.
+    pub fn engine_choice(&self, settings: Option<&settings::Settings>) -> engine::Choice {
+        engine::Choice {
+            flag: self.host.clone(),
+            config: settings.and_then(|s| s.engine_host.clone()),
+        }
+    }
 }
 
 /// Parses the command line, runs the command and returns the exit code. The
@@ -57,7 +69,8 @@ fn run(cli: cli::Cli) -> anyhow::Result<i32> {
         None => std::env::current_dir()?,
     };
     let cwd = std::path::absolute(&cwd)?;
-    commands::dispatch(cli.command, &Context { cwd })
+    let host = cli.host.filter(|h| !h.is_empty());
+    commands::dispatch(cli.command, &Context { cwd, host })
 }
 
 fn init_tracing(quiet: bool, verbose: u8) {

@@ -50,6 +50,42 @@ pub const DEFAULT_SETUP_INPUTS: &[&str] = &[
     "requirements.txt",
 ];
 
+/// HOME inside the container when commands run as the worktree's owner
+/// (`user = "host"`): `/root` is neither theirs nor writable to them.
+pub const HOST_USER_HOME: &str = "/home/devinst";
+
+/// Who commands in the container run as.
+#[derive(Debug, Clone, PartialEq)]
+pub enum User {
+    /// The image's own user: root in the seed's image, the default.
+    Image,
+    /// `user = "host"`: the worktree owner's uid:gid, so files made inside
+    /// belong to them on the host.
+    Host,
+    /// A user as the engine takes it: `name`, `uid` or `uid:gid`.
+    Named(String),
+}
+
+impl User {
+    fn parse(text: Option<String>) -> User {
+        match text {
+            None => User::Image,
+            Some(text) if text == "host" => User::Host,
+            Some(text) => User::Named(text),
+        }
+    }
+
+    /// The user an exec asks for. `Host` asks for none: the exec then runs as
+    /// the container's own user, which `start` resolved from the worktree's
+    /// owner (and the engine's user mapping) when it created the container.
+    pub fn for_exec(&self) -> Option<String> {
+        match self {
+            User::Named(name) => Some(name.clone()),
+            User::Image | User::Host => None,
+        }
+    }
+}
+
 /// Names under `.sky-dev/bin/` that devinst writes itself.
 const RESERVED_SHIMS: &[&str] = &["activate", "start-container", "stop-container"];
 
@@ -60,7 +96,7 @@ pub struct Settings {
     pub hostname: Option<String>,
     pub workdir: String,
     pub command: Vec<String>,
-    pub user: Option<String>,
+    pub user: User,
     pub runtime: Option<String>,
     pub network: Option<String>,
     pub init: bool,
@@ -103,6 +139,13 @@ impl Settings {
             .unwrap_or_else(|| DEFAULT_WORKDIR.to_owned());
         let venv = format!("{workdir}/.sky-dev/venv");
         let limits = c.limits();
+        let user = User::parse(c.user.clone());
+        // Running as the host's user, the state, logs and credentials go
+        // under a HOME that user can write, unless the recipe placed them.
+        let home = match user {
+            User::Host => HOST_USER_HOME,
+            _ => "/root",
+        };
         let range = config.ports.host_range.unwrap_or(DEFAULT_HOST_RANGE);
         let settings =
             Settings {
@@ -112,7 +155,7 @@ impl Settings {
                 command: c
                     .command
                     .unwrap_or_else(|| vec!["sleep".to_owned(), "infinity".to_owned()]),
-                user: c.user,
+                user,
                 runtime: c.runtime,
                 network: c.network,
                 init: c.init.unwrap_or(true),
@@ -124,19 +167,16 @@ impl Settings {
                 state_mount: config
                     .mounts
                     .state
-                    .unwrap_or_else(|| "/root/.sky".to_owned()),
+                    .unwrap_or_else(|| format!("{home}/.sky")),
                 logs_mount: config
                     .mounts
                     .logs
-                    .unwrap_or_else(|| "/root/sky_logs".to_owned()),
+                    .unwrap_or_else(|| format!("{home}/sky_logs")),
                 credential_paths: config
                     .credentials
                     .paths
                     .unwrap_or_else(|| strings(DEFAULT_CREDENTIALS)),
-                credential_home: config
-                    .credentials
-                    .home
-                    .unwrap_or_else(|| "/root".to_owned()),
+                credential_home: config.credentials.home.unwrap_or_else(|| home.to_owned()),
                 env_pass: config.env.pass.unwrap_or_else(|| strings(DEFAULT_ENV_PASS)),
                 env_set: config.env.set.unwrap_or_else(|| {
                     BTreeMap::from([("SKYPILOT_DEV".to_owned(), "1".to_owned())])
@@ -192,6 +232,9 @@ impl Settings {
         }
         if self.image.trim().is_empty() {
             bail!("`[container] image` is empty");
+        }
+        if self.user == User::Named(String::new()) {
+            bail!("`[container] user` is empty; leave it out for the image's user, or use `host`");
         }
         if self.command.is_empty() {
             bail!("`[container] command` is empty; it is the process that keeps the container running");
@@ -395,6 +438,24 @@ mod tests {
         assert_eq!(parse_memory("1.5G").unwrap(), 3 << 29);
         assert_eq!(parse_memory("1024").unwrap(), 1024);
         assert!(parse_memory("-1g").is_err());
+    }
+
+    #[test]
+    fn host_user_moves_the_default_mounts_under_a_home_it_can_write() {
+        let s = resolve("[container]\nuser = \"host\"\n").unwrap();
+        assert_eq!(s.user, User::Host);
+        assert_eq!(s.state_mount, "/home/devinst/.sky");
+        assert_eq!(s.logs_mount, "/home/devinst/sky_logs");
+        assert_eq!(s.credential_home, "/home/devinst");
+        assert_eq!(s.user.for_exec(), None, "the container's own user");
+        // What the recipe placed stays put.
+        let s = resolve("[container]\nuser = \"host\"\n[mounts]\nstate = \"/data\"\n").unwrap();
+        assert_eq!(s.state_mount, "/data");
+        let s = resolve("[container]\nuser = \"1000:1000\"\n").unwrap();
+        assert_eq!(s.user.for_exec().as_deref(), Some("1000:1000"));
+        assert_eq!(s.state_mount, "/root/.sky");
+        assert_eq!(resolve("").unwrap().user, User::Image);
+        assert!(resolve("[container]\nuser = \"\"\n").is_err());
     }
 
     #[test]

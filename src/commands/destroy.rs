@@ -30,7 +30,7 @@ pub async fn run(ctx: &Context, args: DestroyArgs) -> Result<i32> {
     if !args.yes && !confirm(&format!("remove {what}?"))? {
         bail!("nothing removed");
     }
-    let engine = Engine::connect(instance.settings.engine_host.as_deref())
+    let engine = Engine::connect(&ctx.engine_choice(Some(&instance.settings)))
         .await
         .hint("the container can only be removed through the engine")?;
     remove_if_ours(&engine, &instance).await?;

@@ -70,7 +70,7 @@ pub async fn run(ctx: &Context) -> Result<i32> {
             Settings::resolve(Default::default())?
         }
     };
-    let engine = Engine::connect(settings.engine_host.as_deref()).await;
+    let engine = Engine::connect(&ctx.engine_choice(Some(&settings))).await;
     match &engine {
         Ok(engine) => {
             checks.push(engine_check(engine).await);

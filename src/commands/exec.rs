@@ -3,7 +3,7 @@
 use super::Instance;
 use crate::cli::{ExecArgs, ShellArgs};
 use crate::engine::exec::{ExecSpec, Output};
-use crate::engine::{is_version_too_old, status, Engine};
+use crate::engine::{is_missing_or_stopped, is_version_too_old, Engine};
 use crate::{output, terminal, Context};
 use anyhow::Result;
 use std::path::Path;
@@ -13,7 +13,7 @@ pub async fn run(ctx: &Context, args: ExecArgs) -> Result<i32> {
     let instance = Instance::find(target)?;
     let tty = terminal::wants_tty();
     let spec = exec_spec(&instance, &ctx.cwd, args.command, tty);
-    run_in(&instance, &spec).await
+    run_in(ctx, &instance, &spec).await
 }
 
 pub async fn shell(ctx: &Context, args: ShellArgs) -> Result<i32> {
@@ -29,13 +29,13 @@ pub async fn shell(ctx: &Context, args: ShellArgs) -> Result<i32> {
     .map(String::from)
     .to_vec();
     let spec = exec_spec(&instance, &ctx.cwd, argv, tty);
-    run_in(&instance, &spec).await
+    run_in(ctx, &instance, &spec).await
 }
 
 /// Runs `spec` in the instance, starting the instance first if it is stopped
 /// or not created yet, and returns the command's exit code.
-async fn run_in(instance: &Instance, spec: &ExecSpec) -> Result<i32> {
-    let mut engine = Engine::connect_lazy(instance.settings.engine_host.as_deref())?;
+async fn run_in(ctx: &Context, instance: &Instance, spec: &ExecSpec) -> Result<i32> {
+    let mut engine = Engine::connect_lazy(&ctx.engine_choice(Some(&instance.settings)))?;
     if spec.tty {
         // Interactive: worth a round trip to learn whether the engine takes
         // the terminal size at creation.
@@ -67,7 +67,7 @@ async fn run_in(instance: &Instance, spec: &ExecSpec) -> Result<i32> {
             engine.renegotiate().await?;
             create_or_start(&engine, instance, spec).await?
         }
-        Err(err) if matches!(status(&err), Some(404 | 409)) => {
+        Err(err) if is_missing_or_stopped(&err) => {
             start_then_create(&engine, instance, spec).await?
         }
         Err(err) => return Err(engine.explain(err)),
@@ -81,9 +81,7 @@ async fn run_in(instance: &Instance, spec: &ExecSpec) -> Result<i32> {
 async fn create_or_start(engine: &Engine, instance: &Instance, spec: &ExecSpec) -> Result<String> {
     match engine.create_exec(&instance.record.container, spec).await {
         Ok(id) => Ok(id),
-        Err(err) if matches!(status(&err), Some(404 | 409)) => {
-            start_then_create(engine, instance, spec).await
-        }
+        Err(err) if is_missing_or_stopped(&err) => start_then_create(engine, instance, spec).await,
         Err(err) => Err(engine.explain(err)),
     }
 }
@@ -121,7 +119,7 @@ fn exec_spec(instance: &Instance, cwd: &Path, argv: Vec<String>, tty: bool) -> E
         argv,
         workdir: Some(container_dir(cwd, &instance.layout.root, &s.workdir)),
         env,
-        user: s.user.clone(),
+        user: s.user.for_exec(),
         tty,
         stdin: !terminal::stdin_is_null(),
         marker: None,

@@ -16,8 +16,8 @@ use anyhow::Result;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-pub async fn run(_ctx: &Context, args: GcArgs) -> Result<i32> {
-    let engine = Engine::connect(None).await?;
+pub async fn run(ctx: &Context, args: GcArgs) -> Result<i32> {
+    let engine = Engine::connect(&ctx.engine_choice(None)).await?;
     // Held throughout, so no setup registers or renames an instance while
     // its worktree is being judged.
     let mut registry = Registry::lock()?;

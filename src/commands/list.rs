@@ -11,7 +11,7 @@ use crate::{output, Context};
 use anyhow::Result;
 use std::collections::BTreeMap;
 
-pub async fn run(_ctx: &Context, args: JsonArgs) -> Result<i32> {
+pub async fn run(ctx: &Context, args: JsonArgs) -> Result<i32> {
     let mut views: BTreeMap<String, InstanceView> = BTreeMap::new();
     for entry in Registry::snapshot()? {
         views.insert(
@@ -30,9 +30,10 @@ pub async fn run(_ctx: &Context, args: JsonArgs) -> Result<i32> {
             },
         );
     }
-    match Engine::connect(None).await {
+    match Engine::connect(&ctx.engine_choice(None)).await {
         Ok(engine) => merge_containers(&engine, &mut views).await?,
-        Err(err) => output::warn(format!("container states unknown: {err:#}")),
+        // The first layer of the chain is the hint; the root says what failed.
+        Err(err) => output::warn(format!("container states unknown: {}", err.root_cause())),
     }
     let views: Vec<InstanceView> = views.into_values().collect();
     if args.json {

@@ -17,7 +17,7 @@ const INTERRUPTED: i32 = 130;
 
 pub async fn run(ctx: &Context, args: LogsArgs) -> Result<i32> {
     let instance = Instance::find(&ctx.cwd)?;
-    let engine = Engine::connect(instance.settings.engine_host.as_deref()).await?;
+    let engine = Engine::connect(&ctx.engine_choice(Some(&instance.settings))).await?;
     let name = &instance.record.container;
     if engine.inspect(name).await?.is_none() {
         return Err(anyhow!(

@@ -32,8 +32,10 @@ pub fn run(ctx: &Context, args: SetupArgs) -> Result<i32> {
     let tier = args
         .tier
         .or_else(|| previous.as_ref().and_then(|p| p.tier.clone()));
-    settings.limits_for(tier.as_deref())?;
-    let held = super::block_on_value(engine_holdings(&settings));
+    settings.limits_for(tier.as_deref()).hint(
+        "name a tier from `[tiers.NAME]` in devinst.toml with `devinst setup --tier NAME`, or add that table",
+    )?;
+    let held = super::block_on_value(engine_holdings(ctx.engine_choice(Some(&settings))));
 
     let mut registry = Registry::lock()?;
     let name = choose_name(
@@ -231,8 +233,8 @@ impl EngineHoldings {
     }
 }
 
-async fn engine_holdings(settings: &Settings) -> Result<EngineHoldings> {
-    let engine = Engine::connect_lazy(settings.engine_host.as_deref())?;
+async fn engine_holdings(choice: crate::engine::Choice) -> Result<EngineHoldings> {
+    let engine = Engine::connect_lazy(&choice)?;
     let options = bollard::query_parameters::ListContainersOptions {
         all: true,
         ..Default::default()

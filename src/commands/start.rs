@@ -4,21 +4,22 @@
 use super::Instance;
 use crate::cli::StartArgs;
 use crate::engine::exec::{ExecSpec, Output};
-use crate::engine::spec::{self, HostFacts, LABEL_SPEC, LABEL_WORKTREE};
-use crate::engine::{status, Engine};
+use crate::engine::spec::{self, HostFacts, Owner, LABEL_SPEC, LABEL_WORKTREE};
+use crate::engine::{is_name_conflict, status, Engine};
 use crate::error::WithHint;
 use crate::instance::{path_text, DIR_NAME};
 use crate::registry::Registry;
+use crate::settings::User;
 use crate::worktree::Worktree;
 use crate::{fsutil, output, Context};
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context as _, Result};
 use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 
 pub async fn run(ctx: &Context, args: StartArgs) -> Result<i32> {
     let instance = Instance::find(&ctx.cwd)?;
-    let engine = Engine::connect(instance.settings.engine_host.as_deref()).await?;
+    let engine = Engine::connect(&ctx.engine_choice(Some(&instance.settings))).await?;
     ensure_running(&engine, &instance, args.recreate).await?;
     let s = &instance.settings;
     output::data(format!(
@@ -40,11 +41,15 @@ pub async fn ensure_running(engine: &Engine, instance: &Instance, recreate: bool
         ))
         .hint("run `devinst setup` to move it to this worktree");
     }
+    let owner = match instance.settings.user {
+        User::Host => Some(prepare_owner_dirs(engine, instance).await?),
+        _ => None,
+    };
     let body = spec::container_body(
         &instance.settings,
         record,
         &instance.layout,
-        &host_facts(instance)?,
+        &host_facts(instance, owner)?,
     );
     let wanted_spec = body
         .labels
@@ -128,16 +133,43 @@ async fn create(
     body: bollard::models::ContainerCreateBody,
 ) -> Result<bollard::models::ContainerInspectResponse> {
     let image = body.image.clone().unwrap_or_default();
+    if let Some(runtime) = body.host_config.as_ref().and_then(|h| h.runtime.as_deref()) {
+        engine
+            .require_runtime(runtime)
+            .await
+            .with_context(|| format!("cannot create container `{name}`"))?;
+    }
+    if let Some(network) = body
+        .host_config
+        .as_ref()
+        .and_then(|h| h.network_mode.as_deref())
+    {
+        engine.ensure_network(network).await?;
+    }
     engine.ensure_image(&image).await?;
     output::note(format!("creating container `{name}` from `{image}`"));
     let options = CreateContainerOptions {
         name: Some(name.to_owned()),
         ..Default::default()
     };
-    match engine.docker.create_container(Some(options), body).await {
+    let mut result = engine
+        .docker
+        .create_container(Some(options.clone()), body.clone())
+        .await;
+    if result.as_ref().is_err_and(lacks_init_binary) {
+        output::warn(
+            "the engine has no init binary for `[container] init` (Podman looks for `catatonit`); \
+             the container runs without one. Install `catatonit`, or set `init = false` under `[container]` in devinst.toml",
+        );
+        result = engine
+            .docker
+            .create_container(Some(options), without_init(body))
+            .await;
+    }
+    match result {
         Ok(_) => {}
-        // Another devinst created it a moment ago: use that one.
-        Err(err) if status(&err) == Some(409) => {}
+        // Another devinst is creating it right now: use that one.
+        Err(err) if is_name_conflict(&err) => return created_by_another(engine, name).await,
         Err(err) => {
             let text = crate::engine::message(&err).to_owned();
             let err = engine
@@ -153,6 +185,44 @@ async fn create(
         .inspect(name)
         .await?
         .ok_or_else(|| anyhow!("container `{name}` vanished right after it was created"))
+}
+
+/// The container another devinst is creating. Docker reserves the name
+/// before the container can be inspected, so the loser of the race may find
+/// nothing for a moment.
+async fn created_by_another(
+    engine: &Engine,
+    name: &str,
+) -> Result<bollard::models::ContainerInspectResponse> {
+    for _ in 0..200 {
+        if let Some(info) = engine.inspect(name).await? {
+            return Ok(info);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Err(anyhow!(
+        "the name `{name}` is taken, but no container by that name appeared within 10 s"
+    ))
+    .hint(format!(
+        "run `devinst start` again; if it persists, `docker rm -f {name}`"
+    ))
+}
+
+/// Podman answers a create with `init` this way when its init binary
+/// (catatonit) is not installed; Docker ships its own.
+fn lacks_init_binary(err: &bollard::errors::Error) -> bool {
+    crate::engine::message(err).contains("container-init binary not found")
+}
+
+/// The same container without the init process. The spec label keeps the
+/// recipe's hash: the recipe did not change, the engine could not honour it.
+fn without_init(
+    mut body: bollard::models::ContainerCreateBody,
+) -> bollard::models::ContainerCreateBody {
+    if let Some(host) = body.host_config.as_mut() {
+        host.init = Some(false);
+    }
+    body
 }
 
 async fn start_container(engine: &Engine, instance: &Instance) -> Result<()> {
@@ -193,7 +263,42 @@ pub async fn remove(engine: &Engine, name: &str) -> Result<()> {
     }
 }
 
-fn host_facts(instance: &Instance) -> Result<HostFacts> {
+/// For `user = "host"`: finds the worktree's owner, and makes the host
+/// directories mounted for them (HOME, state, logs) theirs, for when devinst
+/// itself runs as root on someone else's worktree.
+async fn prepare_owner_dirs(engine: &Engine, instance: &Instance) -> Result<Owner> {
+    use std::os::unix::fs::MetadataExt;
+    let layout = &instance.layout;
+    let meta = std::fs::metadata(&layout.root)
+        .with_context(|| format!("cannot stat `{}`", layout.root.display()))?;
+    let (uid, gid) = (meta.uid(), meta.gid());
+    fsutil::create_dir_all(&layout.home_dir())?;
+    for dir in [
+        layout.dir(),
+        layout.home_dir(),
+        layout.state_dir(),
+        layout.logs_dir(),
+    ] {
+        let owned = std::fs::metadata(&dir).is_ok_and(|m| m.uid() == uid && m.gid() == gid);
+        if !owned {
+            std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
+                .with_context(|| {
+                    format!(
+                        "cannot give `{}` to the worktree's owner ({uid}:{gid})",
+                        dir.display()
+                    )
+                })
+                .hint("run devinst as the worktree's owner, or as root")?;
+        }
+    }
+    Ok(Owner {
+        uid,
+        gid,
+        mapping: engine.user_mapping().await?,
+    })
+}
+
+fn host_facts(instance: &Instance, owner: Option<Owner>) -> Result<HostFacts> {
     let s = &instance.settings;
     let home = directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf());
     let credentials = match &home {
@@ -219,6 +324,7 @@ fn host_facts(instance: &Instance) -> Result<HostFacts> {
         git_common_dir,
         host_ca,
         limits: s.limits_for(instance.record.tier.as_deref())?,
+        owner,
     })
 }
 
@@ -256,7 +362,7 @@ async fn run_setup_steps(engine: &Engine, instance: &Instance, container_id: &st
         let spec = ExecSpec {
             argv: vec!["sh".into(), "-c".into(), command.clone()],
             workdir: Some(s.workdir.clone()),
-            user: s.user.clone(),
+            user: s.user.for_exec(),
             ..Default::default()
         };
         let code = engine
@@ -295,4 +401,29 @@ fn setup_stamp(instance: &Instance, container_id: &str) -> String {
         .take(16)
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn podmans_missing_init_is_recognised_and_dropped() {
+        let err = bollard::errors::Error::DockerResponseServerError {
+            status_code: 500,
+            // Podman 4.3.1 without catatonit, verbatim.
+            message: "container create: container-init binary not found on the host: \
+                      stat /usr/libexec/podman/catatonit: no such file or directory"
+                .to_owned(),
+        };
+        assert!(lacks_init_binary(&err));
+        let body = bollard::models::ContainerCreateBody {
+            host_config: Some(bollard::models::HostConfig {
+                init: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(without_init(body).host_config.unwrap().init, Some(false));
+    }
 }

@@ -30,7 +30,7 @@ struct StatsView {
 
 pub async fn run(ctx: &Context, args: JsonArgs) -> Result<i32> {
     let instance = Instance::find(&ctx.cwd)?;
-    let engine = Engine::connect(instance.settings.engine_host.as_deref()).await?;
+    let engine = Engine::connect(&ctx.engine_choice(Some(&instance.settings))).await?;
     let name = &instance.record.container;
     let running = engine
         .inspect(name)

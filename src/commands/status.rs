@@ -27,7 +27,7 @@ pub struct InstanceView {
 
 pub async fn run(ctx: &Context, args: JsonArgs) -> Result<i32> {
     let instance = Instance::find(&ctx.cwd)?;
-    let engine = Engine::connect(instance.settings.engine_host.as_deref()).await?;
+    let engine = Engine::connect(&ctx.engine_choice(Some(&instance.settings))).await?;
     let r = &instance.record;
     let info = engine.inspect(&r.container).await?;
     let mut view = InstanceView {

@@ -8,8 +8,21 @@ use bollard::query_parameters::StopContainerOptions;
 
 pub async fn run(ctx: &Context) -> Result<i32> {
     let instance = Instance::find(&ctx.cwd)?;
-    let engine = Engine::connect(instance.settings.engine_host.as_deref()).await?;
+    let engine = Engine::connect(&ctx.engine_choice(Some(&instance.settings))).await?;
     let name = &instance.record.container;
+    // Asked first: Docker 20.10 and Podman both answer a stop of a stopped
+    // container as a success, so the answer cannot tell the user which it was.
+    match engine.inspect(name).await? {
+        None => {
+            output::note(format!("container `{name}` does not exist yet"));
+            return Ok(0);
+        }
+        Some(info) if !info.state.as_ref().and_then(|s| s.running).unwrap_or(false) => {
+            output::note(format!("container `{name}` is not running"));
+            return Ok(0);
+        }
+        Some(_) => {}
+    }
     let options = StopContainerOptions {
         t: Some(10),
         ..Default::default()

@@ -1,8 +1,12 @@
 //! The container engine, reached through its API (bollard), never its CLI.
 
+pub mod discover;
 pub mod exec;
 pub mod image;
+pub mod network;
 pub mod spec;
+
+pub use discover::{Choice, Endpoint, START_ENGINE_HINT};
 
 use crate::error::WithHint;
 use anyhow::{anyhow, Result};
@@ -10,6 +14,7 @@ use bollard::errors::Error as ApiError;
 use bollard::models::{ContainerInspectResponse, ContainerSummary};
 use bollard::query_parameters::ListContainersOptions;
 use bollard::{ClientVersion, Docker};
+use spec::UserMapping;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -21,71 +26,34 @@ const PINNED_VERSION: &ClientVersion = &ClientVersion {
 };
 const TIMEOUT_SECS: u64 = 120;
 
-/// Where an engine may be found, and why devinst looked there.
-#[derive(Debug, Clone)]
-pub struct Endpoint {
-    pub uri: String,
-    pub source: &'static str,
-}
-
 pub struct Engine {
     pub docker: Docker,
     pub endpoint: Endpoint,
-}
-
-/// The endpoints to try, in order: the recipe's, `DOCKER_HOST`, then the
-/// usual Docker and Podman sockets.
-pub fn candidates(configured: Option<&str>) -> Vec<Endpoint> {
-    if let Some(uri) = configured {
-        return vec![Endpoint {
-            uri: uri.to_owned(),
-            source: "[engine] host in devinst.toml",
-        }];
-    }
-    if let Some(uri) = std::env::var("DOCKER_HOST").ok().filter(|v| !v.is_empty()) {
-        return vec![Endpoint {
-            uri,
-            source: "DOCKER_HOST",
-        }];
-    }
-    let mut found = vec![Endpoint {
-        uri: "unix:///var/run/docker.sock".to_owned(),
-        source: "the default Docker socket",
-    }];
-    if let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR") {
-        let path = PathBuf::from(runtime).join("podman/podman.sock");
-        found.push(Endpoint {
-            uri: format!("unix://{}", path.display()),
-            source: "the rootless Podman socket",
-        });
-    }
-    found.push(Endpoint {
-        uri: "unix:///run/podman/podman.sock".to_owned(),
-        source: "the Podman socket",
-    });
-    found
 }
 
 impl Engine {
     /// Picks the first endpoint whose socket exists, without a round trip to
     /// it: this is the shim's path, and the first real request tells soon
     /// enough whether the engine answers.
-    pub fn connect_lazy(configured: Option<&str>) -> Result<Engine> {
-        let tried = candidates(configured);
-        let endpoint = tried
+    pub fn connect_lazy(choice: &Choice) -> Result<Engine> {
+        let tried = discover::candidates(choice, &discover::Env::from_process())?;
+        let Some(endpoint) = tried
             .iter()
             .find(|e| socket_path(&e.uri).is_none_or(|path| path.exists()))
             .cloned()
-            .ok_or_else(|| unreachable_error(&tried, &"no engine socket exists"))?;
+        else {
+            let reasons = tried.iter().map(|e| (e, "no such socket".to_owned()));
+            return Err(unreachable_error(reasons));
+        };
+        let docker =
+            open(&endpoint.uri).map_err(|err| unreachable_error([(&endpoint, err.to_string())]))?;
         tracing::debug!("engine at {} ({})", endpoint.uri, endpoint.source);
-        let docker = open(&endpoint.uri)
-            .map_err(|err| unreachable_error(std::slice::from_ref(&endpoint), &causes(&err)))?;
         Ok(Engine { docker, endpoint })
     }
 
     /// Finds an engine that answers and agrees an API version with it.
-    pub async fn connect(configured: Option<&str>) -> Result<Engine> {
-        let tried = candidates(configured);
+    pub async fn connect(choice: &Choice) -> Result<Engine> {
+        let tried = discover::candidates(choice, &discover::Env::from_process())?;
         let mut reasons = Vec::new();
         for endpoint in &tried {
             tracing::debug!(
@@ -98,19 +66,10 @@ impl Engine {
                     tracing::debug!("API version {}", engine.docker.client_version());
                     return Ok(engine);
                 }
-                Err(err) => reasons.push(format!(
-                    "{} ({}): {}",
-                    endpoint.uri,
-                    endpoint.source,
-                    causes(&err)
-                )),
+                Err(err) => reasons.push((endpoint, why(&err))),
             }
         }
-        Err(anyhow!(
-            "cannot reach a container engine; tried:\n    {}",
-            reasons.join("\n    ")
-        ))
-        .hint(START_ENGINE_HINT)
+        Err(unreachable_error(reasons))
     }
 
     async fn try_endpoint(endpoint: &Endpoint) -> Result<Engine, ApiError> {
@@ -133,6 +92,64 @@ impl Engine {
             .await
             .map_err(|err| self.explain(err))?;
         Ok(())
+    }
+
+    /// Checks that the engine has the OCI runtime the recipe asks for, before
+    /// a container is made with it: the engine's own refusal comes late
+    /// (Docker at create, Podman at start) and does not say what it has.
+    pub async fn require_runtime(&self, runtime: &str) -> Result<()> {
+        let info = self.docker.info().await.map_err(|e| self.explain(e))?;
+        let mut known: Vec<String> = info.runtimes.unwrap_or_default().into_keys().collect();
+        if known.iter().any(|name| name == runtime) {
+            let default = info.default_runtime.as_deref() == Some(runtime);
+            if !default && self.is_podman().await? {
+                return Err(anyhow!(
+                    "Podman's Docker-compatible API ignores `[container] runtime = \"{runtime}\"`: \
+                     the container would run under its default runtime, unsandboxed"
+                ))
+                .hint(format!(
+                    "use Docker for `{runtime}` (`--host`, `DOCKER_HOST`), or make it Podman's default \
+                     (`runtime` under `[engine]` in containers.conf) and leave `runtime` out of devinst.toml"
+                ));
+            }
+            return Ok(());
+        }
+        known.sort();
+        Err(anyhow!(
+            "the engine at {} has no runtime `{runtime}`; it has: {}",
+            self.endpoint.uri,
+            crate::settings::list_or_none(&known.iter().map(String::as_str).collect::<Vec<_>>())
+        ))
+        .hint(format!(
+            "set `[container] runtime` in devinst.toml to one of those, or add `{runtime}` to the engine \
+             (Docker: a `runtimes` entry in /etc/docker/daemon.json, then `kill -HUP` dockerd; see docs/engines.md)"
+        ))
+    }
+
+    async fn is_podman(&self) -> Result<bool> {
+        let version = self.docker.version().await.map_err(|e| self.explain(e))?;
+        let names: Vec<String> = version
+            .components
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        Ok(is_podman(&names))
+    }
+
+    /// How the engine maps user ids into containers: rootless engines run
+    /// them in a user namespace, each in its own way.
+    pub async fn user_mapping(&self) -> Result<UserMapping> {
+        let info = self.docker.info().await.map_err(|e| self.explain(e))?;
+        let options = info.security_options.unwrap_or_default();
+        if !is_rootless(&options) {
+            return Ok(UserMapping::Direct);
+        }
+        Ok(if self.is_podman().await? {
+            UserMapping::KeepId
+        } else {
+            UserMapping::RootIsHostUser
+        })
     }
 
     /// Inspects a container; `None` when there is none by that name.
@@ -165,7 +182,7 @@ impl Engine {
     /// endpoint and a hint on starting an engine.
     pub fn explain(&self, err: ApiError) -> anyhow::Error {
         if is_connection_failure(&err) {
-            return unreachable_error(std::slice::from_ref(&self.endpoint), &causes(&err));
+            return unreachable_error([(&self.endpoint, why(&err))]);
         }
         match err {
             ApiError::DockerResponseServerError {
@@ -179,36 +196,37 @@ impl Engine {
     }
 }
 
-pub const START_ENGINE_HINT: &str =
-    "start an engine: Docker (`dockerd &`, or `systemctl start docker`) \
-or Podman's API (`podman system service --time=0 &`), or point `DOCKER_HOST` at a running one";
-
-/// An error with its causes, `a: b: c`: the useful part of a connection
-/// failure ("Connection refused") is usually the innermost.
-fn causes(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let line = cause.to_string();
-        if !text.contains(&line) {
-            text.push_str(": ");
-            text.push_str(&line);
-        }
-        source = cause.source();
-    }
-    text
-}
-
-fn unreachable_error(tried: &[Endpoint], why: &dyn std::fmt::Display) -> anyhow::Error {
-    let list: Vec<String> = tried
-        .iter()
-        .map(|e| format!("{} ({})", e.uri, e.source))
+/// "cannot reach a container engine", with each endpoint tried, why it
+/// failed, and how to start an engine.
+fn unreachable_error<'a>(
+    reasons: impl IntoIterator<Item = (&'a Endpoint, String)>,
+) -> anyhow::Error {
+    let lines: Vec<String> = reasons
+        .into_iter()
+        .map(|(e, why)| format!("{} ({}): {why}", e.uri, e.source))
         .collect();
     anyhow!(
-        "cannot reach a container engine at {}: {why}",
-        list.join(", ")
+        "cannot reach a container engine; tried:\n    {}",
+        lines.join("\n    ")
     )
     .context(crate::error::Hint(START_ENGINE_HINT.to_owned()))
+}
+
+/// A short reason for a failed connection: the OS error where there is one.
+fn why(err: &ApiError) -> String {
+    match err {
+        ApiError::SocketNotFoundError(_) => "no such socket".to_owned(),
+        ApiError::UnsupportedURISchemeError { .. } => {
+            "unsupported scheme (devinst speaks `unix://`, `tcp://` and `http://`)".to_owned()
+        }
+        other => {
+            let mut source: &dyn std::error::Error = other;
+            while let Some(next) = source.source() {
+                source = next;
+            }
+            source.to_string()
+        }
+    }
 }
 
 fn open(uri: &str) -> Result<Docker, ApiError> {
@@ -265,6 +283,39 @@ pub fn message(err: &ApiError) -> &str {
     }
 }
 
+/// Docker and Podman both list `name=rootless` in their security options
+/// when they run without root.
+fn is_rootless(security_options: &[String]) -> bool {
+    security_options
+        .iter()
+        .any(|o| o.split(',').any(|part| part == "name=rootless"))
+}
+
+/// Podman's compatible API names its first version component "Podman Engine".
+fn is_podman(component_names: &[String]) -> bool {
+    component_names.iter().any(|n| n.starts_with("Podman"))
+}
+
+/// A create refused because the name is taken: Docker answers 409, Podman
+/// 500 "... is already in use".
+pub fn is_name_conflict(err: &ApiError) -> bool {
+    match status(err) {
+        Some(409) => true,
+        Some(500) => message(err).contains("is already in use"),
+        _ => false,
+    }
+}
+
+/// The container cannot take an exec because it is missing (404) or not
+/// running: Docker answers 409, Podman 500 with "container state improper".
+pub fn is_missing_or_stopped(err: &ApiError) -> bool {
+    match status(err) {
+        Some(404 | 409) => true,
+        Some(500) => message(err).contains("container state improper"),
+        _ => false,
+    }
+}
+
 /// The engine refused our pinned API version as older than it supports.
 pub fn is_version_too_old(err: &ApiError) -> bool {
     status(err) == Some(400) && message(err).contains("too old")
@@ -278,4 +329,61 @@ fn is_connection_failure(err: &ApiError) -> bool {
             | ApiError::IOError { .. }
             | ApiError::RequestTimeoutError
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status_code: u16, message: &str) -> ApiError {
+        ApiError::DockerResponseServerError {
+            status_code,
+            message: message.to_owned(),
+        }
+    }
+
+    #[test]
+    fn rootless_engines_and_podman_are_told_apart() {
+        let strings = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(is_rootless(&strings(&[
+            "name=seccomp,profile=default",
+            "name=rootless"
+        ])));
+        assert!(!is_rootless(&strings(&["name=seccomp,profile=default"])));
+        assert!(is_podman(&strings(&["Podman Engine", "Conmon"])));
+        assert!(!is_podman(&strings(&["Engine", "containerd", "runc"])));
+    }
+
+    #[test]
+    fn name_conflicts_are_recognised_on_docker_and_podman() {
+        assert!(is_name_conflict(&answer(
+            409,
+            "Conflict. The container name \"/x\" is already in use"
+        )));
+        // Podman 4.3's answer, verbatim but for the id.
+        assert!(is_name_conflict(&answer(
+            500,
+            "container create: creating container storage: the container name \"x\" is already in use by abc. \
+             You have to remove that container to be able to reuse that name: that name is already in use"
+        )));
+        assert!(!is_name_conflict(&answer(500, "no space left on device")));
+    }
+
+    #[test]
+    fn stopped_containers_are_recognised_on_docker_and_podman() {
+        assert!(is_missing_or_stopped(&answer(404, "No such container")));
+        assert!(is_missing_or_stopped(&answer(
+            409,
+            "Container abc is not running"
+        )));
+        // Podman 4.3's answer to an exec on a stopped container.
+        assert!(is_missing_or_stopped(&answer(
+            500,
+            "can only create exec sessions on running containers: container state improper"
+        )));
+        assert!(!is_missing_or_stopped(&answer(
+            500,
+            "no space left on device"
+        )));
+    }
 }

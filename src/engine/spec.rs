@@ -4,7 +4,7 @@
 
 use crate::config::Limits;
 use crate::instance::{path_text, Layout, Record};
-use crate::settings::{parse_memory, Settings};
+use crate::settings::{parse_memory, Settings, User, HOST_USER_HOME};
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, PortBinding};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -29,6 +29,43 @@ pub struct HostFacts {
     pub git_common_dir: Option<PathBuf>,
     pub host_ca: Option<PathBuf>,
     pub limits: Limits,
+    /// The worktree's owner, for `user = "host"`.
+    pub owner: Option<Owner>,
+}
+
+/// Who owns the worktree on the host, and how the engine maps user ids.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
+    pub mapping: UserMapping,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum UserMapping {
+    /// A rootful engine: ids inside the container are the host's.
+    #[default]
+    Direct,
+    /// Rootless Podman: `keep-id` maps the host user to the same id inside.
+    KeepId,
+    /// Rootless Docker: the container's root is the host user already.
+    RootIsHostUser,
+}
+
+/// The container's user for `settings.user`, and its user namespace mode.
+fn user_and_userns(settings: &Settings, owner: Option<Owner>) -> (Option<String>, Option<String>) {
+    match (&settings.user, owner) {
+        (User::Named(name), _) => (Some(name.clone()), None),
+        (User::Host, Some(o)) => match o.mapping {
+            UserMapping::Direct => (Some(format!("{}:{}", o.uid, o.gid)), None),
+            UserMapping::KeepId => (
+                Some(format!("{}:{}", o.uid, o.gid)),
+                Some("keep-id".to_owned()),
+            ),
+            UserMapping::RootIsHostUser => (Some("0:0".to_owned()), None),
+        },
+        (User::Image | User::Host, _) => (None, None),
+    }
 }
 
 pub fn container_body(
@@ -54,6 +91,10 @@ pub fn container_body(
             env.push(format!("{key}={HOST_CA_TARGET}"));
         }
     }
+    if settings.user == User::Host {
+        env.push(format!("HOME={HOST_USER_HOME}"));
+    }
+    let (user, userns_mode) = user_and_userns(settings, host.owner);
     let mut body = ContainerCreateBody {
         image: Some(settings.image.clone()),
         hostname: Some(
@@ -65,7 +106,7 @@ pub fn container_body(
         working_dir: Some(settings.workdir.clone()),
         cmd: Some(settings.command.clone()),
         env: Some(env),
-        user: settings.user.clone(),
+        user,
         exposed_ports: Some(vec![port_key.clone()]),
         labels: Some(HashMap::from([
             (LABEL_MANAGED_BY.to_owned(), "devinst".to_owned()),
@@ -84,6 +125,7 @@ pub fn container_body(
             init: Some(settings.init),
             runtime: settings.runtime.clone(),
             network_mode: settings.network.clone(),
+            userns_mode,
             nano_cpus: host.limits.cpus.map(|cpus| (cpus * 1e9) as i64),
             memory: host
                 .limits
@@ -142,11 +184,15 @@ fn canonical_json(value: &serde_json::Value) -> String {
 }
 
 fn mounts(settings: &Settings, layout: &Layout, host: &HostFacts) -> Vec<Mount> {
-    let mut mounts = vec![
-        bind(layout.root.clone(), &settings.workdir, false),
+    let mut mounts = vec![bind(layout.root.clone(), &settings.workdir, false)];
+    if settings.user == User::Host {
+        // Before the state and logs: by default they are mounted inside it.
+        mounts.push(bind(layout.home_dir(), HOST_USER_HOME, false));
+    }
+    mounts.extend([
         bind(layout.state_dir(), &settings.state_mount, false),
         bind(layout.logs_dir(), &settings.logs_mount, false),
-    ];
+    ]);
     if let Some(common) = &host.git_common_dir {
         // A linked worktree's `.git` file names this directory by its host
         // path, so it must appear at that same path for git to work inside.
@@ -305,6 +351,66 @@ mod tests {
         assert_eq!(hc.nano_cpus, Some(500_000_000));
         assert_eq!(hc.memory, Some(512 << 20));
         assert_eq!(hc.pids_limit, Some(100));
+    }
+
+    #[test]
+    fn host_user_runs_as_the_owner_with_a_home_of_its_own() {
+        let (mut settings, record, layout) = fixture();
+        settings.user = User::Host;
+        settings.state_mount = "/home/devinst/.sky".into();
+        let owner = |mapping| HostFacts {
+            owner: Some(Owner {
+                uid: 1234,
+                gid: 5678,
+                mapping,
+            }),
+            ..Default::default()
+        };
+        let body = container_body(&settings, &record, &layout, &owner(UserMapping::Direct));
+        assert_eq!(body.user.as_deref(), Some("1234:5678"));
+        assert!(body
+            .env
+            .as_ref()
+            .unwrap()
+            .contains(&"HOME=/home/devinst".to_owned()));
+        let mounts = targets(&body);
+        assert!(mounts.contains(&(
+            "/w/feat/.sky-dev/home".into(),
+            "/home/devinst".into(),
+            false
+        )));
+        assert!(mounts.contains(&(
+            "/w/feat/.sky-dev/state".into(),
+            "/home/devinst/.sky".into(),
+            false
+        )));
+        assert_eq!(body.host_config.as_ref().unwrap().userns_mode, None);
+
+        let body = container_body(&settings, &record, &layout, &owner(UserMapping::KeepId));
+        assert_eq!(body.user.as_deref(), Some("1234:5678"));
+        assert_eq!(
+            body.host_config.unwrap().userns_mode.as_deref(),
+            Some("keep-id")
+        );
+        let body = container_body(
+            &settings,
+            &record,
+            &layout,
+            &owner(UserMapping::RootIsHostUser),
+        );
+        assert_eq!(body.user.as_deref(), Some("0:0"));
+    }
+
+    #[test]
+    fn the_default_user_is_the_images() {
+        let (settings, record, layout) = fixture();
+        let body = container_body(&settings, &record, &layout, &HostFacts::default());
+        assert_eq!(body.user, None);
+        assert!(!body.env.unwrap().iter().any(|e| e.starts_with("HOME=")));
+        let mut named = settings.clone();
+        named.user = User::Named("app".into());
+        let body = container_body(&named, &record, &layout, &HostFacts::default());
+        assert_eq!(body.user.as_deref(), Some("app"));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 mod support;
 
 mod core;
+mod engines;
 mod errors;
 mod exec;
 mod fleet;

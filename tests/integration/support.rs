@@ -1,6 +1,7 @@
 //! The test harness: worktrees in a temp dir, the real `devinst` binary, the
 //! real engine. Every container a test makes is removed when it ends, passed
-//! or failed.
+//! or failed. The `docker` CLI used for checks and clean-up follows
+//! `DOCKER_HOST`, as devinst does, so the same tests run against Podman.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -22,7 +23,9 @@ pub fn require_engine() {
             _ => {
                 return Err("no container engine answers (`docker version` failed).\n\
                      Start one with `bash scripts/test-env.sh` (installs and starts Docker, \
-                     builds the test images), then run the tests again."
+                     builds the test images), then run the tests again. For Podman: \
+                     `bash scripts/test-env.sh --podman`, then run the tests with \
+                     DOCKER_HOST=unix:///run/podman/podman.sock."
                     .into())
             }
         }
@@ -77,6 +80,7 @@ pub struct TestEnv {
     pub tmp: tempfile::TempDir,
     pub home: PathBuf,
     containers: std::cell::RefCell<Vec<String>>,
+    networks: std::cell::RefCell<Vec<String>>,
 }
 
 impl TestEnv {
@@ -92,6 +96,7 @@ impl TestEnv {
             tmp,
             home,
             containers: Default::default(),
+            networks: Default::default(),
         }
     }
 
@@ -128,7 +133,13 @@ impl TestEnv {
 
     /// Runs devinst in `dir`; remembers the instance so it is cleaned up.
     pub fn run(&self, dir: &Path, args: &[&str]) -> Run {
-        let out = self.cmd(dir).args(args).output().unwrap();
+        self.run_cmd(dir, self.cmd(dir).args(args))
+    }
+
+    /// Runs a command made with [`TestEnv::cmd`] and changed by the test
+    /// (environment, flags); remembers the instance of `dir`.
+    pub fn run_cmd(&self, dir: &Path, cmd: &mut Command) -> Run {
+        let out = cmd.output().unwrap();
         self.track(dir);
         Run::from(out)
     }
@@ -188,6 +199,14 @@ impl TestEnv {
         Run::from(out)
     }
 
+    /// A network name unique to this test run, removed when the test ends
+    /// (devinst itself never removes networks).
+    pub fn network(&self, name: &str) -> String {
+        let unique = format!("{name}-{}", std::process::id());
+        self.networks.borrow_mut().push(unique.clone());
+        unique
+    }
+
     /// Records the container of the instance that owns `dir`, if any.
     pub fn track(&self, dir: &Path) {
         let Some(root) = dir
@@ -208,13 +227,21 @@ impl TestEnv {
 impl Drop for TestEnv {
     fn drop(&mut self) {
         for container in self.containers.borrow().iter() {
-            let _ = Command::new("docker")
-                .args(["rm", "-f", "-v", container])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            quiet_docker(&["rm", "-f", "-v", container]);
+        }
+        // After the containers: a network in use cannot be removed.
+        for network in self.networks.borrow().iter() {
+            quiet_docker(&["network", "rm", network]);
         }
     }
+}
+
+fn quiet_docker(args: &[&str]) {
+    let _ = Command::new("docker")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 /// A value from a worktree's `.sky-dev/.instance`, read by `sh` itself.
