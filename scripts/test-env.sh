@@ -363,15 +363,28 @@ podman_api_up() {
 
 podman_service_pids() { pgrep -f "podman system service .*${PODMAN_SOCK}" || true; }
 
-ensure_podman() {
-    local changed pid
-    changed=$(configure_podman_ulimits)
-    [[ -n $changed ]] && log "podman: default ulimits written to $CONTAINERS_CONF"
+# Podman pulls over HTTPS unless told otherwise; the test registry is plain
+# HTTP on loopback. Prints the file when it wrote it (the service caches
+# registry settings, so it must then restart).
+configure_podman_test_registry() {
+    local file=/etc/containers/registries.conf.d/devinst-test-registry.conf
+    [[ -f $file ]] && return 0
+    mkdir -p "$(dirname "$file")"
+    printf '[[registry]]\nlocation = "%s"\ninsecure = true\n' "$REGISTRY_ADDR" >"$file"
+    echo "$file"
+}
 
-    if [[ -n $changed ]] && podman_api_up; then
-        # The service reads containers.conf at start: restart ours.
+ensure_podman() {
+    local ulimits registry_conf pid
+    ulimits=$(configure_podman_ulimits)
+    [[ -n $ulimits ]] && log "podman: default ulimits written to $CONTAINERS_CONF"
+    registry_conf=$(configure_podman_test_registry)
+    [[ -n $registry_conf ]] && log "podman: $REGISTRY_ADDR marked as a plain-HTTP registry in $registry_conf"
+
+    if [[ -n $ulimits$registry_conf ]] && podman_api_up; then
+        # The service reads its configuration at start: restart ours.
         for pid in $(podman_service_pids); do
-            log "podman: restarting API service (pid $pid) for the new containers.conf"
+            log "podman: restarting API service (pid $pid) for the new configuration"
             kill "$pid" 2>/dev/null || true
         done
         sleep 1
