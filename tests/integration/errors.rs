@@ -44,16 +44,6 @@ fn run_with_env(env: &TestEnv, dir: &Path, vars: &[(&str, &str)], args: &[&str])
     Run::from(out)
 }
 
-fn container_exists(name: &str) -> bool {
-    Command::new("docker")
-        .args(["container", "inspect", name])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap()
-        .success()
-}
-
 #[test]
 fn invalid_explicit_names_are_refused_before_anything_is_made() {
     let env = TestEnv::new();

@@ -61,16 +61,6 @@ fn listed<'a>(views: &'a [View], name: &str) -> Option<&'a View> {
     views.iter().find(|v| v.name == name)
 }
 
-fn container_exists(name: &str) -> bool {
-    Command::new("docker")
-        .args(["container", "inspect", name])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap()
-        .success()
-}
-
 /// A container made behind devinst's back, removed when dropped.
 struct Foreign(String);
 

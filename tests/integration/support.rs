@@ -330,6 +330,17 @@ pub fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
 }
 
+/// Whether the engine has a container by this name.
+pub fn container_exists(name: &str) -> bool {
+    Command::new("docker")
+        .args(["container", "inspect", name])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
 /// `docker inspect -f FORMAT NAME`, trimmed.
 pub fn inspect(container: &str, format: &str) -> String {
     let out = Command::new("docker")
