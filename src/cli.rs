@@ -50,6 +50,10 @@ pub enum Command {
     List(JsonArgs),
     /// Remove the container and release the port.
     Destroy(DestroyArgs),
+    /// Save the instance (its container's filesystem, state and logs) and
+    /// restore it later.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
     /// Show the container's output.
     Logs(LogsArgs),
     /// Show the container's cpu and memory use.
@@ -139,4 +143,22 @@ pub struct GcArgs {
 pub struct CompletionsArgs {
     /// The shell to complete for.
     pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Save the container's filesystem, `state/` and `sky_logs/` as NAME.
+    Save {
+        /// The snapshot's name (default: the current UTC time).
+        name: Option<String>,
+    },
+    /// List this instance's snapshots.
+    List(JsonArgs),
+    /// Put the instance back as it was at NAME (the worktree's code is not
+    /// touched: git keeps that).
+    Restore { name: String },
+    /// Go back to the recipe's image, keeping the current state and logs.
+    Reset,
+    /// Delete snapshot NAME.
+    Rm { name: String },
 }

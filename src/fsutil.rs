@@ -69,6 +69,32 @@ fn sweep_abandoned(dir: &Path, name: &str) {
     }
 }
 
+/// Copies the directory `from` to `to` (which must not exist): files with
+/// their permissions, directories, and symlinks as symlinks.
+pub fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    fs::create_dir(to).with_context(|| format!("cannot create `{}`", to.display()))?;
+    let permissions = fs::metadata(from)
+        .with_context(|| format!("cannot read `{}`", from.display()))?
+        .permissions();
+    for entry in fs::read_dir(from).with_context(|| format!("cannot list `{}`", from.display()))? {
+        let entry = entry?;
+        let (source, target) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            copy_tree(&source, &target)?;
+        } else if kind.is_symlink() {
+            let link = fs::read_link(&source)?;
+            std::os::unix::fs::symlink(&link, &target)
+                .with_context(|| format!("cannot create `{}`", target.display()))?;
+        } else {
+            fs::copy(&source, &target)
+                .with_context(|| format!("cannot copy `{}`", source.display()))?;
+        }
+    }
+    fs::set_permissions(to, permissions)
+        .with_context(|| format!("cannot set permissions on `{}`", to.display()))
+}
+
 pub fn create_dir_all(path: &Path) -> Result<()> {
     fs::create_dir_all(path).with_context(|| format!("cannot create `{}`", path.display()))
 }

@@ -41,6 +41,18 @@ impl Layout {
     pub fn setup_stamp(&self) -> PathBuf {
         self.dir().join(".setup-stamp")
     }
+    /// Names the snapshot the container is made from, when one was restored.
+    pub fn snapshot_file(&self) -> PathBuf {
+        self.dir().join(".snapshot")
+    }
+    pub fn snapshots_dir(&self) -> PathBuf {
+        self.dir().join("snapshots")
+    }
+    /// The restored snapshot the container should be made from, if any.
+    pub fn active_snapshot(&self) -> Option<String> {
+        let text = std::fs::read_to_string(self.snapshot_file()).ok()?;
+        Some(text.trim().to_owned()).filter(|name| !name.is_empty())
+    }
     pub fn state_dir(&self) -> PathBuf {
         self.dir().join("state")
     }

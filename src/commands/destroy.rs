@@ -17,7 +17,7 @@ pub async fn run(ctx: &Context, args: DestroyArgs) -> Result<i32> {
     let r = &instance.record;
     let what = if args.purge {
         format!(
-            "container `{}` and `{}` (state, logs, venv)",
+            "container `{}` and `{}` (state, logs, venv, snapshots)",
             r.container,
             instance.layout.dir().display()
         )
@@ -45,6 +45,10 @@ pub async fn run(ctx: &Context, args: DestroyArgs) -> Result<i32> {
     }
     drop(registry);
     if args.purge {
+        let images = super::snapshot::remove_images(&engine, &instance).await?;
+        if images > 0 {
+            output::note(format!("removed {images} snapshot image(s)"));
+        }
         let dir = instance.layout.dir();
         std::fs::remove_dir_all(&dir)
             .with_context(|| format!("cannot remove `{}`", dir.display()))?;

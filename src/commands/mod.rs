@@ -8,6 +8,7 @@ mod gc;
 mod list;
 mod logs;
 mod setup;
+mod snapshot;
 mod start;
 mod stats;
 mod status;
@@ -32,6 +33,7 @@ pub fn dispatch(command: Command, ctx: &Context) -> Result<i32> {
         Command::Status(args) => block_on(status::run(ctx, args)),
         Command::List(args) => block_on(list::run(ctx, args)),
         Command::Destroy(args) => block_on(destroy::run(ctx, args)),
+        Command::Snapshot(action) => block_on(snapshot::run(ctx, action)),
         Command::Logs(args) => block_on(logs::run(ctx, args)),
         Command::Stats(args) => block_on(stats::run(ctx, args)),
         Command::Gc(args) => block_on(gc::run(ctx, args)),

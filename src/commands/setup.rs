@@ -352,6 +352,11 @@ pub fn now_utc() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
+    utc_from_secs(secs)
+}
+
+/// Seconds since the epoch as RFC 3339 UTC.
+pub fn utc_from_secs(secs: u64) -> String {
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(days as i64);
     format!(

@@ -45,8 +45,9 @@ pub async fn ensure_running(engine: &Engine, instance: &Instance, recreate: bool
         User::Host => Some(prepare_owner_dirs(engine, instance).await?),
         _ => None,
     };
+    let settings = with_snapshot_image(instance);
     let body = spec::container_body(
-        &instance.settings,
+        &settings,
         record,
         &instance.layout,
         &host_facts(instance, owner)?,
@@ -115,6 +116,15 @@ pub fn moved_here(owner: Option<&str>, instance: &Instance) -> bool {
             .iter()
             .any(|e| e.name == instance.record.name && e.worktree == instance.layout.root)
     })
+}
+
+/// The recipe, but with the image of the snapshot last restored, if any.
+fn with_snapshot_image(instance: &Instance) -> crate::settings::Settings {
+    let mut settings = instance.settings.clone();
+    if let Some(snapshot) = instance.layout.active_snapshot() {
+        settings.image = super::snapshot::image_ref(&instance.record.name, &snapshot);
+    }
+    settings
 }
 
 /// Whether the container was made for this instance's worktree (by its label).

@@ -9,3 +9,4 @@ mod errors;
 mod exec;
 mod fleet;
 mod scripts;
+mod snapshot;
