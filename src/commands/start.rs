@@ -8,18 +8,22 @@ use crate::engine::spec::{self, HostFacts, LABEL_SPEC, LABEL_WORKTREE};
 use crate::engine::{status, Engine};
 use crate::error::WithHint;
 use crate::instance::{path_text, DIR_NAME};
+use crate::recipe::BuildContext;
 use crate::registry::Registry;
 use crate::worktree::Worktree;
 use crate::{fsutil, output, Context};
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context as _, Result};
 use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 
 pub async fn run(ctx: &Context, args: StartArgs) -> Result<i32> {
     let instance = Instance::find(&ctx.cwd)?;
+    // An image recipe's files are found and checked before the engine is
+    // asked anything.
+    let build = prepare_build(&instance)?;
     let engine = Engine::connect(instance.settings.engine_host.as_deref()).await?;
-    ensure_running(&engine, &instance, args.recreate).await?;
+    ensure_running_with(&engine, &instance, args.recreate, build).await?;
     let s = &instance.settings;
     output::data(format!(
         "{}:{} -> {}",
@@ -30,6 +34,36 @@ pub async fn run(ctx: &Context, args: StartArgs) -> Result<i32> {
 
 /// Brings the instance to "running and set up", doing only what is missing.
 pub async fn ensure_running(engine: &Engine, instance: &Instance, recreate: bool) -> Result<()> {
+    let build = prepare_build(instance)?;
+    ensure_running_with(engine, instance, recreate, build).await
+}
+
+/// The build context of the instance's `[container.build]`, if it has one:
+/// its tag says which image the container should run.
+pub fn prepare_build(instance: &Instance) -> Result<Option<BuildContext>> {
+    let Some(recipe) = &instance.settings.build else {
+        return Ok(None);
+    };
+    BuildContext::collect(recipe, &instance.layout.root)
+        .map(Some)
+        .with_context(|| {
+            format!(
+                "invalid `{}`",
+                instance
+                    .layout
+                    .root
+                    .join(crate::config::FILE_NAME)
+                    .display()
+            )
+        })
+}
+
+async fn ensure_running_with(
+    engine: &Engine,
+    instance: &Instance,
+    recreate: bool,
+    build: Option<BuildContext>,
+) -> Result<()> {
     let _lock = instance.layout.lock()?;
     let record = &instance.record;
     let name = &record.container;
@@ -44,7 +78,7 @@ pub async fn ensure_running(engine: &Engine, instance: &Instance, recreate: bool
         &instance.settings,
         record,
         &instance.layout,
-        &host_facts(instance)?,
+        &host_facts(instance, build.as_ref())?,
     );
     let wanted_spec = body
         .labels
@@ -71,12 +105,16 @@ pub async fn ensure_running(engine: &Engine, instance: &Instance, recreate: bool
                     "container `{name}` was made for `{}`, which no longer exists (the worktree moved); recreating it here",
                     owner.unwrap_or_default()
                 ));
+                ensure_image(engine, &body, build.as_ref()).await?;
                 remove(engine, name).await?;
-                create(engine, name, body).await?
+                create(engine, name, body, build.as_ref()).await?
             } else if recreate {
+                // The new image first: a build that fails leaves the old
+                // container in place.
+                ensure_image(engine, &body, build.as_ref()).await?;
                 output::note(format!("removing container `{name}` to recreate it"));
                 remove(engine, name).await?;
-                create(engine, name, body).await?
+                create(engine, name, body, build.as_ref()).await?
             } else {
                 if labels.get(LABEL_SPEC) != wanted_spec.as_ref() {
                     output::warn(format!(
@@ -87,7 +125,7 @@ pub async fn ensure_running(engine: &Engine, instance: &Instance, recreate: bool
                 info
             }
         }
-        None => create(engine, name, body).await?,
+        None => create(engine, name, body, build.as_ref()).await?,
     };
     let running = info.state.as_ref().and_then(|s| s.running).unwrap_or(false);
     if !running {
@@ -126,9 +164,10 @@ async fn create(
     engine: &Engine,
     name: &str,
     body: bollard::models::ContainerCreateBody,
+    build: Option<&BuildContext>,
 ) -> Result<bollard::models::ContainerInspectResponse> {
+    ensure_image(engine, &body, build).await?;
     let image = body.image.clone().unwrap_or_default();
-    engine.ensure_image(&image).await?;
     output::note(format!("creating container `{name}` from `{image}`"));
     let options = CreateContainerOptions {
         name: Some(name.to_owned()),
@@ -153,6 +192,22 @@ async fn create(
         .inspect(name)
         .await?
         .ok_or_else(|| anyhow!("container `{name}` vanished right after it was created"))
+}
+
+/// Builds the recipe's image, or pulls the configured one, when absent.
+async fn ensure_image(
+    engine: &Engine,
+    body: &bollard::models::ContainerCreateBody,
+    build: Option<&BuildContext>,
+) -> Result<()> {
+    match build {
+        Some(context) => engine.ensure_built(context).await.map(drop),
+        None => {
+            engine
+                .ensure_image(body.image.as_deref().unwrap_or_default())
+                .await
+        }
+    }
 }
 
 async fn start_container(engine: &Engine, instance: &Instance) -> Result<()> {
@@ -193,7 +248,7 @@ pub async fn remove(engine: &Engine, name: &str) -> Result<()> {
     }
 }
 
-fn host_facts(instance: &Instance) -> Result<HostFacts> {
+fn host_facts(instance: &Instance, build: Option<&BuildContext>) -> Result<HostFacts> {
     let s = &instance.settings;
     let home = directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf());
     let credentials = match &home {
@@ -219,6 +274,7 @@ fn host_facts(instance: &Instance) -> Result<HostFacts> {
         git_common_dir,
         host_ca,
         limits: s.limits_for(instance.record.tier.as_deref())?,
+        built_image: build.map(|b| b.tag.clone()),
     })
 }
 
