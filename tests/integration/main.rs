@@ -7,4 +7,5 @@ mod core;
 mod errors;
 mod exec;
 mod fleet;
+mod recipe;
 mod scripts;
