@@ -38,6 +38,8 @@ pub enum Command {
     Setup(SetupArgs),
     /// Create the container if missing, start it, run the setup steps.
     Start(StartArgs),
+    /// Build the image `[container.build]` describes, or say it is cached.
+    Build,
     /// Stop the container; keep everything.
     Stop,
     /// Run a command inside the instance.

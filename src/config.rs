@@ -36,6 +36,8 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct ContainerConfig {
     pub image: Option<String>,
+    /// An image recipe built locally instead of `image` (`[container.build]`).
+    pub build: Option<BuildConfig>,
     pub name_prefix: Option<String>,
     pub hostname: Option<String>,
     /// Where the worktree is mounted, and the working directory.
@@ -62,6 +64,31 @@ impl ContainerConfig {
             pids: self.pids,
         }
     }
+}
+
+/// `[container.build]`: the image is built from `base` with these additions,
+/// once per distinct recipe (see `recipe`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildConfig {
+    pub base: String,
+    /// Debian/Ubuntu packages, installed with apt-get.
+    pub apt: Option<Vec<String>>,
+    /// Python requirements, installed with `python3 -m pip`.
+    pub pip: Option<Vec<String>>,
+    /// Variables set in the image.
+    pub env: Option<BTreeMap<String, String>>,
+    /// Worktree files or directories copied into the image.
+    pub include: Option<Vec<IncludeConfig>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncludeConfig {
+    /// A path relative to the worktree root.
+    pub source: String,
+    /// An absolute path inside the image.
+    pub target: String,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Deserialize)]
@@ -212,6 +239,30 @@ mod tests {
         assert_eq!(shims["py"].argv(), ["python3", "-u"]);
         assert_eq!(config.setup.commands, Some(vec![]));
         assert_eq!(config.tiers["small"].cpus, Some(1.0));
+    }
+
+    #[test]
+    fn build_table_parses_and_needs_a_base() {
+        let config = Config::parse(
+            r#"
+            [container.build]
+            base = "ubuntu:22.04"
+            apt = ["jq"]
+            env = { FOO = "bar" }
+            include = [{ source = "tools/x.sh", target = "/opt/x.sh" }]
+            "#,
+        )
+        .unwrap();
+        let build = config.container.build.unwrap();
+        assert_eq!(build.base, "ubuntu:22.04");
+        assert_eq!(build.apt.unwrap(), ["jq"]);
+        assert_eq!(build.include.unwrap()[0].target, "/opt/x.sh");
+        let err = Config::parse("[container.build]\napt = [\"jq\"]\n").unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("base") && text.contains("container.build"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod instance;
 mod name;
 mod output;
 mod ports;
+mod recipe;
 mod registry;
 mod render;
 mod settings;

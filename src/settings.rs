@@ -3,6 +3,7 @@
 //! multi-instance setup.
 
 use crate::config::{CommandLine, Config, Limits};
+use crate::recipe::Recipe;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
@@ -91,7 +92,11 @@ const RESERVED_SHIMS: &[&str] = &["activate", "start-container", "stop-container
 
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// The image to pull; with `[container.build]`, the recipe's base (the
+    /// container then runs the image built from `build`, whose tag depends on
+    /// the included files and so is known only once they are read).
     pub image: String,
+    pub build: Option<Recipe>,
     pub name_prefix: String,
     pub hostname: Option<String>,
     pub workdir: String,
@@ -132,7 +137,14 @@ impl Settings {
     }
 
     pub fn resolve(config: Config) -> Result<Settings> {
-        let c = config.container;
+        let mut c = config.container;
+        if c.image.is_some() && c.build.is_some() {
+            bail!(
+                "`[container] image` and `[container.build]` are both set; \
+                 the container runs one image: remove `image` to build from the recipe, or the table to pull `image`"
+            );
+        }
+        let build = c.build.take().map(Recipe::from_config).transpose()?;
         let workdir = c
             .workdir
             .clone()
@@ -149,7 +161,11 @@ impl Settings {
         let range = config.ports.host_range.unwrap_or(DEFAULT_HOST_RANGE);
         let settings =
             Settings {
-                image: c.image.unwrap_or_else(|| DEFAULT_IMAGE.to_owned()),
+                image: match &build {
+                    Some(recipe) => recipe.base.clone(),
+                    None => c.image.unwrap_or_else(|| DEFAULT_IMAGE.to_owned()),
+                },
+                build,
                 name_prefix: c.name_prefix.unwrap_or_else(|| DEFAULT_PREFIX.to_owned()),
                 hostname: c.hostname,
                 command: c
@@ -312,7 +328,7 @@ fn validate_shim_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-fn validate_env_name(name: &str) -> Result<()> {
+pub(crate) fn validate_env_name(name: &str) -> Result<()> {
     let ok = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !ok {
@@ -416,6 +432,14 @@ mod tests {
             ("[container]\ncpus = 0.0\n", "cpus"),
             ("[env.set]\n\"A-B\" = \"1\"\n", "A-B"),
             ("[container]\nname_prefix = \"Bad Prefix\"\n", "name_prefix"),
+            (
+                "[container]\nimage = \"x\"\n[container.build]\nbase = \"y\"\n",
+                "`[container] image` and `[container.build]`",
+            ),
+            (
+                "[container.build]\nbase = \"y\"\napt = [\"-y\"]\n",
+                "[container.build] apt",
+            ),
         ] {
             let err = format!("{:#}", resolve(text).unwrap_err());
             assert!(err.contains(key), "{text}: {err}");

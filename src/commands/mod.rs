@@ -1,5 +1,6 @@
 //! One module per subcommand; this one dispatches and holds what they share.
 
+mod build;
 mod completions;
 mod destroy;
 mod doctor;
@@ -27,6 +28,7 @@ pub fn dispatch(command: Command, ctx: &Context) -> Result<i32> {
     match command {
         Command::Setup(args) => setup::run(ctx, args),
         Command::Start(args) => block_on(start::run(ctx, args)),
+        Command::Build => block_on(build::run(ctx)),
         Command::Stop => block_on(stop::run(ctx)),
         Command::Exec(args) => block_on(exec::run(ctx, args)),
         Command::Shell(args) => block_on(exec::shell(ctx, args)),

@@ -8,6 +8,7 @@ use crate::engine::spec::{self, HostFacts, Owner, LABEL_SPEC, LABEL_WORKTREE};
 use crate::engine::{is_name_conflict, status, Engine};
 use crate::error::WithHint;
 use crate::instance::{path_text, DIR_NAME};
+use crate::recipe::BuildContext;
 use crate::registry::Registry;
 use crate::settings::User;
 use crate::worktree::Worktree;
@@ -19,8 +20,11 @@ use std::path::Path;
 
 pub async fn run(ctx: &Context, args: StartArgs) -> Result<i32> {
     let instance = Instance::find(&ctx.cwd)?;
+    // An image recipe's files are found and checked before the engine is
+    // asked anything.
+    let build = prepare_build(&instance)?;
     let engine = Engine::connect(&ctx.engine_choice(Some(&instance.settings))).await?;
-    ensure_running(&engine, &instance, args.recreate).await?;
+    ensure_running_with(&engine, &instance, args.recreate, build).await?;
     let s = &instance.settings;
     output::data(format!(
         "{}:{} -> {}",
@@ -31,6 +35,36 @@ pub async fn run(ctx: &Context, args: StartArgs) -> Result<i32> {
 
 /// Brings the instance to "running and set up", doing only what is missing.
 pub async fn ensure_running(engine: &Engine, instance: &Instance, recreate: bool) -> Result<()> {
+    let build = prepare_build(instance)?;
+    ensure_running_with(engine, instance, recreate, build).await
+}
+
+/// The build context of the instance's `[container.build]`, if it has one:
+/// its tag says which image the container should run.
+pub fn prepare_build(instance: &Instance) -> Result<Option<BuildContext>> {
+    let Some(recipe) = &instance.settings.build else {
+        return Ok(None);
+    };
+    BuildContext::collect(recipe, &instance.layout.root)
+        .map(Some)
+        .with_context(|| {
+            format!(
+                "invalid `{}`",
+                instance
+                    .layout
+                    .root
+                    .join(crate::config::FILE_NAME)
+                    .display()
+            )
+        })
+}
+
+async fn ensure_running_with(
+    engine: &Engine,
+    instance: &Instance,
+    recreate: bool,
+    build: Option<BuildContext>,
+) -> Result<()> {
     let _lock = instance.layout.lock()?;
     let record = &instance.record;
     let name = &record.container;
@@ -46,11 +80,13 @@ pub async fn ensure_running(engine: &Engine, instance: &Instance, recreate: bool
         _ => None,
     };
     let settings = with_snapshot_image(instance);
+    // A restored snapshot's image stands in for the recipe's, built or not.
+    let build = build.filter(|_| instance.layout.active_snapshot().is_none());
     let body = spec::container_body(
         &settings,
         record,
         &instance.layout,
-        &host_facts(instance, owner)?,
+        &host_facts(instance, owner, build.as_ref())?,
     );
     let wanted_spec = body
         .labels
@@ -77,12 +113,16 @@ pub async fn ensure_running(engine: &Engine, instance: &Instance, recreate: bool
                     "container `{name}` was made for `{}`, which no longer exists (the worktree moved); recreating it here",
                     owner.unwrap_or_default()
                 ));
+                ensure_image(engine, &body, build.as_ref()).await?;
                 remove(engine, name).await?;
-                create(engine, name, body).await?
+                create(engine, name, body, build.as_ref()).await?
             } else if recreate {
+                // The new image first: a build that fails leaves the old
+                // container in place.
+                ensure_image(engine, &body, build.as_ref()).await?;
                 output::note(format!("removing container `{name}` to recreate it"));
                 remove(engine, name).await?;
-                create(engine, name, body).await?
+                create(engine, name, body, build.as_ref()).await?
             } else {
                 if labels.get(LABEL_SPEC) != wanted_spec.as_ref() {
                     output::warn(format!(
@@ -93,7 +133,7 @@ pub async fn ensure_running(engine: &Engine, instance: &Instance, recreate: bool
                 info
             }
         }
-        None => create(engine, name, body).await?,
+        None => create(engine, name, body, build.as_ref()).await?,
     };
     let running = info.state.as_ref().and_then(|s| s.running).unwrap_or(false);
     if !running {
@@ -141,6 +181,7 @@ async fn create(
     engine: &Engine,
     name: &str,
     body: bollard::models::ContainerCreateBody,
+    build: Option<&BuildContext>,
 ) -> Result<bollard::models::ContainerInspectResponse> {
     let image = body.image.clone().unwrap_or_default();
     if let Some(runtime) = body.host_config.as_ref().and_then(|h| h.runtime.as_deref()) {
@@ -156,7 +197,7 @@ async fn create(
     {
         engine.ensure_network(network).await?;
     }
-    engine.ensure_image(&image).await?;
+    ensure_image(engine, &body, build).await?;
     output::note(format!("creating container `{name}` from `{image}`"));
     let options = CreateContainerOptions {
         name: Some(name.to_owned()),
@@ -235,6 +276,22 @@ fn without_init(
     body
 }
 
+/// Builds the recipe's image, or pulls the configured one, when absent.
+async fn ensure_image(
+    engine: &Engine,
+    body: &bollard::models::ContainerCreateBody,
+    build: Option<&BuildContext>,
+) -> Result<()> {
+    match build {
+        Some(context) => engine.ensure_built(context).await.map(drop),
+        None => {
+            engine
+                .ensure_image(body.image.as_deref().unwrap_or_default())
+                .await
+        }
+    }
+}
+
 async fn start_container(engine: &Engine, instance: &Instance) -> Result<()> {
     let name = &instance.record.container;
     output::note(format!("starting container `{name}`"));
@@ -308,7 +365,11 @@ async fn prepare_owner_dirs(engine: &Engine, instance: &Instance) -> Result<Owne
     })
 }
 
-fn host_facts(instance: &Instance, owner: Option<Owner>) -> Result<HostFacts> {
+fn host_facts(
+    instance: &Instance,
+    owner: Option<Owner>,
+    build: Option<&BuildContext>,
+) -> Result<HostFacts> {
     let s = &instance.settings;
     let home = directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf());
     let credentials = match &home {
@@ -335,6 +396,7 @@ fn host_facts(instance: &Instance, owner: Option<Owner>) -> Result<HostFacts> {
         host_ca,
         limits: s.limits_for(instance.record.tier.as_deref())?,
         owner,
+        built_image: build.map(|b| b.tag.clone()),
     })
 }
 

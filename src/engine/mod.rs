@@ -1,5 +1,6 @@
 //! The container engine, reached through its API (bollard), never its CLI.
 
+pub mod build;
 pub mod discover;
 pub mod exec;
 pub mod image;

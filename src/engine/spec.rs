@@ -31,6 +31,9 @@ pub struct HostFacts {
     pub limits: Limits,
     /// The worktree's owner, for `user = "host"`.
     pub owner: Option<Owner>,
+    /// The tag of the image built from `[container.build]`, which replaces
+    /// `image`: it hashes the included files, so it is found by reading them.
+    pub built_image: Option<String>,
 }
 
 /// Who owns the worktree on the host, and how the engine maps user ids.
@@ -96,7 +99,11 @@ pub fn container_body(
     }
     let (user, userns_mode) = user_and_userns(settings, host.owner);
     let mut body = ContainerCreateBody {
-        image: Some(settings.image.clone()),
+        image: Some(
+            host.built_image
+                .clone()
+                .unwrap_or_else(|| settings.image.clone()),
+        ),
         hostname: Some(
             settings
                 .hostname
@@ -332,6 +339,25 @@ mod tests {
             a.labels.as_ref().unwrap()[LABEL_SPEC],
             c.labels.as_ref().unwrap()[LABEL_SPEC]
         );
+    }
+
+    #[test]
+    fn a_built_image_replaces_the_image_and_moves_the_hash() {
+        let (settings, record, layout) = fixture();
+        let plain = container_body(&settings, &record, &layout, &HostFacts::default());
+        let built = |tag: &str| {
+            let host = HostFacts {
+                built_image: Some(tag.into()),
+                ..Default::default()
+            };
+            container_body(&settings, &record, &layout, &host)
+        };
+        let a = built("devinst-build/0123456789abcdef:1");
+        assert_eq!(a.image.as_deref(), Some("devinst-build/0123456789abcdef:1"));
+        let b = built("devinst-build/fedcba9876543210:1");
+        let spec = |body: &ContainerCreateBody| body.labels.as_ref().unwrap()[LABEL_SPEC].clone();
+        assert_ne!(spec(&plain), spec(&a));
+        assert_ne!(spec(&a), spec(&b), "a new recipe is a new spec");
     }
 
     #[test]

@@ -8,5 +8,6 @@ mod engines;
 mod errors;
 mod exec;
 mod fleet;
+mod recipe;
 mod scripts;
 mod snapshot;

@@ -1,0 +1,33 @@
+//! `devinst build`: build the image `[container.build]` describes now, or say
+//! it is built already. Needs no instance, so CI can warm the cache first.
+
+use crate::engine::Engine;
+use crate::recipe::BuildContext;
+use crate::settings::Settings;
+use crate::worktree::Worktree;
+use crate::{output, Context};
+use anyhow::{Context as _, Result};
+
+pub async fn run(ctx: &Context) -> Result<i32> {
+    let root = Worktree::discover(&ctx.cwd)?.root;
+    let settings = Settings::load(&root)?;
+    let Some(recipe) = &settings.build else {
+        output::note(format!(
+            "nothing to build: devinst.toml has no `[container.build]` (the instance runs `{}`)",
+            settings.image
+        ));
+        return Ok(0);
+    };
+    let context = BuildContext::collect(recipe, &root).with_context(|| {
+        format!(
+            "invalid `{}`",
+            root.join(crate::config::FILE_NAME).display()
+        )
+    })?;
+    let engine = Engine::connect(&ctx.engine_choice(Some(&settings))).await?;
+    if !engine.ensure_built(&context).await? {
+        output::note(format!("image `{}` is built already (cached)", context.tag));
+    }
+    output::data(&context.tag);
+    Ok(0)
+}

@@ -1,0 +1,223 @@
+//! Building an image recipe (`[container.build]`) with the engine's classic
+//! builder (`POST /build`, which Docker 20.10 and Podman both serve), once per
+//! content hash: the tag names the recipe, so a present tag is a finished
+//! build.
+
+use super::{spec::LABEL_MANAGED_BY, status, Engine};
+use crate::error::WithHint;
+use crate::output;
+use crate::recipe::BuildContext;
+use anyhow::{anyhow, Result};
+use bollard::errors::Error as ApiError;
+use bollard::query_parameters::BuildImageOptions;
+use futures_util::StreamExt;
+use std::collections::{HashMap, VecDeque};
+
+/// Build output lines kept for the error message: with `-q` they were not
+/// shown, and the last ones usually say what went wrong.
+const TAIL_LINES: usize = 8;
+
+impl Engine {
+    /// Builds the context's image unless its tag exists. Returns whether it
+    /// built.
+    pub async fn ensure_built(&self, context: &BuildContext) -> Result<bool> {
+        let tag = &context.tag;
+        match self.docker.inspect_image(tag).await {
+            Ok(_) => return Ok(false),
+            Err(err) if status(&err) == Some(404) => {}
+            Err(err) => return Err(self.explain(err)),
+        }
+        output::note(format!("building image `{tag}` from `[container.build]`"));
+        let started = std::time::Instant::now();
+        self.build(context).await.hint(
+            "fix `[container.build]` in devinst.toml (a package name or version?) \
+             and run the command again; the build's output says what failed",
+        )?;
+        output::note(format!(
+            "built image `{tag}` in {:.1} s",
+            started.elapsed().as_secs_f64()
+        ));
+        Ok(true)
+    }
+
+    async fn build(&self, context: &BuildContext) -> Result<()> {
+        let tag = &context.tag;
+        let archive = context.archive()?;
+        let options = BuildImageOptions {
+            t: Some(tag.clone()),
+            // The classic builder tags only a finished image; removing every
+            // intermediate container, failed steps' too, leaves nothing half
+            // made behind.
+            rm: true,
+            forcerm: true,
+            labels: Some(HashMap::from([(
+                LABEL_MANAGED_BY.to_owned(),
+                "devinst".to_owned(),
+            )])),
+            ..Default::default()
+        };
+        let body = bollard::body_full(archive.into());
+        let mut stream = self.docker.build_image(options, None, Some(body));
+        let mut lines = Lines::default();
+        while let Some(item) = stream.next().await {
+            // bollard turns the builder's `errorDetail` into a stream error.
+            let failure = match item {
+                Ok(info) => {
+                    if let Some(text) = info.stream.or(info.status) {
+                        lines.push(&text);
+                    }
+                    match info.error_detail {
+                        Some(detail) => detail.message.unwrap_or_default(),
+                        None => continue,
+                    }
+                }
+                Err(ApiError::DockerStreamError { error }) => error,
+                Err(err) => {
+                    return Err(self
+                        .explain(err)
+                        .context(format!("building image `{tag}` failed")))
+                }
+            };
+            lines.flush();
+            return Err(anyhow!(
+                "building image `{tag}` failed: {}{}",
+                lines.failure(&failure),
+                lines.tail()
+            ));
+        }
+        lines.flush();
+        Ok(())
+    }
+}
+
+/// The classic builder wraps a step's stderr in colour codes (`ESC[91m` ..
+/// `ESC[0m`); they mean nothing in a log or an error message.
+fn strip_colors(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            // CSI: `ESC [`, parameters, one final letter.
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `apt` from `Step 2/5 : RUN ["/bin/sh","-c","...","apt","jq"]`.
+fn run_step_name(line: &str) -> Option<String> {
+    let (_, json) = line.split_once(" : RUN ")?;
+    let argv: Vec<String> = serde_json::from_str(json).ok()?;
+    argv.get(3).cloned()
+}
+
+/// The build's output, cut into whole lines (the engine sends chunks) and
+/// shown indented on stderr as it arrives.
+#[derive(Default)]
+struct Lines {
+    partial: String,
+    last: VecDeque<String>,
+    /// The recipe step running now (`apt`, `pip`), from the builder's
+    /// `Step i/n : RUN [...]` line: the script's `$0`.
+    step: Option<String>,
+}
+
+impl Lines {
+    fn push(&mut self, text: &str) {
+        self.partial.push_str(text);
+        while let Some(end) = self.partial.find('\n') {
+            let line: String = self.partial.drain(..=end).collect();
+            self.emit(line.trim_end());
+        }
+    }
+
+    fn flush(&mut self) {
+        let rest = std::mem::take(&mut self.partial);
+        self.emit(rest.trim_end());
+    }
+
+    fn emit(&mut self, line: &str) {
+        let line = &strip_colors(line);
+        if line.trim().is_empty() {
+            return;
+        }
+        output::note(format!("  {line}"));
+        if line.starts_with("Step ") {
+            self.step = run_step_name(line);
+        }
+        if self.last.len() == TAIL_LINES {
+            self.last.pop_front();
+        }
+        self.last.push_back(line.to_owned());
+    }
+
+    /// The engine's message names the failed command by its whole script;
+    /// the recipe's step name says the same in a few words.
+    fn failure(&self, message: &str) -> String {
+        let message = message.trim();
+        let code = message
+            .rsplit_once("returned a non-zero code: ")
+            .map(|(_, code)| code.trim());
+        match (&self.step, code) {
+            (Some(step), Some(code)) => {
+                format!("the `[container.build] {step}` step exited with code {code}")
+            }
+            _ => message.to_owned(),
+        }
+    }
+
+    /// The last lines, for the error message when `-q` kept them off the
+    /// screen.
+    fn tail(&self) -> String {
+        if self.last.is_empty() || !output::quiet() {
+            return String::new();
+        }
+        let lines: Vec<&str> = self.last.iter().map(String::as_str).collect();
+        format!(
+            "\n  last lines of its output:\n    {}",
+            lines.join("\n    ")
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_is_cut_into_lines_without_colours() {
+        let mut lines = Lines::default();
+        lines.push("Step 1/2 : FROM x\n ---> ab");
+        lines.push("c\n\u{1b}[91mE: Unable to locate package nope\n\u{1b}[0m");
+        lines.flush();
+        let got: Vec<&str> = lines.last.iter().map(String::as_str).collect();
+        assert_eq!(
+            got,
+            [
+                "Step 1/2 : FROM x",
+                " ---> abc",
+                "E: Unable to locate package nope"
+            ]
+        );
+        assert!(lines.tail().is_empty(), "shown already");
+    }
+
+    #[test]
+    fn a_failed_step_is_named_by_the_recipe_key() {
+        let mut lines = Lines::default();
+        lines.push("Step 2/4 : RUN [\"/bin/sh\",\"-c\",\"set -e\",\"apt\",\"jq\"]\n");
+        let message = "The command '/bin/sh -c set -e apt jq' returned a non-zero code: 100";
+        assert_eq!(
+            lines.failure(message),
+            "the `[container.build] apt` step exited with code 100"
+        );
+        lines.push("Step 3/4 : COPY [\"files/0\",\"/x\"]\n");
+        assert_eq!(lines.failure("no such file"), "no such file");
+    }
+}
