@@ -110,9 +110,12 @@ fn strip_colors(line: &str) -> String {
     out
 }
 
-/// `apt` from `Step 2/5 : RUN ["/bin/sh","-c","...","apt","jq"]`.
+/// `apt` from `Step 2/5 : RUN ["/bin/sh","-c","...","apt","jq"]` (Docker)
+/// or `STEP 2/5: RUN [...]` (Podman).
 fn run_step_name(line: &str) -> Option<String> {
-    let (_, json) = line.split_once(" : RUN ")?;
+    let (_, json) = line
+        .split_once(" : RUN ")
+        .or_else(|| line.split_once(": RUN "))?;
     let argv: Vec<String> = serde_json::from_str(json).ok()?;
     argv.get(3).cloned()
 }
@@ -148,7 +151,7 @@ impl Lines {
             return;
         }
         output::note(format!("  {line}"));
-        if line.starts_with("Step ") {
+        if line.starts_with("Step ") || line.starts_with("STEP ") {
             self.step = run_step_name(line);
         }
         if self.last.len() == TAIL_LINES {
@@ -161,8 +164,11 @@ impl Lines {
     /// the recipe's step name says the same in a few words.
     fn failure(&self, message: &str) -> String {
         let message = message.trim();
+        // Docker: "... returned a non-zero code: 100"; Podman: "... while
+        // running runtime: exit status 100".
         let code = message
             .rsplit_once("returned a non-zero code: ")
+            .or_else(|| message.rsplit_once("exit status "))
             .map(|(_, code)| code.trim());
         match (&self.step, code) {
             (Some(step), Some(code)) => {
@@ -219,5 +225,17 @@ mod tests {
         );
         lines.push("Step 3/4 : COPY [\"files/0\",\"/x\"]\n");
         assert_eq!(lines.failure("no such file"), "no such file");
+    }
+
+    #[test]
+    fn podman_steps_and_failures_are_read_too() {
+        let mut lines = Lines::default();
+        lines.push("STEP 2/4: RUN [\"/bin/sh\",\"-c\",\"set -e\",\"apt\",\"jq\"]\n");
+        assert_eq!(lines.step.as_deref(), Some("apt"));
+        let message = "building at STEP \"RUN /bin/sh -c set -e apt jq\": while running runtime: exit status 100";
+        assert_eq!(
+            lines.failure(message),
+            "the `[container.build] apt` step exited with code 100"
+        );
     }
 }
