@@ -7,6 +7,7 @@ mod exec;
 mod gc;
 mod list;
 mod logs;
+mod services;
 mod setup;
 mod snapshot;
 mod start;

@@ -26,6 +26,16 @@ pub async fn run(ctx: &Context, args: StartArgs) -> Result<i32> {
         "{}:{} -> {}",
         s.bind, instance.record.port, s.container_port
     ));
+    for service in s.services.values() {
+        if let (Some(inside), Some(host)) =
+            (service.port, instance.record.service_port(&service.name))
+        {
+            output::note(format!(
+                "service `{}`: {}:{host} -> {inside}",
+                service.name, s.bind
+            ));
+        }
+    }
     Ok(0)
 }
 
@@ -46,6 +56,7 @@ pub async fn ensure_running(engine: &Engine, instance: &Instance, recreate: bool
         _ => None,
     };
     let settings = with_snapshot_image(instance);
+    super::services::ensure_running(engine, instance, &settings, recreate).await?;
     let body = spec::container_body(
         &settings,
         record,
@@ -137,7 +148,7 @@ pub fn belongs_to(info: &bollard::models::ContainerInspectResponse, instance: &I
     owner.map(String::as_str) == Some(&path_text(&instance.record.worktree))
 }
 
-async fn create(
+pub(super) async fn create(
     engine: &Engine,
     name: &str,
     body: bollard::models::ContainerCreateBody,
