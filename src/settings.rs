@@ -3,6 +3,7 @@
 //! multi-instance setup.
 
 use crate::config::{CommandLine, Config, Limits, ServiceConfig};
+use crate::error::WithHint;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
@@ -292,7 +293,10 @@ impl Settings {
             validate_limits(limits).with_context(|| format!("`[tiers.{tier}]`"))?;
         }
         for service in self.services.values() {
-            validate_service(service)?;
+            validate_service(service).hint(format!(
+                "fix `[services.{}]` in devinst.toml; the README's devinst.toml reference lists its keys",
+                service.name
+            ))?;
         }
         if let Some(network) = self.network.as_ref().filter(|_| !self.services.is_empty()) {
             if crate::engine::network::is_builtin(network) {

@@ -9,4 +9,5 @@ mod errors;
 mod exec;
 mod fleet;
 mod scripts;
+mod services;
 mod snapshot;
