@@ -52,6 +52,13 @@ pub async fn run(ctx: &Context, args: GcArgs) -> Result<i32> {
         }
         output::data(format!("{verb} container `{container}`: {why}"));
     }
+    if !args.dry_run {
+        // An instance with services had a private network named after its
+        // container; with the instance and its services gone, so is it.
+        for (container, _) in &plan.containers {
+            super::services::remove_private_network(&engine, container).await?;
+        }
+    }
     for (entry, why) in &plan.entries {
         if !args.dry_run {
             registry.remove(&entry.name);

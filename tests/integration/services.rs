@@ -2,7 +2,7 @@
 //! the database, serving files from its data directory, so what the instance
 //! and the host fetch from it shows which service answered and what it kept.
 
-use crate::support::{inspect, instance_value, write, TestEnv, BUSYBOX};
+use crate::support::{gone_worktrees_lock, inspect, instance_value, write, TestEnv, BUSYBOX};
 use serde::Deserialize;
 use std::io::{Read, Write};
 use std::path::Path;
@@ -325,6 +325,31 @@ fn status_shows_services_and_gc_keeps_them() {
         ours["ports"]
             .to_string()
             .contains(&format!(":{port} -> 8080")),
+        "{run}"
+    );
+}
+
+#[test]
+fn gc_removes_the_services_and_network_of_a_gone_worktree() {
+    let _gone = gone_worktrees_lock();
+    let env = TestEnv::new();
+    let repo = repo_with_db(&env, "gc");
+    env.run(&repo, &["setup"]).ok();
+    let cleanup = Cleanup::new(&repo, &["db"]);
+    env.run(&repo, &["start"]).ok();
+    std::fs::remove_dir_all(&repo).unwrap();
+    let run = env.run(env.tmp.path(), &["gc"]).ok();
+    assert!(
+        run.stdout
+            .contains(&format!("removed container `{}`", cleanup.services[0])),
+        "{run}"
+    );
+    assert!(
+        !docker_ok(&["container", "inspect", &cleanup.services[0]]),
+        "{run}"
+    );
+    assert!(
+        !docker_ok(&["network", "inspect", &cleanup.instance]),
         "{run}"
     );
 }
