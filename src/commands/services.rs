@@ -45,6 +45,13 @@ async fn ensure_service(
 ) -> Result<()> {
     let record = &instance.record;
     let name = record.service_container(&service.name);
+    if service.port.is_some() && record.service_port(&service.name).is_none() {
+        output::warn(format!(
+            "service `{}` has no host port yet, so it is reachable from the instance only; \
+             run `devinst setup`, then `devinst start --recreate`, to publish it",
+            service.name
+        ));
+    }
     if service.data.is_some() {
         fsutil::create_dir_all(&instance.layout.service_data_dir(&service.name))?;
     }
