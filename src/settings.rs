@@ -246,7 +246,10 @@ impl Settings {
                 services: config
                     .services
                     .into_iter()
-                    .map(|(name, c)| Ok((name.clone(), resolve_service(name, c)?)))
+                    .map(|(name, c)| {
+                        let hint = service_hint(&name);
+                        Ok((name.clone(), resolve_service(name, c).hint(hint)?))
+                    })
                     .collect::<Result<_>>()?,
                 workdir,
             };
@@ -293,10 +296,7 @@ impl Settings {
             validate_limits(limits).with_context(|| format!("`[tiers.{tier}]`"))?;
         }
         for service in self.services.values() {
-            validate_service(service).hint(format!(
-                "fix `[services.{}]` in devinst.toml; the README's devinst.toml reference lists its keys",
-                service.name
-            ))?;
+            validate_service(service).hint(service_hint(&service.name))?;
         }
         if let Some(network) = self.network.as_ref().filter(|_| !self.services.is_empty()) {
             if crate::engine::network::is_builtin(network) {
@@ -348,6 +348,10 @@ fn default_setup_commands(workdir: &str, venv: &str) -> Vec<String> {
         format!("[ -x {venv}/bin/python ] || python3 -m venv {venv}"),
         format!("{venv}/bin/pip install -e {workdir}"),
     ]
+}
+
+fn service_hint(name: &str) -> String {
+    format!("fix `[services.{name}]` in devinst.toml; the README's devinst.toml reference lists its keys")
 }
 
 fn resolve_service(name: String, c: ServiceConfig) -> Result<Service> {
