@@ -30,6 +30,22 @@ pub struct Config {
     pub engine: EngineConfig,
     #[serde(default)]
     pub tiers: BTreeMap<String, Limits>,
+    /// Containers beside the instance (a database, object storage), by name.
+    #[serde(default)]
+    pub services: BTreeMap<String, ServiceConfig>,
+}
+
+/// `[services.NAME]`: one container beside the instance.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    pub image: Option<String>,
+    pub command: Option<Vec<String>>,
+    pub env: Option<BTreeMap<String, String>>,
+    /// The port the service listens on inside; published on a host port.
+    pub port: Option<i64>,
+    /// A directory inside kept in `.sky-dev/services/NAME/` on the host.
+    pub data: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -229,6 +245,12 @@ mod tests {
             commands = []
             [tiers.small]
             cpus = 1.0
+            [services.db]
+            image = "busybox"
+            command = ["httpd", "-f"]
+            env = { PASSWORD = "dev" }
+            port = 5432
+            data = "/var/lib/data"
             "#,
         )
         .unwrap();
@@ -239,6 +261,11 @@ mod tests {
         assert_eq!(shims["py"].argv(), ["python3", "-u"]);
         assert_eq!(config.setup.commands, Some(vec![]));
         assert_eq!(config.tiers["small"].cpus, Some(1.0));
+        let db = &config.services["db"];
+        assert_eq!(db.image.as_deref(), Some("busybox"));
+        assert_eq!(db.port, Some(5432));
+        assert_eq!(db.env.as_ref().unwrap()["PASSWORD"], "dev");
+        assert_eq!(db.data.as_deref(), Some("/var/lib/data"));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use crate::fsutil::{create_dir_all, write_atomic};
 use crate::shell;
 use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub const DIR_NAME: &str = ".sky-dev";
@@ -66,6 +67,10 @@ impl Layout {
     pub fn bin_dir(&self) -> PathBuf {
         self.dir().join("bin")
     }
+    /// Where a service's `data` directory is kept on the host.
+    pub fn service_data_dir(&self, service: &str) -> PathBuf {
+        self.dir().join("services").join(service)
+    }
 
     /// Holds this instance's lock until the file is dropped: `start`s in one
     /// worktree (a script and an auto-starting shim, say) take turns, so the
@@ -111,6 +116,8 @@ pub struct Record {
     pub version: String,
     /// The `[tiers.NAME]` chosen with `setup --tier`.
     pub tier: Option<String>,
+    /// Host ports of the services that publish one, by service name.
+    pub service_ports: BTreeMap<String, u16>,
 }
 
 impl Record {
@@ -125,7 +132,46 @@ impl Record {
             ("DEVINST_VERSION", self.version.clone()),
             ("DEVINST_TIER", self.tier.clone().unwrap_or_default()),
         ]));
+        for (service, port) in &self.service_ports {
+            let key = format!("{}_PORT", crate::settings::service_env_stem(service));
+            text.push_str(&format!("{key}={}\n", shell::quote(&port.to_string())));
+        }
         text
+    }
+
+    /// `DEVINST_SERVICE_DB_MAIN_PORT` back to `db-main` and its port: service
+    /// names have no `_`, so the mapping is one to one.
+    fn service_ports(pairs: &[(String, String)]) -> Result<BTreeMap<String, u16>> {
+        let mut ports = BTreeMap::new();
+        for (key, value) in pairs {
+            let Some(stem) = key
+                .strip_prefix("DEVINST_SERVICE_")
+                .and_then(|k| k.strip_suffix("_PORT"))
+            else {
+                continue;
+            };
+            let port = value
+                .parse()
+                .with_context(|| format!("`{key}` is not a port number"))?;
+            ports.insert(stem.to_ascii_lowercase().replace('_', "-"), port);
+        }
+        Ok(ports)
+    }
+
+    /// The host port of service `name`, if it publishes one.
+    pub fn service_port(&self, name: &str) -> Option<u16> {
+        self.service_ports.get(name).copied()
+    }
+
+    /// The container of service `name`: the instance's, suffixed.
+    pub fn service_container(&self, name: &str) -> String {
+        format!("{}-{name}", self.container)
+    }
+
+    /// The private network an instance with services gets when the recipe
+    /// names none: the container's own name.
+    pub fn private_network(&self) -> &str {
+        &self.container
     }
 
     pub fn parse(text: &str) -> Result<Record> {
@@ -146,6 +192,7 @@ impl Record {
             created: get("DEVINST_CREATED")?,
             version: get("DEVINST_VERSION")?,
             tier: get("DEVINST_TIER").ok().filter(|t| !t.is_empty()),
+            service_ports: Record::service_ports(&pairs)?,
         })
     }
 }
@@ -169,7 +216,11 @@ mod tests {
             created: "2026-11-23T11:00:00Z".into(),
             version: "0.1.0".into(),
             tier: Some("small".into()),
+            service_ports: BTreeMap::from([("db".into(), 46502), ("object-store".into(), 46503)]),
         };
+        assert!(record
+            .to_shell()
+            .contains("DEVINST_SERVICE_OBJECT_STORE_PORT='46503'"));
         assert_eq!(Record::parse(&record.to_shell()).unwrap(), record);
     }
 }

@@ -19,11 +19,20 @@ pub struct Entry {
     pub container: String,
     pub port: u16,
     pub created: String,
+    /// Host ports of the instance's services, by service name. Absent in
+    /// registries written before services existed, which still load.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub services: BTreeMap<String, u16>,
 }
 
 impl Entry {
     pub fn worktree_exists(&self) -> bool {
         self.worktree.join(crate::instance::DIR_NAME).is_dir()
+    }
+
+    /// Every host port the instance holds: its own, then its services'.
+    pub fn ports(&self) -> impl Iterator<Item = u16> + '_ {
+        std::iter::once(self.port).chain(self.services.values().copied())
     }
 }
 
@@ -102,5 +111,24 @@ fn read(path: &Path) -> Result<File_> {
             .with_context(|| format!("the registry `{}` is corrupt", path.display())),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(File_::default()),
         Err(err) => Err(err).with_context(|| format!("cannot read `{}`", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registries_from_before_services_still_load() {
+        let old = r#"{"instances":{"a":{"name":"a","worktree":"/w/a","container":"c-a","port":46501,"created":"x"}}}"#;
+        let file: File_ = serde_json::from_str(old).unwrap();
+        let entry = &file.instances["a"];
+        assert!(entry.services.is_empty());
+        assert_eq!(entry.ports().collect::<Vec<_>>(), [46501]);
+        let mut entry = entry.clone();
+        entry.services.insert("db".into(), 46502);
+        let text = serde_json::to_string(&entry).unwrap();
+        let back: Entry = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.ports().collect::<Vec<_>>(), [46501, 46502]);
     }
 }

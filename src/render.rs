@@ -28,6 +28,40 @@ impl Vars {
     }
 }
 
+impl Vars {
+    /// Adds `NAME='value'` lines with an `export NAME` each. Names are
+    /// devinst's own (checked to be identifiers), values are quoted.
+    pub fn exports(mut self, key: &'static str, pairs: &[(String, String)]) -> Vars {
+        let lines: Vec<String> = pairs
+            .iter()
+            .map(|(name, value)| {
+                assert!(is_identifier(name), "not a variable name: {name}");
+                format!("{name}={}\nexport {name}\n", quote(value))
+            })
+            .collect();
+        self.0.insert(key, lines.concat());
+        self
+    }
+
+    /// Adds the names of `pairs`, space-separated, for `unset`.
+    pub fn names(mut self, key: &'static str, pairs: &[(String, String)]) -> Vars {
+        let names: Vec<&str> = pairs
+            .iter()
+            .map(|(name, _)| {
+                assert!(is_identifier(name), "not a variable name: {name}");
+                name.as_str()
+            })
+            .collect();
+        self.0.insert(key, names.join(" "));
+        self
+    }
+}
+
+fn is_identifier(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// Replaces each `{{key}}` in `template`. A placeholder with no value is a
 /// bug in devinst, caught by the tests that render every template.
 pub fn render(template: &str, vars: &Vars) -> String {
@@ -61,6 +95,14 @@ mod tests {
             .word("a", "x'y")
             .words("b", &["1 2".into(), "$3".into()]);
         assert_eq!(render("{{a}} {{ b }}", &vars), r#"'x'\''y' '1 2' '$3'"#);
+    }
+
+    #[test]
+    fn exports_quote_values() {
+        let pairs = vec![("A_PORT".to_owned(), "1 $(x)".to_owned())];
+        let vars = Vars::default().exports("e", &pairs).names("n", &pairs);
+        assert_eq!(render("{{e}}", &vars), "A_PORT='1 $(x)'\nexport A_PORT\n");
+        assert_eq!(render("unset {{n}}", &vars), "unset A_PORT");
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! view of the recipe the commands see. The defaults are SkyPilot's
 //! multi-instance setup.
 
-use crate::config::{CommandLine, Config, Limits};
+use crate::config::{CommandLine, Config, Limits, ServiceConfig};
+use crate::error::WithHint;
 use crate::recipe::Recipe;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
@@ -87,6 +88,38 @@ impl User {
     }
 }
 
+/// A service name becomes a container name suffix, a network alias (a host
+/// name) and part of an environment variable name, so it stays short.
+pub const MAX_SERVICE_NAME: usize = 20;
+
+/// `[services.NAME]`, resolved and validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Service {
+    pub name: String,
+    pub image: String,
+    /// `None` runs the image's own command.
+    pub command: Option<Vec<String>>,
+    pub env: BTreeMap<String, String>,
+    /// The port it listens on inside, published on a host port of its own.
+    pub port: Option<u16>,
+    /// A directory inside kept on the host.
+    pub data: Option<String>,
+}
+
+impl Service {
+    /// The stem of its variables: `db-main` -> `DEVINST_SERVICE_DB_MAIN`.
+    pub fn env_stem(&self) -> String {
+        service_env_stem(&self.name)
+    }
+}
+
+pub fn service_env_stem(name: &str) -> String {
+    format!(
+        "DEVINST_SERVICE_{}",
+        name.to_ascii_uppercase().replace('-', "_")
+    )
+}
+
 /// Names under `.sky-dev/bin/` that devinst writes itself.
 const RESERVED_SHIMS: &[&str] = &["activate", "start-container", "stop-container"];
 
@@ -122,6 +155,7 @@ pub struct Settings {
     pub setup_outputs: Vec<String>,
     pub engine_host: Option<String>,
     pub tiers: BTreeMap<String, Limits>,
+    pub services: BTreeMap<String, Service>,
 }
 
 impl Settings {
@@ -225,6 +259,14 @@ impl Settings {
                     .unwrap_or_else(|| strings(DEFAULT_SETUP_INPUTS)),
                 engine_host: config.engine.host,
                 tiers: config.tiers,
+                services: config
+                    .services
+                    .into_iter()
+                    .map(|(name, c)| {
+                        let hint = service_hint(&name);
+                        Ok((name.clone(), resolve_service(name, c).hint(hint)?))
+                    })
+                    .collect::<Result<_>>()?,
                 workdir,
             };
         settings.validate()?;
@@ -269,6 +311,17 @@ impl Settings {
         for (tier, limits) in &self.tiers {
             validate_limits(limits).with_context(|| format!("`[tiers.{tier}]`"))?;
         }
+        for service in self.services.values() {
+            validate_service(service).hint(service_hint(&service.name))?;
+        }
+        if let Some(network) = self.network.as_ref().filter(|_| !self.services.is_empty()) {
+            if crate::engine::network::is_builtin(network) {
+                bail!(
+                    "`[container] network = \"{network}\"` cannot carry services: they are found by name only on a network of their own; \
+                     name one (`network = \"team-net\"`) or leave `network` out for the instance's private network"
+                );
+            }
+        }
         Ok(())
     }
 
@@ -311,6 +364,68 @@ fn default_setup_commands(workdir: &str, venv: &str) -> Vec<String> {
         format!("[ -x {venv}/bin/python ] || python3 -m venv {venv}"),
         format!("{venv}/bin/pip install -e {workdir}"),
     ]
+}
+
+fn service_hint(name: &str) -> String {
+    format!("fix `[services.{name}]` in devinst.toml; the README's devinst.toml reference lists its keys")
+}
+
+fn resolve_service(name: String, c: ServiceConfig) -> Result<Service> {
+    let port = match c.port {
+        None => None,
+        Some(port) => match u16::try_from(port) {
+            Ok(port) if port > 0 => Some(port),
+            _ => {
+                bail!("`[services.{name}] port` must be a port number from 1 to 65535, not {port}")
+            }
+        },
+    };
+    Ok(Service {
+        image: c.image.unwrap_or_default(),
+        command: c.command,
+        env: c.env.unwrap_or_default(),
+        port,
+        data: c.data,
+        name,
+    })
+}
+
+fn validate_service(service: &Service) -> Result<()> {
+    let name = &service.name;
+    validate_service_name(name)?;
+    if service.image.trim().is_empty() {
+        bail!("`[services.{name}] image` is missing or empty; a service needs an image to run");
+    }
+    if service.command.as_ref().is_some_and(|c| c.is_empty()) {
+        bail!("`[services.{name}] command` is empty; leave it out to run the image's own command");
+    }
+    if let Some(data) = &service.data {
+        if !data.starts_with('/') {
+            bail!("`[services.{name}] data` must be an absolute path inside the service, not `{data}`");
+        }
+    }
+    for key in service.env.keys() {
+        validate_env_name(key).with_context(|| format!("`[services.{name}] env` key `{key}`"))?;
+    }
+    Ok(())
+}
+
+/// Lowercase letters, digits and `-`, as instance names but without `_` and
+/// `.`: it is a host name on the network, and maps back from its variable name.
+fn validate_service_name(name: &str) -> Result<()> {
+    let ok = name.len() <= MAX_SERVICE_NAME
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && !name.ends_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !ok {
+        bail!(
+            "`[services.{name}]`: a service name is lowercase letters, digits and `-`, \
+             at most {MAX_SERVICE_NAME} characters, starting with a letter or digit"
+        );
+    }
+    Ok(())
 }
 
 fn validate_shim_name(name: &str) -> Result<()> {
@@ -440,10 +555,43 @@ mod tests {
                 "[container.build]\nbase = \"y\"\napt = [\"-y\"]\n",
                 "[container.build] apt",
             ),
+            ("[services.db]\nport = 5432\n", "[services.db] image"),
+            (
+                "[services.db]\nimage = \"x\"\nport = 0\n",
+                "[services.db] port",
+            ),
+            (
+                "[services.db]\nimage = \"x\"\nport = 70000\n",
+                "[services.db] port",
+            ),
+            (
+                "[services.db]\nimage = \"x\"\ndata = \"rel\"\n",
+                "[services.db] data",
+            ),
+            ("[services.Db]\nimage = \"x\"\n", "[services.Db]"),
+            ("[services.db_1]\nimage = \"x\"\n", "[services.db_1]"),
+            (
+                "[services.a-very-long-service-name]\nimage = \"x\"\n",
+                "a-very-long",
+            ),
+            (
+                "[services.db]\nimage = \"x\"\ncommand = []\n",
+                "[services.db] command",
+            ),
         ] {
             let err = format!("{:#}", resolve(text).unwrap_err());
             assert!(err.contains(key), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn services_resolve_with_their_env_stem() {
+        let s = resolve("[services.db-main]\nimage = \"x\"\nport = 5432\n").unwrap();
+        let db = &s.services["db-main"];
+        assert_eq!(db.port, Some(5432));
+        assert_eq!(db.command, None);
+        assert_eq!(db.env_stem(), "DEVINST_SERVICE_DB_MAIN");
+        assert!(resolve("").unwrap().services.is_empty());
     }
 
     #[test]

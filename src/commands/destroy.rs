@@ -34,6 +34,8 @@ pub async fn run(ctx: &Context, args: DestroyArgs) -> Result<i32> {
         .await
         .hint("the container can only be removed through the engine")?;
     remove_if_ours(&engine, &instance).await?;
+    // After the instance: its network can only go once nothing is on it.
+    super::services::remove_all(&engine, &instance).await?;
     let mut registry = Registry::lock()?;
     if registry
         .get(&r.name)
@@ -42,6 +44,9 @@ pub async fn run(ctx: &Context, args: DestroyArgs) -> Result<i32> {
         registry.remove(&r.name);
         registry.save()?;
         output::note(format!("released port {}", r.port));
+        for (service, port) in &r.service_ports {
+            output::note(format!("released port {port} (service `{service}`)"));
+        }
     }
     drop(registry);
     if args.purge {

@@ -7,7 +7,7 @@
 //! engine (another data directory) may own it.
 
 use crate::cli::GcArgs;
-use crate::engine::spec::LABEL_WORKTREE;
+use crate::engine::spec::{LABEL_SERVICE, LABEL_WORKTREE};
 use crate::engine::{summary_name, Engine};
 use crate::instance::{Layout, DIR_NAME};
 use crate::registry::{Entry, Registry};
@@ -26,14 +26,16 @@ pub async fn run(ctx: &Context, args: GcArgs) -> Result<i32> {
         .await?
         .iter()
         .filter_map(|c| {
-            Some(Managed {
-                name: summary_name(c)?,
-                worktree: c
-                    .labels
-                    .as_ref()
+            let labels = c.labels.as_ref();
+            Some(Managed::new(
+                summary_name(c)?,
+                labels
                     .and_then(|l| l.get(LABEL_WORKTREE))
                     .map(PathBuf::from),
-            })
+                labels
+                    .and_then(|l| l.get(LABEL_SERVICE))
+                    .map(String::as_str),
+            ))
         })
         .collect();
     let entries: Vec<Entry> = registry.entries().cloned().collect();
@@ -49,6 +51,13 @@ pub async fn run(ctx: &Context, args: GcArgs) -> Result<i32> {
             super::start::remove(&engine, container).await?;
         }
         output::data(format!("{verb} container `{container}`: {why}"));
+    }
+    if !args.dry_run {
+        // An instance with services had a private network named after its
+        // container; with the instance and its services gone, so is it.
+        for (container, _) in &plan.containers {
+            super::services::remove_private_network(&engine, container).await?;
+        }
     }
     for (entry, why) in &plan.entries {
         if !args.dry_run {
@@ -99,6 +108,24 @@ fn owner_of(worktree: &Path) -> Owner {
 struct Managed {
     name: String,
     worktree: Option<PathBuf>,
+    /// The instance's container it belongs to: its own name, or for a
+    /// service's container (`<instance container>-<service>`) its instance's,
+    /// so a live instance's services are judged, and kept, with it.
+    instance: String,
+}
+
+impl Managed {
+    fn new(name: String, worktree: Option<PathBuf>, service: Option<&str>) -> Managed {
+        let instance = service
+            .and_then(|s| name.strip_suffix(&format!("-{s}")))
+            .unwrap_or(&name)
+            .to_owned();
+        Managed {
+            name,
+            worktree,
+            instance,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -133,7 +160,7 @@ fn plan(entries: &[Entry], containers: &[Managed], owner_of: impl Fn(&Path) -> O
     }
     for c in containers
         .iter()
-        .filter(|c| !owned.contains(c.name.as_str()))
+        .filter(|c| !owned.contains(c.instance.as_str()))
     {
         let Some(worktree) = &c.worktree else {
             plan.containers
@@ -145,7 +172,7 @@ fn plan(entries: &[Entry], containers: &[Managed], owner_of: impl Fn(&Path) -> O
             Owner::Gone => plan
                 .containers
                 .push((c.name.clone(), format!("its worktree `{shown}` is gone"))),
-            Owner::Instance { container, .. } if container != c.name => plan.containers.push((
+            Owner::Instance { container, .. } if container != c.instance => plan.containers.push((
                 c.name.clone(),
                 format!("its worktree `{shown}` now uses container `{container}`"),
             )),
@@ -171,14 +198,20 @@ mod tests {
             container: format!("c-{name}"),
             port: 47100,
             created: String::new(),
+            services: Default::default(),
         }
     }
 
     fn managed(name: &str, worktree: &str) -> Managed {
-        Managed {
-            name: name.into(),
-            worktree: Some(worktree.into()),
-        }
+        Managed::new(name.into(), Some(worktree.into()), None)
+    }
+
+    fn service(instance: &str, service: &str, worktree: &str) -> Managed {
+        Managed::new(
+            format!("{instance}-{service}"),
+            Some(worktree.into()),
+            Some(service),
+        )
     }
 
     fn world(path: &Path) -> Owner {
@@ -210,6 +243,21 @@ mod tests {
         let plan = super::plan(&[], &containers, world);
         assert!(plan.containers.is_empty());
         assert_eq!(plan.kept.len(), 1);
+    }
+
+    #[test]
+    fn services_go_with_their_instance() {
+        let entries = [entry("live", "/live")];
+        let containers = [
+            managed("c-live", "/live"),
+            service("c-live", "db", "/live"),
+            service("c-old", "db", "/gone"),
+        ];
+        let plan = plan(&entries, &containers, world);
+        assert_eq!(names(&plan.containers, String::clone), ["c-old-db"]);
+        // Unregistered but claimed by its live worktree: kept, not an orphan.
+        let plan = super::plan(&[], &containers[..2], world);
+        assert!(plan.containers.is_empty(), "{:?}", plan.containers);
     }
 
     #[test]

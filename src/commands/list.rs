@@ -3,7 +3,7 @@
 
 use super::status::InstanceView;
 use crate::cli::JsonArgs;
-use crate::engine::spec::{LABEL_INSTANCE, LABEL_WORKTREE};
+use crate::engine::spec::{LABEL_INSTANCE, LABEL_SERVICE, LABEL_WORKTREE};
 use crate::engine::{summary_name, Engine};
 use crate::instance::path_text;
 use crate::registry::Registry;
@@ -27,6 +27,7 @@ pub async fn run(ctx: &Context, args: JsonArgs) -> Result<i32> {
                 image: None,
                 runtime: None,
                 created: entry.created,
+                services: Vec::new(),
             },
         );
     }
@@ -65,6 +66,17 @@ async fn merge_containers(
             continue;
         };
         let labels = c.labels.clone().unwrap_or_default();
+        // A service's ports show with its instance, not as an instance.
+        let parent = labels
+            .get(LABEL_SERVICE)
+            .and_then(|s| name.strip_suffix(&format!("-{s}")))
+            .filter(|parent| views.contains_key(*parent))
+            .map(str::to_owned);
+        if let Some(parent) = parent {
+            let view = views.get_mut(&parent).expect("checked above");
+            view.ports.extend(published(&c));
+            continue;
+        }
         let view = views.entry(name.clone()).or_insert_with(|| {
             let worktree = labels.get(LABEL_WORKTREE).cloned().unwrap_or_default();
             InstanceView {
@@ -80,6 +92,7 @@ async fn merge_containers(
                 image: None,
                 runtime: None,
                 created: String::new(),
+                services: Vec::new(),
             }
         });
         view.state = c
@@ -87,21 +100,34 @@ async fn merge_containers(
             .map(|s| s.to_string())
             .unwrap_or_else(|| "unknown".into());
         view.image = c.image.clone();
-        for p in c.ports.unwrap_or_default() {
-            if let Some(public) = p.public_port {
-                if view.port == 0 {
-                    view.port = public;
-                }
-                view.ports.push(format!(
-                    "{}:{public} -> {}",
-                    p.ip.unwrap_or_default(),
-                    p.private_port
-                ));
-            }
+        if view.port == 0 {
+            view.port = c
+                .ports
+                .iter()
+                .flatten()
+                .find_map(|p| p.public_port)
+                .unwrap_or(0);
         }
+        view.ports.extend(published(&c));
     }
     for view in views.values_mut().filter(|v| v.state == "unknown") {
         view.state = "missing".into();
     }
     Ok(())
+}
+
+/// A container's published ports as `ip:host -> inside`.
+fn published(c: &bollard::models::ContainerSummary) -> Vec<String> {
+    c.ports
+        .iter()
+        .flatten()
+        .filter_map(|p| {
+            let public = p.public_port?;
+            Some(format!(
+                "{}:{public} -> {}",
+                p.ip.clone().unwrap_or_default(),
+                p.private_port
+            ))
+        })
+        .collect()
 }

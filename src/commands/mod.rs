@@ -8,6 +8,7 @@ mod exec;
 mod gc;
 mod list;
 mod logs;
+mod services;
 mod setup;
 mod snapshot;
 mod start;

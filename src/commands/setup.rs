@@ -55,6 +55,15 @@ pub fn run(ctx: &Context, args: SetupArgs) -> Result<i32> {
         previous.as_ref(),
         &held.ports,
     )?;
+    let service_ports = choose_service_ports(
+        &registry,
+        &settings,
+        &name,
+        &root,
+        previous.as_ref(),
+        port,
+        &held.ports,
+    )?;
     let created = previous
         .as_ref()
         .filter(|p| p.name == name)
@@ -68,6 +77,7 @@ pub fn run(ctx: &Context, args: SetupArgs) -> Result<i32> {
         created: created.clone(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         tier,
+        service_ports: service_ports.clone(),
     };
     // Drop a stale entry for this worktree under another name (a rename).
     let renamed: Vec<String> = registry
@@ -84,6 +94,7 @@ pub fn run(ctx: &Context, args: SetupArgs) -> Result<i32> {
         container: container.clone(),
         port,
         created,
+        services: service_ports,
     });
     // The registry is saved first: a setup killed after this point finds its
     // own reservation next time and completes.
@@ -134,6 +145,7 @@ fn choose_name(
                 container: String::new(),
                 port: 0,
                 created: String::new(),
+                services: BTreeMap::new(),
             },
         },
     };
@@ -192,10 +204,7 @@ fn choose_port(
     previous: Option<&Record>,
     published: &BTreeSet<u16>,
 ) -> Result<u16> {
-    let mut held = ports::Holders::new();
-    for entry in registry.entries().filter(|e| e.name != name) {
-        held.insert(entry.port, format!("instance `{}`", entry.name));
-    }
+    let held = others_ports(registry, name);
     // Keep the port this instance already has, unless another instance took it.
     let own = registry
         .get(name)
@@ -205,12 +214,71 @@ fn choose_port(
     if let Some(port) = own.filter(|p| !held.contains_key(p) && settings.host_range.contains(p)) {
         return Ok(port);
     }
+    choose_new_port(settings, held, published)
+}
+
+/// Ports every other instance holds, its services' included.
+fn others_ports(registry: &Registry, name: &str) -> ports::Holders {
+    let mut held = ports::Holders::new();
+    for entry in registry.entries().filter(|e| e.name != name) {
+        for port in entry.ports() {
+            held.insert(port, format!("instance `{}`", entry.name));
+        }
+    }
+    held
+}
+
+fn choose_new_port(
+    settings: &Settings,
+    mut held: ports::Holders,
+    published: &BTreeSet<u16>,
+) -> Result<u16> {
     for port in published {
         held.entry(*port)
             .or_insert_with(|| "a container".to_owned());
     }
     ports::choose(settings.host_range.clone(), &held, ports::is_free_on_host)
         .hint("free a port (`devinst list` shows instances; `devinst gc` removes stale ones), or widen `[ports] host_range` in devinst.toml")
+}
+
+/// A host port for each service that publishes one, from the same range and
+/// under the same lock as the instance's own; each keeps the port it had.
+fn choose_service_ports(
+    registry: &Registry,
+    settings: &Settings,
+    name: &str,
+    root: &Path,
+    previous: Option<&Record>,
+    instance_port: u16,
+    published: &BTreeSet<u16>,
+) -> Result<BTreeMap<String, u16>> {
+    let mut held = others_ports(registry, name);
+    held.insert(instance_port, format!("instance `{name}`"));
+    let own = registry
+        .get(name)
+        .filter(|e| e.worktree == root)
+        .map(|e| e.services.clone())
+        .or_else(|| previous.map(|p| p.service_ports.clone()))
+        .unwrap_or_default();
+    let mut chosen = BTreeMap::new();
+    for service in settings.services.values().filter(|s| s.port.is_some()) {
+        let kept = own
+            .get(&service.name)
+            .copied()
+            .filter(|p| !held.contains_key(p) && settings.host_range.contains(p));
+        let port = match kept {
+            Some(port) => port,
+            None => choose_new_port(settings, held.clone(), published).with_context(|| {
+                format!("cannot choose a host port for service `{}`", service.name)
+            })?,
+        };
+        held.insert(
+            port,
+            format!("service `{}` of instance `{name}`", service.name),
+        );
+        chosen.insert(service.name.clone(), port);
+    }
+    Ok(chosen)
 }
 
 /// What the engine already holds that setup must not hand out again.
@@ -296,13 +364,30 @@ fn write_scripts(layout: &Layout, settings: &Settings, record: &Record) -> Resul
         .word("port", &record.port.to_string())
         .word("root", &root)
         .word("container", &record.container)
-        .word("prompt", &format!("({}) ", record.name));
+        .word("prompt", &format!("({}) ", record.name))
+        .exports("service_exports", &service_vars(record))
+        .names("service_unsets", &service_vars(record));
     write(
         "activate",
         render::render(render::ACTIVATE, &activate),
         0o644,
     )?;
     remove_stale_shims(layout, settings)
+}
+
+/// `DEVINST_SERVICE_<NAME>_PORT` and its host port, for each service that
+/// publishes one.
+fn service_vars(record: &Record) -> Vec<(String, String)> {
+    record
+        .service_ports
+        .iter()
+        .map(|(service, port)| {
+            (
+                format!("{}_PORT", crate::settings::service_env_stem(service)),
+                port.to_string(),
+            )
+        })
+        .collect()
 }
 
 /// Shims dropped from the recipe disappear on the next setup.
@@ -336,6 +421,17 @@ fn print_next_steps(layout: &Layout, settings: &Settings, record: &Record, refre
         "instance `{}` {verb}: container `{}`, port {}:{} -> {}",
         record.name, record.container, settings.bind, record.port, settings.container_port
     ));
+    for (service, port) in &record.service_ports {
+        output::note(format!(
+            "service `{service}`: port {}:{port} -> {}",
+            settings.bind,
+            settings
+                .services
+                .get(service)
+                .and_then(|s| s.port)
+                .unwrap_or(0)
+        ));
+    }
     let shims: Vec<&str> = settings.shims.keys().map(String::as_str).collect();
     output::note(format!(
         "next:\n    source {}\n    start-container\n    {}",

@@ -30,6 +30,16 @@ pub async fn run(ctx: &Context, args: StartArgs) -> Result<i32> {
         "{}:{} -> {}",
         s.bind, instance.record.port, s.container_port
     ));
+    for service in s.services.values() {
+        if let (Some(inside), Some(host)) =
+            (service.port, instance.record.service_port(&service.name))
+        {
+            output::note(format!(
+                "service `{}`: {}:{host} -> {inside}",
+                service.name, s.bind
+            ));
+        }
+    }
     Ok(0)
 }
 
@@ -82,6 +92,7 @@ async fn ensure_running_with(
     let settings = with_snapshot_image(instance);
     // A restored snapshot's image stands in for the recipe's, built or not.
     let build = build.filter(|_| instance.layout.active_snapshot().is_none());
+    super::services::ensure_running(engine, instance, &settings, recreate).await?;
     let body = spec::container_body(
         &settings,
         record,
@@ -177,7 +188,7 @@ pub fn belongs_to(info: &bollard::models::ContainerInspectResponse, instance: &I
     owner.map(String::as_str) == Some(&path_text(&instance.record.worktree))
 }
 
-async fn create(
+pub(super) async fn create(
     engine: &Engine,
     name: &str,
     body: bollard::models::ContainerCreateBody,

@@ -23,6 +23,8 @@ pub struct InstanceView {
     pub image: Option<String>,
     pub runtime: Option<String>,
     pub created: String,
+    /// The services beside the instance; empty in `list`.
+    pub services: Vec<super::services::ServiceView>,
 }
 
 pub async fn run(ctx: &Context, args: JsonArgs) -> Result<i32> {
@@ -44,6 +46,7 @@ pub async fn run(ctx: &Context, args: JsonArgs) -> Result<i32> {
         image: Some(instance.settings.image.clone()),
         runtime: None,
         created: r.created.clone(),
+        services: super::services::views(&engine, &instance).await?,
     };
     if let Some(info) = info {
         if !super::start::belongs_to(&info, &instance) {
@@ -74,6 +77,15 @@ pub async fn run(ctx: &Context, args: JsonArgs) -> Result<i32> {
             view.runtime.as_deref().unwrap_or("default"),
             view.created
         ));
+        for service in &view.services {
+            output::data(format!(
+                "service:   {} ({}) {} {}",
+                service.name,
+                service.container,
+                service.state,
+                service.ports.join(", ")
+            ));
+        }
     }
     Ok(0)
 }

@@ -10,16 +10,23 @@ pub async fn run(ctx: &Context) -> Result<i32> {
     let instance = Instance::find(&ctx.cwd)?;
     let engine = Engine::connect(&ctx.engine_choice(Some(&instance.settings))).await?;
     let name = &instance.record.container;
+    stop_instance(&engine, name).await?;
+    // After the instance, which may still be talking to them.
+    super::services::stop_all(&engine, &instance).await?;
+    Ok(0)
+}
+
+async fn stop_instance(engine: &Engine, name: &str) -> Result<()> {
     // Asked first: Docker 20.10 and Podman both answer a stop of a stopped
     // container as a success, so the answer cannot tell the user which it was.
     match engine.inspect(name).await? {
         None => {
             output::note(format!("container `{name}` does not exist yet"));
-            return Ok(0);
+            return Ok(());
         }
         Some(info) if !info.state.as_ref().and_then(|s| s.running).unwrap_or(false) => {
             output::note(format!("container `{name}` is not running"));
-            return Ok(0);
+            return Ok(());
         }
         Some(_) => {}
     }
@@ -41,5 +48,5 @@ pub async fn run(ctx: &Context) -> Result<i32> {
                 .context(format!("cannot stop container `{name}`")))
         }
     }
-    Ok(0)
+    Ok(())
 }

@@ -4,8 +4,11 @@
 
 use crate::config::Limits;
 use crate::instance::{path_text, Layout, Record};
-use crate::settings::{parse_memory, Settings, User, HOST_USER_HOME};
-use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, PortBinding};
+use crate::settings::{parse_memory, Service, Settings, User, HOST_USER_HOME};
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HostConfig, Mount, MountType, NetworkingConfig,
+    PortBinding,
+};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -15,6 +18,8 @@ pub const LABEL_INSTANCE: &str = "devinst.instance";
 pub const LABEL_WORKTREE: &str = "devinst.worktree";
 pub const LABEL_VERSION: &str = "devinst.version";
 pub const LABEL_SPEC: &str = "devinst.spec";
+/// On a service's container: the service's name.
+pub const LABEL_SERVICE: &str = "devinst.service";
 
 /// Where the host's CA bundle is mounted when `host_ca` is on.
 pub const HOST_CA_TARGET: &str = "/etc/ssl/certs/devinst-host-ca.crt";
@@ -97,6 +102,7 @@ pub fn container_body(
     if settings.user == User::Host {
         env.push(format!("HOME={HOST_USER_HOME}"));
     }
+    env.extend(service_env(settings));
     let (user, userns_mode) = user_and_userns(settings, host.owner);
     let mut body = ContainerCreateBody {
         image: Some(
@@ -131,7 +137,7 @@ pub fn container_body(
             )])),
             init: Some(settings.init),
             runtime: settings.runtime.clone(),
-            network_mode: settings.network.clone(),
+            network_mode: instance_network(settings, record),
             userns_mode,
             nano_cpus: host.limits.cpus.map(|cpus| (cpus * 1e9) as i64),
             memory: host
@@ -144,13 +150,107 @@ pub fn container_body(
         }),
         ..Default::default()
     };
-    let hash = spec_hash(&body);
+    stamp(&mut body);
+    body
+}
+
+/// Adds the spec hash and devinst's version to the labels.
+fn stamp(body: &mut ContainerCreateBody) {
+    let hash = spec_hash(body);
     let labels = body.labels.get_or_insert_with(HashMap::new);
     labels.insert(LABEL_SPEC.to_owned(), hash);
     labels.insert(
         LABEL_VERSION.to_owned(),
         env!("CARGO_PKG_VERSION").to_owned(),
     );
+}
+
+/// The network the instance and its services share: the recipe's, or with
+/// services and none named, the instance's own (named after its container).
+/// `None` leaves the instance on the engine's default network.
+pub fn instance_network(settings: &Settings, record: &Record) -> Option<String> {
+    match &settings.network {
+        Some(network) => Some(network.clone()),
+        None if !settings.services.is_empty() => Some(record.private_network().to_owned()),
+        None => None,
+    }
+}
+
+/// How the instance finds its services: `DEVINST_SERVICE_DB_HOST=db` (its
+/// alias on the shared network) and `..._PORT`, the port inside.
+fn service_env(settings: &Settings) -> Vec<String> {
+    let mut env = Vec::new();
+    for service in settings.services.values() {
+        let stem = service.env_stem();
+        env.push(format!("{stem}_HOST={}", service.name));
+        if let Some(port) = service.port {
+            env.push(format!("{stem}_PORT={port}"));
+        }
+    }
+    env
+}
+
+/// The container of one service: on the instance's network under its own
+/// name as an alias, its port published on the host port `setup` chose, its
+/// data directory kept in `.sky-dev/services/NAME/`.
+pub fn service_body(
+    settings: &Settings,
+    record: &Record,
+    layout: &Layout,
+    service: &Service,
+) -> ContainerCreateBody {
+    let network =
+        instance_network(settings, record).expect("an instance with services always has a network");
+    let mut env: Vec<String> = service
+        .env
+        .iter()
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect();
+    env.sort();
+    let published = service.port.zip(record.service_port(&service.name));
+    let port_bindings = published.map(|(inside, host)| {
+        HashMap::from([(
+            format!("{inside}/tcp"),
+            Some(vec![PortBinding {
+                host_ip: Some(settings.bind.clone()),
+                host_port: Some(host.to_string()),
+            }]),
+        )])
+    });
+    let mounts = service
+        .data
+        .as_ref()
+        .map(|data| vec![bind(layout.service_data_dir(&service.name), data, false)]);
+    let mut body = ContainerCreateBody {
+        image: Some(service.image.clone()),
+        hostname: Some(service.name.clone()),
+        cmd: service.command.clone(),
+        env: Some(env),
+        exposed_ports: service.port.map(|p| vec![format!("{p}/tcp")]),
+        labels: Some(HashMap::from([
+            (LABEL_MANAGED_BY.to_owned(), "devinst".to_owned()),
+            (LABEL_INSTANCE.to_owned(), record.name.clone()),
+            (LABEL_WORKTREE.to_owned(), path_text(&record.worktree)),
+            (LABEL_SERVICE.to_owned(), service.name.clone()),
+        ])),
+        host_config: Some(HostConfig {
+            mounts,
+            port_bindings,
+            network_mode: Some(network.clone()),
+            ..Default::default()
+        }),
+        networking_config: Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                network,
+                EndpointSettings {
+                    aliases: Some(vec![service.name.clone()]),
+                    ..Default::default()
+                },
+            )])),
+        }),
+        ..Default::default()
+    };
+    stamp(&mut body);
     body
 }
 
@@ -255,6 +355,7 @@ mod tests {
             created: "t".into(),
             version: "0".into(),
             tier: None,
+            service_ports: Default::default(),
         };
         (
             settings,
@@ -437,6 +538,87 @@ mod tests {
         named.user = User::Named("app".into());
         let body = container_body(&named, &record, &layout, &HostFacts::default());
         assert_eq!(body.user.as_deref(), Some("app"));
+    }
+
+    fn with_db(network: Option<&str>) -> (Settings, Record, Layout) {
+        let (_, mut record, layout) = fixture();
+        let text = format!(
+            "{}[services.db]\nimage = \"busybox\"\ncommand = [\"httpd\", \"-f\"]\n\
+             port = 8080\ndata = \"/www\"\nenv = {{ B = \"2\", A = \"1\" }}\n",
+            network.map_or(String::new(), |n| format!(
+                "[container]\nnetwork = \"{n}\"\n"
+            ))
+        );
+        let settings = Settings::resolve(Config::parse(&text).unwrap()).unwrap();
+        record.service_ports.insert("db".into(), 46508);
+        (settings, record, layout)
+    }
+
+    #[test]
+    fn a_service_is_on_the_instances_private_network_under_its_name() {
+        let (settings, record, layout) = with_db(None);
+        let db = &settings.services["db"];
+        let body = service_body(&settings, &record, &layout, db);
+        assert_eq!(body.image.as_deref(), Some("busybox"));
+        assert_eq!(body.cmd, Some(vec!["httpd".into(), "-f".into()]));
+        assert_eq!(body.env, Some(vec!["A=1".into(), "B=2".into()]));
+        let labels = body.labels.as_ref().unwrap();
+        assert_eq!(labels[LABEL_SERVICE], "db");
+        assert_eq!(labels[LABEL_INSTANCE], "feat");
+        assert_eq!(labels[LABEL_MANAGED_BY], "devinst");
+        let hc = body.host_config.as_ref().unwrap();
+        assert_eq!(hc.network_mode.as_deref(), Some("skypilot-dev-feat"));
+        let binding = &hc.port_bindings.as_ref().unwrap()["8080/tcp"]
+            .as_ref()
+            .unwrap()[0];
+        assert_eq!(binding.host_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(binding.host_port.as_deref(), Some("46508"));
+        assert_eq!(
+            targets(&body),
+            [("/w/feat/.sky-dev/services/db".into(), "/www".into(), false)]
+        );
+        let endpoints = body.networking_config.unwrap().endpoints_config.unwrap();
+        assert_eq!(
+            endpoints["skypilot-dev-feat"].aliases,
+            Some(vec!["db".into()])
+        );
+
+        // The instance joins the same network and is told where the service is.
+        let main = container_body(&settings, &record, &layout, &HostFacts::default());
+        assert_eq!(
+            main.host_config.unwrap().network_mode.as_deref(),
+            Some("skypilot-dev-feat")
+        );
+        let env = main.env.unwrap();
+        assert!(env.contains(&"DEVINST_SERVICE_DB_HOST=db".to_owned()));
+        assert!(env.contains(&"DEVINST_SERVICE_DB_PORT=8080".to_owned()));
+    }
+
+    #[test]
+    fn a_named_network_is_shared_and_no_services_means_no_network() {
+        let (settings, record, layout) = with_db(Some("team-net"));
+        let body = service_body(&settings, &record, &layout, &settings.services["db"]);
+        assert_eq!(
+            body.host_config.unwrap().network_mode.as_deref(),
+            Some("team-net")
+        );
+        let (plain, record, _) = fixture();
+        assert_eq!(instance_network(&plain, &record), None);
+    }
+
+    #[test]
+    fn a_services_spec_hash_tracks_its_recipe() {
+        let (settings, record, layout) = with_db(None);
+        let hash = |s: &Settings| {
+            service_body(s, &record, &layout, &s.services["db"])
+                .labels
+                .unwrap()[LABEL_SPEC]
+                .clone()
+        };
+        let mut changed = settings.clone();
+        changed.services.get_mut("db").unwrap().image = "other".into();
+        assert_eq!(hash(&settings), hash(&settings));
+        assert_ne!(hash(&settings), hash(&changed));
     }
 
     #[test]

@@ -9,17 +9,7 @@ use serde::Deserialize;
 use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-/// Held by tests that leave a worktree gone while its container lives, and
-/// by those that run `gc` (which removes exactly such things), so that one
-/// never judges the other's half-finished scene.
-static GONE_WORKTREES: Mutex<()> = Mutex::new(());
-
-fn gone_worktrees_lock() -> std::sync::MutexGuard<'static, ()> {
-    GONE_WORKTREES.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// `fleet-<what>-<pid>`: unique on this engine.
 fn unique(what: &str) -> String {

@@ -10,4 +10,5 @@ mod exec;
 mod fleet;
 mod recipe;
 mod scripts;
+mod services;
 mod snapshot;

@@ -49,6 +49,15 @@ pub fn require_engine() {
     }
 }
 
+/// Held by tests that leave a worktree gone while its container lives, and
+/// by those that run `gc` (which removes exactly such things), so that one
+/// never judges the other's half-finished scene.
+static GONE_WORKTREES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub fn gone_worktrees_lock() -> std::sync::MutexGuard<'static, ()> {
+    GONE_WORKTREES.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The registry all tests of this run share, as instances on one host do.
 fn data_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
