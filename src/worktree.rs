@@ -13,8 +13,6 @@ pub struct Worktree {
 
 #[derive(Debug, Clone)]
 pub struct GitDirs {
-    /// The repository's shared git directory (the main worktree's `.git`).
-    pub common_dir: PathBuf,
     /// The `info/exclude` file that applies to this worktree.
     pub exclude_file: PathBuf,
 }
@@ -39,16 +37,11 @@ impl Worktree {
             // Inside a `.git` directory or a bare repository: no work tree.
             return outside(dir);
         }
-        let common_dir =
-            rev_parse(&dir, &["--git-common-dir"])?.context("git found no common dir")?;
         let exclude_file = rev_parse(&dir, &["--git-path", "info/exclude"])?
             .context("git found no exclude file")?;
         Ok(Worktree {
             root: canonical(&root)?,
-            git: Some(GitDirs {
-                common_dir: canonical(&common_dir)?,
-                exclude_file,
-            }),
+            git: Some(GitDirs { exclude_file }),
         })
     }
 
@@ -86,6 +79,20 @@ impl Worktree {
         }
         crate::fsutil::write_atomic(path, text.as_bytes(), 0o644)
     }
+}
+
+/// The repository's common git directory when it lies outside the worktree
+/// at `root` (a linked worktree's), which must then be mounted for git to
+/// work inside. A `.git` directory means a main worktree: no git call needed.
+pub fn outside_common_dir(root: &Path) -> Result<Option<PathBuf>> {
+    if root.join(".git").is_dir() || !root.join(".git").exists() {
+        return Ok(None);
+    }
+    let Some(common) = rev_parse(root, &["--git-common-dir"])? else {
+        return Ok(None);
+    };
+    let common = canonical(&common)?;
+    Ok(Some(common).filter(|c| !c.starts_with(root)))
 }
 
 /// Asks `git rev-parse` one question about `dir`; `None` outside a repository

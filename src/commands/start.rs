@@ -11,7 +11,6 @@ use crate::instance::{path_text, DIR_NAME};
 use crate::recipe::BuildContext;
 use crate::registry::Registry;
 use crate::settings::User;
-use crate::worktree::Worktree;
 use crate::{fsutil, output, Context};
 use anyhow::{anyhow, Context as _, Result};
 use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions};
@@ -392,11 +391,7 @@ fn host_facts(
             .collect(),
         None => Vec::new(),
     };
-    let worktree = Worktree::discover(&instance.layout.root)?;
-    let git_common_dir = worktree
-        .git
-        .map(|g| g.common_dir)
-        .filter(|common| !common.starts_with(&instance.layout.root));
+    let git_common_dir = crate::worktree::outside_common_dir(&instance.layout.root)?;
     let host_ca = s.host_ca.then(host_ca_bundle).flatten();
     if s.host_ca && host_ca.is_none() {
         output::warn("`host_ca` is on but no CA bundle was found on the host");
