@@ -4,7 +4,6 @@
 
 use crate::support::*;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 /// Checks a failure: exit `code`, every needle on stderr, a `hint:` line
 /// containing `hint` when one is expected, and no panic.
@@ -303,37 +302,6 @@ fn an_exhausted_port_range_says_who_holds_it() {
         Some("devinst list"),
     );
     assert!(!second.join(".sky-dev").exists(), "nothing half-made");
-}
-
-/// A container made behind devinst's back; removed when dropped, pass or fail.
-struct Foreign(String);
-
-impl Foreign {
-    fn new(args: &[&str]) -> Foreign {
-        let out = Command::new("docker").args(args).output().unwrap();
-        let name = args
-            .iter()
-            .position(|a| *a == "--name")
-            .map(|i| args[i + 1].to_owned())
-            .unwrap();
-        let guard = Foreign(name);
-        assert!(
-            out.status.success(),
-            "docker {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        guard
-    }
-}
-
-impl Drop for Foreign {
-    fn drop(&mut self) {
-        let _ = Command::new("docker")
-            .args(["rm", "-f", "-v", &self.0])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
 }
 
 #[test]

@@ -51,42 +51,21 @@ fn listed<'a>(views: &'a [View], name: &str) -> Option<&'a View> {
     views.iter().find(|v| v.name == name)
 }
 
-/// A container made behind devinst's back, removed when dropped.
-struct Foreign(String);
-
-impl Foreign {
-    /// A devinst-labelled container whose worktree label is `worktree`.
-    fn labelled(name: &str, worktree: &Path) -> Foreign {
-        let out = Command::new("docker")
-            .args([
-                "create",
-                "--name",
-                name,
-                "--label",
-                "devinst.managed-by=devinst",
-            ])
-            .arg("--label")
-            .arg(format!("devinst.worktree={}", worktree.display()))
-            .args([BUSYBOX, "true"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Foreign(name.to_owned())
-    }
-}
-
-impl Drop for Foreign {
-    fn drop(&mut self) {
-        let _ = Command::new("docker")
-            .args(["rm", "-f", "-v", &self.0])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
+/// A devinst-labelled container made behind devinst's back, whose worktree
+/// label is `worktree`.
+fn labelled_foreign(name: &str, worktree: &Path) -> Foreign {
+    let label = format!("devinst.worktree={}", worktree.display());
+    Foreign::new(&[
+        "create",
+        "--name",
+        name,
+        "--label",
+        "devinst.managed-by=devinst",
+        "--label",
+        &label,
+        BUSYBOX,
+        "true",
+    ])
 }
 
 /// Waits for `child` to end, at most `limit`; kills it and fails after that.
@@ -298,7 +277,7 @@ fn status_and_list_print_json_and_list_shows_gone_worktrees() {
     let doomed_name = instance_value(&doomed, "DEVINST_NAME").unwrap();
     std::fs::remove_dir_all(&doomed).unwrap();
     // A labelled container no registry knows shows too.
-    let stray = Foreign::labelled(&unique("json-stray"), &env.tmp.path().join("nowhere"));
+    let stray = labelled_foreign(&unique("json-stray"), &env.tmp.path().join("nowhere"));
 
     let views = list(&env, env.tmp.path());
     let gone = listed(&views, &doomed_name).expect("list shows the gone worktree's instance");
@@ -361,7 +340,7 @@ fn destroy_leaves_a_container_of_another_live_worktree_alone() {
     let elsewhere = env.tmp.path().join("elsewhere");
     std::fs::create_dir_all(elsewhere.join(".sky-dev")).unwrap();
     let container = instance_value(&repo, "DEVINST_CONTAINER").unwrap();
-    let _theirs = Foreign::labelled(&container, &elsewhere);
+    let _theirs = labelled_foreign(&container, &elsewhere);
     let run = env.run(&repo, &["destroy"]).ok();
     assert!(run.stderr.contains("left alone"), "{run}");
     assert!(container_exists(&container));
@@ -374,7 +353,7 @@ fn setup_does_not_take_a_container_name_another_live_worktree_uses() {
     let theirs = env.tmp.path().join("theirs");
     std::fs::create_dir_all(theirs.join(".sky-dev")).unwrap();
     let wanted = unique("clash");
-    let _their_container = Foreign::labelled(&format!("skypilot-dev-{wanted}"), &theirs);
+    let _their_container = labelled_foreign(&format!("skypilot-dev-{wanted}"), &theirs);
     let repo = fleet_repo(&env, "clash", "", [47135, 47139]);
     let run = env.run(&repo, &["setup"]).ok();
     let name = instance_value(&repo, "DEVINST_NAME").unwrap();
@@ -386,7 +365,7 @@ fn setup_does_not_take_a_container_name_another_live_worktree_uses() {
 
     // A container whose worktree is gone holds no name.
     let stale = unique("clash-stale");
-    let _stale_container = Foreign::labelled(
+    let _stale_container = labelled_foreign(
         &format!("skypilot-dev-{stale}"),
         &env.tmp.path().join("nowhere"),
     );
@@ -422,7 +401,7 @@ fn gc_removes_what_gone_worktrees_left_and_nothing_alive() {
     let run = env.run(&renamed, &["setup", &new_name]).ok();
     assert!(run.stderr.contains("devinst gc"), "{run}");
 
-    let orphan = Foreign::labelled(&unique("gc-orphan"), &env.tmp.path().join("nowhere"));
+    let orphan = labelled_foreign(&unique("gc-orphan"), &env.tmp.path().join("nowhere"));
 
     let mine = |text: &str| -> Vec<String> {
         text.lines()

@@ -2,7 +2,9 @@
 //! the database, serving files from its data directory, so what the instance
 //! and the host fetch from it shows which service answered and what it kept.
 
-use crate::support::{gone_worktrees_lock, inspect, instance_value, write, TestEnv, BUSYBOX};
+use crate::support::{
+    gone_worktrees_lock, inspect, instance_value, quiet_docker, write, TestEnv, BUSYBOX,
+};
 use serde::Deserialize;
 use std::io::{Read, Write};
 use std::path::Path;
@@ -58,14 +60,6 @@ impl Drop for Cleanup {
         quiet_docker(&args);
         quiet_docker(&["network", "rm", &self.instance]);
     }
-}
-
-fn quiet_docker(args: &[&str]) {
-    let _ = Command::new("docker")
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
 }
 
 fn docker_ok(args: &[&str]) -> bool {

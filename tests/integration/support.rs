@@ -245,7 +245,7 @@ impl Drop for TestEnv {
     }
 }
 
-fn quiet_docker(args: &[&str]) {
+pub fn quiet_docker(args: &[&str]) {
     let _ = Command::new("docker")
         .args(args)
         .stdout(Stdio::null())
@@ -337,6 +337,34 @@ pub fn write(path: &Path, text: &str) {
         std::fs::create_dir_all(parent).unwrap();
     }
     std::fs::write(path, text).unwrap();
+}
+
+/// A container made behind devinst's back (`docker ARGS`, naming it with
+/// `--name`); removed when dropped, pass or fail.
+pub struct Foreign(pub String);
+
+impl Foreign {
+    pub fn new(args: &[&str]) -> Foreign {
+        let out = Command::new("docker").args(args).output().unwrap();
+        let name = args
+            .iter()
+            .position(|a| *a == "--name")
+            .map(|i| args[i + 1].to_owned())
+            .expect("the container is named with --name");
+        let guard = Foreign(name);
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        guard
+    }
+}
+
+impl Drop for Foreign {
+    fn drop(&mut self) {
+        quiet_docker(&["rm", "-f", "-v", &self.0]);
+    }
 }
 
 /// Whether the engine has a container by this name.
