@@ -210,7 +210,7 @@ mod tests {
     fn record_round_trips_with_hostile_worktree_path() {
         let record = Record {
             name: "x".into(),
-            worktree: PathBuf::from("/tmp/a b/it's $(id)\n`x`"),
+            worktree: PathBuf::from("/w/a b/it's $(id)\n`x`"),
             port: 46501,
             container: "skypilot-dev-x".into(),
             created: "2026-11-23T11:00:00Z".into(),

@@ -90,7 +90,7 @@ mod tests {
         "with space",
         "it's",
         "''",
-        "$(touch /tmp/pwned)",
+        "$(touch pwned)",
         "`id`",
         "a\nb",
         "back\\slash",
