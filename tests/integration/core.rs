@@ -89,10 +89,7 @@ fn exec_passes_exit_codes_streams_and_directories_through() {
     env.run(&repo, &["setup"]).ok();
     env.run(&repo, &["start"]).ok();
 
-    let run = env.run(
-        &repo,
-        &["exec", "--", "sh", "-c", "echo out; echo err >&2; exit 42"],
-    );
+    let run = env.sh(&repo, "echo out; echo err >&2; exit 42");
     assert_eq!(run.code, 42, "{run}");
     assert_eq!(run.stdout, "out\n");
     assert_eq!(run.stderr, "err\n");
@@ -131,17 +128,8 @@ fn state_and_logs_persist_on_the_host_and_credentials_are_read_only() {
     let repo = env.busybox_repo("mounts", "");
     env.run(&repo, &["setup"]).ok();
     env.run(&repo, &["start"]).ok();
-    env.run(
-        &repo,
-        &[
-            "exec",
-            "--",
-            "sh",
-            "-c",
-            "echo s > /root/.sky/s && echo l > /root/sky_logs/l",
-        ],
-    )
-    .ok();
+    env.sh(&repo, "echo s > /root/.sky/s && echo l > /root/sky_logs/l")
+        .ok();
     assert_eq!(
         std::fs::read_to_string(repo.join(".sky-dev/state/s")).unwrap(),
         "s\n"
@@ -155,23 +143,11 @@ fn state_and_logs_persist_on_the_host_and_credentials_are_read_only() {
         .run(&repo, &["exec", "--", "cat", "/root/.aws/credentials"])
         .ok();
     assert_eq!(run.stdout, "[default]\n");
-    let run = env.run(
-        &repo,
-        &["exec", "--", "sh", "-c", "echo x > /root/.aws/new"],
-    );
+    let run = env.sh(&repo, "echo x > /root/.aws/new");
     assert_ne!(run.code, 0, "credential mounts must be read-only: {run}");
     assert!(!env.home.join(".aws/new").exists());
     let run = env
-        .run(
-            &repo,
-            &[
-                "exec",
-                "--",
-                "sh",
-                "-c",
-                "test -e /root/.kube && echo yes || echo no",
-            ],
-        )
+        .sh(&repo, "test -e /root/.kube && echo yes || echo no")
         .ok();
     assert_eq!(
         run.stdout, "no\n",
@@ -291,12 +267,7 @@ fn a_changed_recipe_is_reported_and_recreate_applies_it_keeping_state() {
     let run = env.run(&repo, &["start"]).ok();
     assert!(run.stderr.contains("--recreate"), "{run}");
     env.run(&repo, &["start", "--recreate"]).ok();
-    let run = env
-        .run(
-            &repo,
-            &["exec", "--", "sh", "-c", "echo $NEWVAR; ls /root/.sky"],
-        )
-        .ok();
+    let run = env.sh(&repo, "echo $NEWVAR; ls /root/.sky").ok();
     assert_eq!(run.stdout, "v2\nkept\n");
     let run = env.run(&repo, &["start"]).ok();
     assert!(!run.stderr.contains("--recreate"), "{run}");

@@ -125,9 +125,7 @@ fn shell_is_an_interactive_login_shell() {
 fn without_a_terminal_there_is_no_tty() {
     let env = TestEnv::new();
     let repo = started_busybox(&env, "notty", "");
-    let run = env
-        .run(&repo, &["exec", "--", "sh", "-c", "tty; true"])
-        .ok();
+    let run = env.sh(&repo, "tty; true").ok();
     assert_eq!(run.stdout, "not a tty\n");
     let run = env
         .run_with_stdin(&repo, &["exec", "--", "wc", "-c"], b"12345")
@@ -139,10 +137,7 @@ fn without_a_terminal_there_is_no_tty() {
 fn exit_codes_follow_the_shell() {
     let env = TestEnv::new();
     let repo = started_busybox(&env, "codes", "");
-    assert_eq!(
-        env.run(&repo, &["exec", "--", "sh", "-c", "exit 3"]).code,
-        3
-    );
+    assert_eq!(env.sh(&repo, "exit 3").code, 3);
     let run = env.run(&repo, &["exec", "--", "no-such-program"]);
     assert_eq!(run.code, 127, "{run}");
     assert!(
@@ -153,15 +148,8 @@ fn exit_codes_follow_the_shell() {
         env.run(&repo, &["exec", "--", "/app/devinst.toml"]).code,
         126
     );
-    assert_eq!(
-        env.run(&repo, &["exec", "--", "sh", "-c", "kill -9 $$"])
-            .code,
-        137
-    );
-    assert_eq!(
-        env.run(&repo, &["exec", "--", "sh", "-c", "exit 300"]).code,
-        300 & 0xff
-    );
+    assert_eq!(env.sh(&repo, "kill -9 $$").code, 137);
+    assert_eq!(env.sh(&repo, "exit 300").code, 300 & 0xff);
 }
 
 /// Starts `script` through devinst with no terminal; returns once it printed

@@ -123,17 +123,7 @@ fn logs_keep_streams_apart_tail_and_follow_until_the_container_stops() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    env.run(
-        &repo,
-        &[
-            "exec",
-            "--",
-            "sh",
-            "-c",
-            "echo followed-line > /proc/1/fd/1",
-        ],
-    )
-    .ok();
+    env.sh(&repo, "echo followed-line > /proc/1/fd/1").ok();
     std::thread::sleep(Duration::from_millis(500));
     // Ctrl-C ends a follower as a shell reports it: 130, no error.
     let mut interrupted = env
@@ -474,17 +464,7 @@ fn a_moved_worktree_keeps_its_instance_and_start_recreates_the_container() {
     let before = before.canonicalize().unwrap();
     env.run(&before, &["setup"]).ok();
     env.run(&before, &["start"]).ok();
-    env.run(
-        &before,
-        &[
-            "exec",
-            "--",
-            "sh",
-            "-c",
-            "echo kept > /root/.sky/state-file",
-        ],
-    )
-    .ok();
+    env.sh(&before, "echo kept > /root/.sky/state-file").ok();
     let name = instance_value(&before, "DEVINST_NAME").unwrap();
     let port = instance_value(&before, "DEVINST_PORT").unwrap();
     let container = instance_value(&before, "DEVINST_CONTAINER").unwrap();

@@ -169,15 +169,9 @@ fn any_engine_a_service_lives_and_dies_with_its_instance() {
     let got = fetch_inside(&env, &repo, "http://db:8080/file").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(got, "from the host\n");
     let run = env
-        .run(
+        .sh(
             &repo,
-            &[
-                "exec",
-                "--",
-                "sh",
-                "-c",
-                "echo $DEVINST_SERVICE_DB_HOST:$DEVINST_SERVICE_DB_PORT",
-            ],
+            "echo $DEVINST_SERVICE_DB_HOST:$DEVINST_SERVICE_DB_PORT",
         )
         .ok();
     assert_eq!(run.stdout, "db:8080\n");

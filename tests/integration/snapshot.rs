@@ -37,11 +37,7 @@ fn a_snapshot_brings_back_the_filesystem_state_and_logs() {
     env.run(&repo, &["snapshot", "save", "early"])
         .fails_with(1, "devinst start");
     env.run(&repo, &["start"]).ok();
-    let sh = |script: &str| {
-        env.run(&repo, &["exec", "--", "sh", "-c", script])
-            .ok()
-            .stdout
-    };
+    let sh = |script: &str| env.sh(&repo, script).ok().stdout;
     sh("echo one > /root/.sky/a; echo log1 > /root/sky_logs/l; echo fs > /etc/marker");
 
     let saved = env.run(&repo, &["snapshot", "save", "s1"]).ok();

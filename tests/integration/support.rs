@@ -153,6 +153,11 @@ impl TestEnv {
         Run::from(out)
     }
 
+    /// Runs `script` with `sh -c` inside the instance of `dir`.
+    pub fn sh(&self, dir: &Path, script: &str) -> Run {
+        self.run(dir, &["exec", "--", "sh", "-c", script])
+    }
+
     pub fn run_with_stdin(&self, dir: &Path, args: &[&str], stdin: &[u8]) -> Run {
         let mut child = self
             .cmd(dir)
