@@ -194,6 +194,8 @@ fn snapshot_of_tag<'a>(tag: &'a str, repo: &str) -> Option<&'a str> {
 }
 
 async fn restore(engine: &Engine, instance: &Instance, name: &str) -> Result<i32> {
+    // The name becomes a path under `.sky-dev/snapshots/`: nothing else.
+    name::validate(name).context("invalid snapshot name")?;
     let layout = &instance.layout;
     let saved = layout.snapshots_dir().join(name);
     let image = image_ref(&instance.record.name, name);
@@ -246,6 +248,7 @@ async fn reset(engine: &Engine, instance: &Instance) -> Result<i32> {
 }
 
 async fn remove(engine: &Engine, instance: &Instance, name: &str) -> Result<i32> {
+    name::validate(name).context("invalid snapshot name")?;
     let layout = &instance.layout;
     if layout.active_snapshot().as_deref() == Some(name) {
         return Err(anyhow!(

@@ -169,6 +169,19 @@ pub fn moved_here(owner: Option<&str>, instance: &Instance) -> bool {
 }
 
 /// The recipe, but with the image of the snapshot last restored, if any.
+/// The image the instance's container should run: a restored snapshot's,
+/// else the one built from `[container.build]`, else `[container] image`.
+/// `start` makes the same choice while it builds the container's spec.
+pub fn intended_image(instance: &Instance) -> Result<String> {
+    if let Some(snapshot) = instance.layout.active_snapshot() {
+        return Ok(super::snapshot::image_ref(&instance.record.name, &snapshot));
+    }
+    Ok(match prepare_build(instance)? {
+        Some(build) => build.tag,
+        None => instance.settings.image.clone(),
+    })
+}
+
 fn with_snapshot_image(instance: &Instance) -> crate::settings::Settings {
     let mut settings = instance.settings.clone();
     if let Some(snapshot) = instance.layout.active_snapshot() {

@@ -43,7 +43,11 @@ pub async fn run(ctx: &Context, args: JsonArgs) -> Result<i32> {
             "{}:{} -> {}",
             instance.settings.bind, r.port, instance.settings.container_port
         )],
-        image: Some(instance.settings.image.clone()),
+        // A recipe that cannot be read still shows its configured image.
+        image: Some(
+            super::start::intended_image(&instance)
+                .unwrap_or_else(|_| instance.settings.image.clone()),
+        ),
         runtime: None,
         created: r.created.clone(),
         services: super::services::views(&engine, &instance).await?,

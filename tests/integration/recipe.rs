@@ -93,6 +93,11 @@ fn recipe_is_built_once_and_rebuilt_when_an_included_file_changes() {
     write(&repo.join("tools/hello.sh"), "echo hello from the recipe\n");
     env.run(&repo, &["setup"]).ok();
     let container = instance_value(&repo, "DEVINST_CONTAINER").unwrap();
+    // Before there is a container, status names the image start will build.
+    let status = env.run(&repo, &["status", "--json"]).ok();
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    let planned = status["image"].as_str().unwrap().to_owned();
+    assert!(planned.starts_with("devinst-build/"), "{planned}");
 
     let started = std::time::Instant::now();
     let first = env.run(&repo, &["start"]);
@@ -104,6 +109,7 @@ fn recipe_is_built_once_and_rebuilt_when_an_included_file_changes() {
         .first()
         .expect("start names the image it builds")
         .clone();
+    assert_eq!(planned, tag, "status named the image start built");
     assert!(first.stderr.contains("building image"), "{first}");
     // Docker says `Step 1/8 :`, Podman `STEP 1/8:`.
     assert!(

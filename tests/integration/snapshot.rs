@@ -49,6 +49,14 @@ fn a_snapshot_brings_back_the_filesystem_state_and_logs() {
         .fails_with(1, "invalid snapshot name");
 
     sh("echo two > /root/.sky/a; echo log2 > /root/sky_logs/l; rm /etc/marker; touch /root/.sky/new");
+    for action in ["restore", "rm"] {
+        env.run(&repo, &["snapshot", action, "../state"])
+            .fails_with(1, "invalid snapshot name");
+    }
+    assert!(
+        repo.join(".sky-dev/state/a").is_file(),
+        "nothing outside snapshots/ touched"
+    );
     env.run(&repo, &["snapshot", "restore", "nope"])
         .fails_with(1, "snapshot list");
     env.run(&repo, &["snapshot", "restore", "s1"]).ok();
