@@ -2,25 +2,16 @@
 
 mod cli;
 mod commands;
-mod config;
 mod engine;
-mod error;
-mod fsutil;
 mod instance;
-mod name;
-mod output;
-mod ports;
 mod recipe;
-mod registry;
-mod render;
-mod settings;
-mod shell;
-mod terminal;
-mod worktree;
+mod state;
+mod support;
 
 use clap::Parser;
-use error::{code, SilentExit};
 use std::path::PathBuf;
+use support::error::{code, SilentExit};
+use support::output;
 
 /// What every command gets: where it runs, and the engine it was told to use.
 pub struct Context {
@@ -31,7 +22,7 @@ pub struct Context {
 
 impl Context {
     /// The engine the user named: `--host` over the recipe's `[engine] host`.
-    pub fn engine_choice(&self, settings: Option<&settings::Settings>) -> engine::Choice {
+    pub fn engine_choice(&self, settings: Option<&recipe::settings::Settings>) -> engine::Choice {
         engine::Choice {
             flag: self.host.clone(),
             config: settings.and_then(|s| s.engine_host.clone()),

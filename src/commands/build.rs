@@ -2,10 +2,11 @@
 //! it is built already. Needs no instance, so CI can warm the cache first.
 
 use crate::engine::Engine;
-use crate::recipe::BuildContext;
-use crate::settings::Settings;
-use crate::worktree::Worktree;
-use crate::{output, Context};
+use crate::recipe::image::BuildContext;
+use crate::recipe::settings::Settings;
+use crate::state::worktree::Worktree;
+use crate::support::output;
+use crate::Context;
 use anyhow::{Context as _, Result};
 
 pub async fn run(ctx: &Context) -> Result<i32> {
@@ -21,7 +22,7 @@ pub async fn run(ctx: &Context) -> Result<i32> {
     let context = BuildContext::collect(recipe, &root).with_context(|| {
         format!(
             "invalid `{}`",
-            root.join(crate::config::FILE_NAME).display()
+            root.join(crate::recipe::config::FILE_NAME).display()
         )
     })?;
     let engine = Engine::connect(&ctx.engine_choice(Some(&settings))).await?;

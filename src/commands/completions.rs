@@ -2,7 +2,7 @@
 //! clap definitions the parser uses, so it never falls behind.
 
 use crate::cli::{Cli, CompletionsArgs};
-use crate::output;
+use crate::support::output;
 use anyhow::Result;
 use clap::CommandFactory;
 

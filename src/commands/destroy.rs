@@ -1,14 +1,15 @@
 //! `devinst destroy [--purge]`: remove the container, release the port, and
 //! with `--purge` the instance directory too.
 
-use super::Instance;
 use crate::cli::DestroyArgs;
-use crate::engine::spec::LABEL_WORKTREE;
 use crate::engine::Engine;
-use crate::error::WithHint;
-use crate::instance::path_text;
-use crate::registry::Registry;
-use crate::{output, Context};
+use crate::instance::spec::LABEL_WORKTREE;
+use crate::instance::Instance;
+use crate::state::layout::path_text;
+use crate::state::registry::Registry;
+use crate::support::error::WithHint;
+use crate::support::output;
+use crate::Context;
 use anyhow::{bail, Context as _, Result};
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -35,7 +36,7 @@ pub async fn run(ctx: &Context, args: DestroyArgs) -> Result<i32> {
         .hint("the container can only be removed through the engine")?;
     remove_if_ours(&engine, &instance).await?;
     // After the instance: its network can only go once nothing is on it.
-    super::services::remove_all(&engine, &instance).await?;
+    crate::instance::services::remove_all(&engine, &instance).await?;
     let mut registry = Registry::lock()?;
     if registry
         .get(&r.name)
@@ -50,7 +51,7 @@ pub async fn run(ctx: &Context, args: DestroyArgs) -> Result<i32> {
     }
     drop(registry);
     if args.purge {
-        let images = super::snapshot::remove_images(&engine, &instance).await?;
+        let images = crate::instance::snapshot::remove_images(&engine, &instance).await?;
         if images > 0 {
             output::note(format!("removed {images} snapshot image(s)"));
         }
@@ -76,7 +77,7 @@ async fn remove_if_ours(engine: &Engine, instance: &Instance) -> Result<()> {
         .and_then(|c| c.labels)
         .and_then(|labels| labels.get(LABEL_WORKTREE).cloned());
     let ours = owner.as_deref() == Some(&path_text(&instance.record.worktree))
-        || super::start::moved_here(owner.as_deref(), instance);
+        || crate::instance::ownership::moved_here(owner.as_deref(), instance);
     if !ours {
         output::warn(format!(
             "container `{name}` belongs to the worktree `{}`, not this one; left alone",
@@ -84,7 +85,7 @@ async fn remove_if_ours(engine: &Engine, instance: &Instance) -> Result<()> {
         ));
         return Ok(());
     }
-    super::start::remove(engine, name).await?;
+    crate::instance::lifecycle::remove(engine, name).await?;
     output::note(format!("removed container `{name}`"));
     Ok(())
 }

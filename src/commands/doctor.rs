@@ -3,11 +3,13 @@
 //! only when something blocks use (no engine, an unusable recipe).
 
 use crate::engine::{self, summary_name, Engine};
-use crate::instance::Layout;
-use crate::registry::Registry;
-use crate::settings::Settings;
-use crate::worktree::Worktree;
-use crate::{output, ports, Context};
+use crate::recipe::settings::Settings;
+use crate::state::layout::Layout;
+use crate::state::ports;
+use crate::state::registry::Registry;
+use crate::state::worktree::Worktree;
+use crate::support::output;
+use crate::Context;
 use anyhow::Result;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -266,7 +268,7 @@ fn credentials_check(settings: &Settings) -> Check {
     let (found, missing): (Vec<&String>, Vec<&String>) =
         settings.credential_paths.iter().partition(|entry| {
             let (host, _) =
-                crate::engine::spec::credential_paths(entry, &home, &settings.credential_home);
+                crate::instance::spec::credential_paths(entry, &home, &settings.credential_home);
             host.exists()
         });
     let list = |items: &[&String]| {
@@ -349,7 +351,7 @@ fn without_hints(err: &anyhow::Error) -> String {
     let parts: Vec<String> = err
         .chain()
         .map(|cause| cause.to_string())
-        .filter(|text| !text.starts_with(crate::error::HINT_PREFIX))
+        .filter(|text| !text.starts_with(crate::support::error::HINT_PREFIX))
         .collect();
     let text = parts.join(": ");
     text.split_whitespace().collect::<Vec<_>>().join(" ")

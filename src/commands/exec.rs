@@ -1,10 +1,11 @@
 //! `devinst exec -- CMD...` and `devinst shell`; every shim comes through here.
 
-use super::Instance;
 use crate::cli::{ExecArgs, ShellArgs};
 use crate::engine::exec::{ExecSpec, Output};
 use crate::engine::{is_missing_or_stopped, is_version_too_old, Engine};
-use crate::{output, terminal, Context};
+use crate::instance::Instance;
+use crate::support::{output, terminal};
+use crate::Context;
 use anyhow::Result;
 use std::path::Path;
 
@@ -52,14 +53,14 @@ async fn run_in(ctx: &Context, instance: &Instance, spec: &ExecSpec) -> Result<i
     // When the inspect fails (no such container, say) the create's answer
     // tells what to do.
     let ours = match &inspected {
-        Ok(info) => super::start::belongs_to(info, instance),
+        Ok(info) => crate::instance::ownership::belongs_to(info, instance),
         Err(_) => true,
     };
     let id = match created {
         // Someone else's container by this name: `ensure_running` refuses it
         // with the reason, or recreates it if this worktree moved.
         Ok(_) if !ours => {
-            super::start::ensure_running(&engine, instance, false).await?;
+            crate::instance::lifecycle::ensure_running(&engine, instance, false).await?;
             create_or_start(&engine, instance, spec).await?
         }
         Ok(id) => id,
@@ -95,7 +96,7 @@ async fn start_then_create(
         "instance `{}` is not running; starting it",
         instance.record.name
     ));
-    super::start::ensure_running(engine, instance, false).await?;
+    crate::instance::lifecycle::ensure_running(engine, instance, false).await?;
     engine
         .create_exec(&instance.record.container, spec)
         .await

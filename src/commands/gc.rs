@@ -7,11 +7,12 @@
 //! engine (another data directory) may own it.
 
 use crate::cli::GcArgs;
-use crate::engine::spec::{LABEL_SERVICE, LABEL_WORKTREE};
 use crate::engine::{summary_name, Engine};
-use crate::instance::{Layout, DIR_NAME};
-use crate::registry::{Entry, Registry};
-use crate::{output, Context};
+use crate::instance::spec::{LABEL_SERVICE, LABEL_WORKTREE};
+use crate::state::layout::{Layout, DIR_NAME};
+use crate::state::registry::{Entry, Registry};
+use crate::support::output;
+use crate::Context;
 use anyhow::Result;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -48,7 +49,7 @@ pub async fn run(ctx: &Context, args: GcArgs) -> Result<i32> {
     };
     for (container, why) in &plan.containers {
         if !args.dry_run {
-            super::start::remove(&engine, container).await?;
+            crate::instance::lifecycle::remove(&engine, container).await?;
         }
         output::data(format!("{verb} container `{container}`: {why}"));
     }
@@ -56,7 +57,7 @@ pub async fn run(ctx: &Context, args: GcArgs) -> Result<i32> {
         // An instance with services had a private network named after its
         // container; with the instance and its services gone, so is it.
         for (container, _) in &plan.containers {
-            super::services::remove_private_network(&engine, container).await?;
+            crate::instance::services::remove_private_network(&engine, container).await?;
         }
     }
     for (entry, why) in &plan.entries {

@@ -3,11 +3,12 @@
 
 use super::status::InstanceView;
 use crate::cli::JsonArgs;
-use crate::engine::spec::{LABEL_INSTANCE, LABEL_SERVICE, LABEL_WORKTREE};
 use crate::engine::{summary_name, Engine};
-use crate::instance::path_text;
-use crate::registry::Registry;
-use crate::{output, Context};
+use crate::instance::spec::{LABEL_INSTANCE, LABEL_SERVICE, LABEL_WORKTREE};
+use crate::state::layout::path_text;
+use crate::state::registry::Registry;
+use crate::support::output;
+use crate::Context;
 use anyhow::Result;
 use std::collections::BTreeMap;
 
@@ -82,7 +83,7 @@ async fn merge_containers(
             InstanceView {
                 name: labels.get(LABEL_INSTANCE).cloned().unwrap_or_default(),
                 worktree_exists: std::path::Path::new(&worktree)
-                    .join(crate::instance::DIR_NAME)
+                    .join(crate::state::layout::DIR_NAME)
                     .is_dir(),
                 worktree,
                 container: name.clone(),

@@ -1,11 +1,11 @@
 //! `devinst logs [-f] [--tail N]`: the container's own output, its stdout to
 //! stdout and its stderr to stderr.
 
-use super::Instance;
 use crate::cli::LogsArgs;
 use crate::engine::exec::write_fd;
 use crate::engine::Engine;
-use crate::error::{SilentExit, WithHint};
+use crate::instance::Instance;
+use crate::support::error::{SilentExit, WithHint};
 use crate::Context;
 use anyhow::{anyhow, Result};
 use bollard::container::LogOutput;

@@ -8,7 +8,6 @@ mod exec;
 mod gc;
 mod list;
 mod logs;
-mod services;
 mod setup;
 mod snapshot;
 mod start;
@@ -17,13 +16,9 @@ mod status;
 mod stop;
 
 use crate::cli::Command;
-use crate::error::WithHint;
-use crate::instance::{Layout, Record};
-use crate::settings::Settings;
 use crate::Context;
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use std::future::Future;
-use std::path::Path;
 
 pub fn dispatch(command: Command, ctx: &Context) -> Result<i32> {
     match command {
@@ -55,36 +50,6 @@ pub fn block_on<F: Future<Output = Result<i32>>>(future: F) -> Result<i32> {
     // Don't wait for a stdin reader blocked on a terminal.
     runtime.shutdown_background();
     result
-}
-
-/// A set-up instance: its directory, its `.instance` record and its recipe.
-pub struct Instance {
-    pub layout: Layout,
-    pub record: Record,
-    pub settings: Settings,
-}
-
-impl Instance {
-    /// Finds the instance of the worktree containing `dir`.
-    pub fn find(dir: &Path) -> Result<Instance> {
-        let layout = Layout::find(dir)
-            .ok_or_else(|| {
-                anyhow!(
-                    "no devinst instance here (`{}` and its parents have no `.sky-dev/.instance`)",
-                    dir.display()
-                )
-            })
-            .hint("run `devinst setup` in the worktree first")?;
-        let record = layout
-            .read_record()
-            .hint("run `devinst setup` again to rewrite it")?;
-        let settings = Settings::load(&layout.root)?;
-        Ok(Instance {
-            layout,
-            record,
-            settings,
-        })
-    }
 }
 
 /// Runs a helper future whose failure only means "nothing known": the engine

@@ -1,15 +1,17 @@
 //! `devinst setup [NAME]`: make this worktree an instance, or refresh it.
 
 use crate::cli::SetupArgs;
-use crate::engine::spec::LABEL_WORKTREE;
 use crate::engine::{summary_name, Engine};
-use crate::error::WithHint;
-use crate::instance::{path_text, Layout, Record, DIR_NAME};
-use crate::registry::{Entry, Registry};
-use crate::render::{self, Vars};
-use crate::settings::Settings;
-use crate::worktree::Worktree;
-use crate::{fsutil, name, output, ports, Context};
+use crate::instance::spec::LABEL_WORKTREE;
+use crate::recipe::settings::Settings;
+use crate::state::layout::{path_text, Layout, Record, DIR_NAME};
+use crate::state::ports;
+use crate::state::registry::{Entry, Registry};
+use crate::state::worktree::Worktree;
+use crate::support::error::WithHint;
+use crate::support::templates::{self as render, Vars};
+use crate::support::{fs as fsutil, names as name, output};
+use crate::Context;
 use anyhow::{anyhow, bail, Context as _, Result};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -68,7 +70,7 @@ pub fn run(ctx: &Context, args: SetupArgs) -> Result<i32> {
         .as_ref()
         .filter(|p| p.name == name)
         .map(|p| p.created.clone())
-        .unwrap_or_else(now_utc);
+        .unwrap_or_else(crate::support::time::now_utc);
     let record = Record {
         name: name.clone(),
         worktree: root.clone(),
@@ -383,7 +385,10 @@ fn service_vars(record: &Record) -> Vec<(String, String)> {
         .iter()
         .map(|(service, port)| {
             (
-                format!("{}_PORT", crate::settings::service_env_stem(service)),
+                format!(
+                    "{}_PORT",
+                    crate::recipe::settings::service_env_stem(service)
+                ),
                 port.to_string(),
             )
         })
@@ -435,56 +440,16 @@ fn print_next_steps(layout: &Layout, settings: &Settings, record: &Record, refre
     let shims: Vec<&str> = settings.shims.keys().map(String::as_str).collect();
     output::note(format!(
         "next:\n    source {}\n    start-container\n    {}",
-        crate::shell::quote(&path_text(&layout.bin_dir().join("activate"))),
+        crate::support::shell::quote(&path_text(&layout.bin_dir().join("activate"))),
         shims
             .first()
             .map_or("devinst exec -- CMD".to_owned(), |s| format!("{s} --help"))
     ));
 }
 
-/// The current time as RFC 3339 UTC, without a date crate.
-pub fn now_utc() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    utc_from_secs(secs)
-}
-
-/// Seconds since the epoch as RFC 3339 UTC.
-pub fn utc_from_secs(secs: u64) -> String {
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Howard Hinnant's days-to-civil algorithm.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (era * 400 + yoe + i64::from(m <= 2), m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_415), (2025, 11, 23));
-    }
 
     #[test]
     fn suffixed_names_are_valid_and_stable() {

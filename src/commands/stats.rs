@@ -1,11 +1,12 @@
 //! `devinst stats [--json]`: the container's cpu and memory use, computed the
 //! way `docker stats` computes them.
 
-use super::Instance;
 use crate::cli::JsonArgs;
 use crate::engine::Engine;
-use crate::error::WithHint;
-use crate::{output, Context};
+use crate::instance::Instance;
+use crate::support::error::WithHint;
+use crate::support::output;
+use crate::Context;
 use anyhow::{anyhow, Context as _, Result};
 use bollard::models::{ContainerCpuStats, ContainerMemoryStats, ContainerStatsResponse};
 use bollard::query_parameters::StatsOptions;

@@ -1,10 +1,11 @@
 //! `devinst status`: this worktree's instance, as text or JSON.
 
-use super::Instance;
 use crate::cli::JsonArgs;
 use crate::engine::Engine;
-use crate::instance::path_text;
-use crate::{output, Context};
+use crate::instance::Instance;
+use crate::state::layout::path_text;
+use crate::support::output;
+use crate::Context;
 use anyhow::Result;
 use serde::Serialize;
 
@@ -24,7 +25,7 @@ pub struct InstanceView {
     pub runtime: Option<String>,
     pub created: String,
     /// The services beside the instance; empty in `list`.
-    pub services: Vec<super::services::ServiceView>,
+    pub services: Vec<crate::instance::services::ServiceView>,
 }
 
 pub async fn run(ctx: &Context, args: JsonArgs) -> Result<i32> {
@@ -45,15 +46,15 @@ pub async fn run(ctx: &Context, args: JsonArgs) -> Result<i32> {
         )],
         // A recipe that cannot be read still shows its configured image.
         image: Some(
-            super::start::intended_image(&instance)
+            crate::instance::image::intended_image(&instance)
                 .unwrap_or_else(|_| instance.settings.image.clone()),
         ),
         runtime: None,
         created: r.created.clone(),
-        services: super::services::views(&engine, &instance).await?,
+        services: crate::instance::services::views(&engine, &instance).await?,
     };
     if let Some(info) = info {
-        if !super::start::belongs_to(&info, &instance) {
+        if !crate::instance::ownership::belongs_to(&info, &instance) {
             output::warn(format!(
                 "the container `{}` was not made for this worktree; `devinst start` says more",
                 r.container

@@ -1,8 +1,9 @@
 //! `devinst stop`: stop the container, keep everything.
 
-use super::Instance;
 use crate::engine::{status, Engine};
-use crate::{output, Context};
+use crate::instance::Instance;
+use crate::support::output;
+use crate::Context;
 use anyhow::Result;
 use bollard::query_parameters::StopContainerOptions;
 
@@ -12,7 +13,7 @@ pub async fn run(ctx: &Context) -> Result<i32> {
     let name = &instance.record.container;
     stop_instance(&engine, name).await?;
     // After the instance, which may still be talking to them.
-    super::services::stop_all(&engine, &instance).await?;
+    crate::instance::services::stop_all(&engine, &instance).await?;
     Ok(0)
 }
 

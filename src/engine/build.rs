@@ -3,10 +3,11 @@
 //! content hash: the tag names the recipe, so a present tag is a finished
 //! build.
 
-use super::{spec::LABEL_MANAGED_BY, status, Engine};
-use crate::error::WithHint;
-use crate::output;
-use crate::recipe::BuildContext;
+use super::{status, Engine};
+use crate::instance::spec::LABEL_MANAGED_BY;
+use crate::recipe::image::BuildContext;
+use crate::support::error::WithHint;
+use crate::support::output;
 use anyhow::{anyhow, Result};
 use bollard::errors::Error as ApiError;
 use bollard::query_parameters::BuildImageOptions;

@@ -3,7 +3,7 @@
 //! Docker and Podman sockets. No network here, and files are read only when the
 //! environment points at them: this runs on every shim's path.
 
-use crate::error::WithHint;
+use crate::support::error::WithHint;
 use anyhow::{anyhow, Context as _, Result};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};

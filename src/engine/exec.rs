@@ -4,7 +4,7 @@
 //! inspect, and nothing else unless a signal arrives.
 
 use super::Engine;
-use crate::terminal::{self, RawMode};
+use crate::support::terminal::{self, RawMode};
 use anyhow::{Context, Result};
 use bollard::container::LogOutput;
 use bollard::errors::Error as ApiError;
@@ -383,7 +383,7 @@ pub fn write_fd(fd: i32, bytes: &[u8]) -> Result<()> {
         // The reader went away (`sky logs | head`): stop quietly, as a local
         // command would.
         Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => {
-            Err(crate::error::SilentExit { code: 0 }.into())
+            Err(crate::support::error::SilentExit { code: 0 }.into())
         }
         Err(err) => Err(err).context("cannot write the command's output"),
     }

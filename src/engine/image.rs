@@ -2,8 +2,8 @@
 //! progress on stderr.
 
 use super::{status, Engine};
-use crate::error::WithHint;
-use crate::output;
+use crate::support::error::WithHint;
+use crate::support::output;
 use anyhow::{anyhow, Result};
 use bollard::query_parameters::CreateImageOptions;
 use futures_util::StreamExt;

@@ -5,17 +5,16 @@ pub mod discover;
 pub mod exec;
 pub mod image;
 pub mod network;
-pub mod spec;
 
 pub use discover::{Choice, Endpoint, START_ENGINE_HINT};
 
-use crate::error::WithHint;
+use crate::instance::spec::UserMapping;
+use crate::support::error::WithHint;
 use anyhow::{anyhow, Result};
 use bollard::errors::Error as ApiError;
 use bollard::models::{ContainerInspectResponse, ContainerSummary};
 use bollard::query_parameters::ListContainersOptions;
 use bollard::{ClientVersion, Docker};
-use spec::UserMapping;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -119,7 +118,7 @@ impl Engine {
         Err(anyhow!(
             "the engine at {} has no runtime `{runtime}`; it has: {}",
             self.endpoint.uri,
-            crate::settings::list_or_none(&known.iter().map(String::as_str).collect::<Vec<_>>())
+            crate::recipe::settings::list_or_none(&known.iter().map(String::as_str).collect::<Vec<_>>())
         ))
         .hint(format!(
             "set `[container] runtime` in devinst.toml to one of those, or add `{runtime}` to the engine \
@@ -166,7 +165,10 @@ impl Engine {
     pub async fn managed_containers(&self) -> Result<Vec<ContainerSummary>> {
         let filters = HashMap::from([(
             "label".to_owned(),
-            vec![format!("{}=devinst", spec::LABEL_MANAGED_BY)],
+            vec![format!(
+                "{}=devinst",
+                crate::instance::spec::LABEL_MANAGED_BY
+            )],
         )]);
         let options = ListContainersOptions {
             all: true,
@@ -210,7 +212,7 @@ fn unreachable_error<'a>(
         "cannot reach a container engine; tried:\n    {}",
         lines.join("\n    ")
     )
-    .context(crate::error::Hint(START_ENGINE_HINT.to_owned()))
+    .context(crate::support::error::Hint(START_ENGINE_HINT.to_owned()))
 }
 
 /// A short reason for a failed connection: the OS error where there is one.

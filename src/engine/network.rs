@@ -2,9 +2,10 @@
 //! use as a plain bridge, labelled as devinst's, and never removed by devinst,
 //! since other instances (or the user) may be on it.
 
-use super::spec::LABEL_MANAGED_BY;
 use super::{status, Engine};
-use crate::{output, registry::Registry};
+use crate::instance::spec::LABEL_MANAGED_BY;
+use crate::state::registry::Registry;
+use crate::support::output;
 use anyhow::Result;
 use bollard::models::NetworkCreateRequest;
 use std::collections::HashMap;

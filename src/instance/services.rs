@@ -3,12 +3,12 @@
 //! `status` call in here; the container specs are `engine::spec`'s.
 
 use super::Instance;
-use crate::engine::spec::{self, LABEL_MANAGED_BY, LABEL_SERVICE, LABEL_SPEC, LABEL_WORKTREE};
 use crate::engine::{status, Engine};
-use crate::error::WithHint;
-use crate::instance::path_text;
-use crate::settings::{Service, Settings};
-use crate::{fsutil, output};
+use crate::instance::spec::{self, LABEL_MANAGED_BY, LABEL_SERVICE, LABEL_SPEC, LABEL_WORKTREE};
+use crate::recipe::settings::{Service, Settings};
+use crate::state::layout::path_text;
+use crate::support::error::WithHint;
+use crate::support::{fs as fsutil, output};
 use anyhow::{anyhow, Result};
 use bollard::models::ContainerSummary;
 use bollard::query_parameters::StopContainerOptions;
@@ -62,7 +62,7 @@ async fn ensure_service(
         .and_then(|l| l.get(LABEL_SPEC))
         .cloned();
     let info = match engine.inspect(&name).await? {
-        Some(info) if !super::start::belongs_to(&info, instance) => {
+        Some(info) if !crate::instance::ownership::belongs_to(&info, instance) => {
             return Err(anyhow!(
                 "a container named `{name}` exists but is not service `{}` of this worktree",
                 service.name
@@ -73,8 +73,8 @@ async fn ensure_service(
         }
         Some(_) if recreate => {
             output::note(format!("removing container `{name}` to recreate it"));
-            super::start::remove(engine, &name).await?;
-            super::start::create(engine, &name, body, None).await?
+            crate::instance::lifecycle::remove(engine, &name).await?;
+            crate::instance::lifecycle::create(engine, &name, body, None).await?
         }
         Some(info) => {
             let labels = info.config.as_ref().and_then(|c| c.labels.as_ref());
@@ -87,7 +87,7 @@ async fn ensure_service(
             }
             info
         }
-        None => super::start::create(engine, &name, body, None).await?,
+        None => crate::instance::lifecycle::create(engine, &name, body, None).await?,
     };
     let running = info.state.as_ref().and_then(|s| s.running).unwrap_or(false);
     if !running {
@@ -161,7 +161,7 @@ async fn remove_dropped(engine: &Engine, instance: &Instance, settings: &Setting
             output::note(format!(
                 "removing service `{service}` (container `{name}`): it is no longer in devinst.toml"
             ));
-            super::start::remove(engine, &name).await?;
+            crate::instance::lifecycle::remove(engine, &name).await?;
         }
     }
     Ok(())
@@ -198,7 +198,7 @@ pub async fn stop_all(engine: &Engine, instance: &Instance) -> Result<()> {
 pub async fn remove_all(engine: &Engine, instance: &Instance) -> Result<()> {
     for c in containers(engine, instance).await? {
         if let Some(name) = crate::engine::summary_name(&c) {
-            super::start::remove(engine, &name).await?;
+            crate::instance::lifecycle::remove(engine, &name).await?;
             output::note(format!(
                 "removed service `{}` (container `{name}`)",
                 service_label(&c)

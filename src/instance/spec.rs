@@ -2,9 +2,9 @@
 //! and the instance, so it can be tested without an engine and hashed to tell
 //! when a container no longer matches its recipe.
 
-use crate::config::Limits;
-use crate::instance::{path_text, Layout, Record};
-use crate::settings::{parse_memory, Service, Settings, User, HOST_USER_HOME};
+use crate::recipe::config::Limits;
+use crate::recipe::settings::{parse_memory, Service, Settings, User, HOST_USER_HOME};
+use crate::state::layout::{path_text, Layout, Record};
 use bollard::models::{
     ContainerCreateBody, EndpointSettings, HostConfig, Mount, MountType, NetworkingConfig,
     PortBinding,
@@ -114,7 +114,7 @@ pub fn container_body(
             settings
                 .hostname
                 .clone()
-                .unwrap_or_else(|| crate::name::hostname(&record.container)),
+                .unwrap_or_else(|| crate::support::names::hostname(&record.container)),
         ),
         working_dir: Some(settings.workdir.clone()),
         cmd: Some(settings.command.clone()),
@@ -343,7 +343,7 @@ pub fn credential_paths(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
+    use crate::recipe::config::Config;
 
     fn fixture() -> (Settings, Record, Layout) {
         let settings = Settings::resolve(Config::default()).unwrap();

@@ -1,7 +1,7 @@
 //! The one place that writes for humans. Data goes to stdout; notes, progress
 //! and errors go to stderr, and `-q` silences notes.
 
-use crate::error::HINT_PREFIX;
+use crate::support::error::HINT_PREFIX;
 use std::io::Write;
 use std::sync::atomic::{AtomicU8, Ordering};
 

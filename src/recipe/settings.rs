@@ -2,9 +2,9 @@
 //! view of the recipe the commands see. The defaults are SkyPilot's
 //! multi-instance setup.
 
-use crate::config::{CommandLine, Config, Limits, ServiceConfig};
-use crate::error::WithHint;
-use crate::recipe::Recipe;
+use crate::recipe::config::{CommandLine, Config, Limits, ServiceConfig};
+use crate::recipe::image::Recipe;
+use crate::support::error::WithHint;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
@@ -165,7 +165,7 @@ impl Settings {
         Settings::resolve(config).with_context(|| {
             format!(
                 "invalid `{}`",
-                root.join(crate::config::FILE_NAME).display()
+                root.join(crate::recipe::config::FILE_NAME).display()
             )
         })
     }
@@ -297,7 +297,8 @@ impl Settings {
         if self.command.is_empty() {
             bail!("`[container] command` is empty; it is the process that keeps the container running");
         }
-        crate::name::validate_prefix(&self.name_prefix).context("`[container] name_prefix`")?;
+        crate::support::names::validate_prefix(&self.name_prefix)
+            .context("`[container] name_prefix`")?;
         for (name, argv) in &self.shims {
             validate_shim_name(name)?;
             if argv.is_empty() || argv[0].is_empty() {

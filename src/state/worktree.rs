@@ -75,9 +75,9 @@ impl Worktree {
         text.push_str(pattern);
         text.push('\n');
         if let Some(dir) = path.parent() {
-            crate::fsutil::create_dir_all(dir)?;
+            crate::support::fs::create_dir_all(dir)?;
         }
-        crate::fsutil::write_atomic(path, text.as_bytes(), 0o644)
+        crate::support::fs::write_atomic(path, text.as_bytes(), 0o644)
     }
 }
 

@@ -1,13 +1,13 @@
 //! The scripts `setup` writes, rendered from `templates/`. Every value is
 //! shell-quoted here, in one place; templates never see a raw value.
 
-use crate::shell::quote;
+use crate::support::shell::quote;
 use std::collections::BTreeMap;
 
-pub const ACTIVATE: &str = include_str!("../templates/activate");
-pub const SHIM: &str = include_str!("../templates/shim");
-pub const START_CONTAINER: &str = include_str!("../templates/start-container");
-pub const STOP_CONTAINER: &str = include_str!("../templates/stop-container");
+pub const ACTIVATE: &str = include_str!("../../templates/activate");
+pub const SHIM: &str = include_str!("../../templates/shim");
+pub const START_CONTAINER: &str = include_str!("../../templates/start-container");
+pub const STOP_CONTAINER: &str = include_str!("../../templates/stop-container");
 
 /// Values for the templates, quoted once on the way in.
 #[derive(Debug, Default)]

@@ -2,7 +2,7 @@
 //! under an exclusive file lock, so setups in many worktrees at once never hand
 //! out one port or one name twice.
 
-use crate::fsutil::{create_dir_all, write_atomic};
+use crate::support::fs::{create_dir_all, write_atomic};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -27,7 +27,7 @@ pub struct Entry {
 
 impl Entry {
     pub fn worktree_exists(&self) -> bool {
-        self.worktree.join(crate::instance::DIR_NAME).is_dir()
+        self.worktree.join(crate::state::layout::DIR_NAME).is_dir()
     }
 
     /// Every host port the instance holds: its own, then its services'.
@@ -64,7 +64,7 @@ impl Registry {
     pub fn lock() -> Result<Registry> {
         let dir = data_dir()?;
         create_dir_all(&dir)?;
-        let lock = crate::fsutil::lock_file(&dir.join("registry.lock"))?;
+        let lock = crate::support::fs::lock_file(&dir.join("registry.lock"))?;
         let path = dir.join("registry.json");
         let entries = read(&path)?.instances;
         Ok(Registry {

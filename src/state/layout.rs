@@ -1,7 +1,7 @@
 //! The per-worktree instance directory, `.sky-dev/`, and its `.instance` file.
 
-use crate::fsutil::{create_dir_all, write_atomic};
-use crate::shell;
+use crate::support::fs::{create_dir_all, write_atomic};
+use crate::support::shell;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -76,7 +76,7 @@ impl Layout {
     /// worktree (a script and an auto-starting shim, say) take turns, so the
     /// setup steps never run twice at once.
     pub fn lock(&self) -> Result<std::fs::File> {
-        crate::fsutil::lock_file(&self.dir().join(".lock"))
+        crate::support::fs::lock_file(&self.dir().join(".lock"))
     }
 
     pub fn create_dirs(&self) -> Result<()> {
@@ -133,7 +133,10 @@ impl Record {
             ("DEVINST_TIER", self.tier.clone().unwrap_or_default()),
         ]));
         for (service, port) in &self.service_ports {
-            let key = format!("{}_PORT", crate::settings::service_env_stem(service));
+            let key = format!(
+                "{}_PORT",
+                crate::recipe::settings::service_env_stem(service)
+            );
             text.push_str(&format!("{key}={}\n", shell::quote(&port.to_string())));
         }
         text

@@ -6,7 +6,7 @@
 //! no file reads); the included files are read only when the context is
 //! collected, by `start` and `build`.
 
-use crate::config::BuildConfig;
+use crate::recipe::config::BuildConfig;
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -83,7 +83,7 @@ impl Recipe {
             }
         }
         for (key, value) in &self.env {
-            crate::settings::validate_env_name(key)
+            crate::recipe::settings::validate_env_name(key)
                 .with_context(|| format!("`[container.build] env` key `{key}`"))?;
             if has_control(value) {
                 bail!("`[container.build] env` value of `{key}` must be one line without control characters");
@@ -453,7 +453,7 @@ fn resolve_source(root: &Path, source: &str) -> Result<PathBuf> {
             return Err(anyhow::anyhow!(
                 "`[container.build] include` source `{source}` does not exist in the worktree"
             ))
-            .context(crate::error::Hint(format!(
+            .context(crate::support::error::Hint(format!(
                 "create `{source}` or remove its entry from `[container.build] include` in devinst.toml"
             )));
         }

@@ -1,0 +1,351 @@
+//! Snapshots (`devinst snapshot`): keep an instance as it is
+//! (the container's filesystem as an image, `state/` and `sky_logs/` as
+//! copies) and put it back later. The worktree's code is git's to keep.
+
+use super::Instance;
+use crate::cli::JsonArgs;
+use crate::engine::{status, Engine};
+use crate::state::layout::Layout;
+use crate::support::error::WithHint;
+use crate::support::{fs as fsutil, names as name, output};
+use anyhow::{anyhow, bail, Context as _, Result};
+use bollard::models::ContainerConfig;
+use bollard::query_parameters::{CommitContainerOptions, ListImagesOptions, RemoveImageOptions};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::Path;
+
+const LABEL_SNAPSHOT_OF: &str = "devinst.snapshot-of";
+/// The directories a snapshot copies, by their name under `.sky-dev/`.
+const SAVED_DIRS: [&str; 2] = ["state", "sky_logs"];
+
+/// The image repository an instance's snapshots are kept in, one tag each.
+pub fn image_repo(instance_name: &str) -> String {
+    format!("devinst-snapshot/{instance_name}")
+}
+
+/// The image a snapshot's filesystem is kept in.
+pub fn image_ref(instance_name: &str, snapshot: &str) -> String {
+    format!("{}:{snapshot}", image_repo(instance_name))
+}
+
+pub async fn save(engine: &Engine, instance: &Instance, name: Option<String>) -> Result<i32> {
+    let name = name.unwrap_or_else(default_name);
+    name::validate(&name).context("invalid snapshot name")?;
+    let layout = &instance.layout;
+    let saved = layout.snapshots_dir().join(&name);
+    let image = image_ref(&instance.record.name, &name);
+    if saved.exists() || image_exists(engine, &image).await? {
+        return Err(anyhow!("snapshot `{name}` exists already")).hint(format!(
+            "pick another name, or delete it: `devinst snapshot rm {name}`"
+        ));
+    }
+    let container = &instance.record.container;
+    match engine.inspect(container).await? {
+        Some(info) if crate::instance::ownership::belongs_to(&info, instance) => {}
+        Some(_) => bail!("the container `{container}` does not belong to this worktree"),
+        None => {
+            return Err(anyhow!(
+                "instance `{}` has no container to save",
+                instance.record.name
+            ))
+            .hint("run `devinst start` first")
+        }
+    }
+    let _lock = layout.lock()?;
+    commit(engine, instance, &name).await?;
+    // The filesystem is saved; if copying the data fails, take the image back
+    // so no half snapshot is left.
+    if let Err(err) = copy_data(layout, &saved) {
+        let _ = remove_image(engine, &image).await;
+        return Err(err);
+    }
+    output::note(format!(
+        "saved snapshot `{name}`: image `{image}`, `{}`",
+        saved.display()
+    ));
+    output::data(&name);
+    Ok(0)
+}
+
+async fn commit(engine: &Engine, instance: &Instance, name: &str) -> Result<()> {
+    let options = CommitContainerOptions {
+        container: Some(instance.record.container.clone()),
+        repo: Some(image_repo(&instance.record.name)),
+        tag: Some(name.to_owned()),
+        comment: Some(format!("devinst snapshot `{name}`")),
+        // Paused, so the filesystem is not saved halfway through a write.
+        pause: true,
+        // As a Dockerfile change rather than a config body, which Podman's
+        // compatible API ignores; one label per LABEL, as Podman reads only
+        // the first pair. `devinst.managed-by` comes from the container.
+        changes: Some(format!(
+            "LABEL {LABEL_SNAPSHOT_OF}={}",
+            instance.record.name
+        )),
+        ..Default::default()
+    };
+    engine
+        .docker
+        .commit_container(options, ContainerConfig::default())
+        .await
+        .map_err(|e| engine.explain(e))
+        .context("cannot save the container's filesystem")?;
+    Ok(())
+}
+
+/// Copies `state/` and `sky_logs/` into `saved`, through a temporary
+/// directory renamed into place, so a snapshot's data is whole or absent.
+fn copy_data(layout: &Layout, saved: &Path) -> Result<()> {
+    let parent = saved.parent().expect("snapshots live in a directory");
+    fsutil::create_dir_all(parent)?;
+    let tmp = parent.join(format!(".tmp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let copy = || -> Result<()> {
+        fsutil::create_dir_all(&tmp)?;
+        for dir in SAVED_DIRS {
+            fsutil::copy_tree(&layout.dir().join(dir), &tmp.join(dir))?;
+        }
+        std::fs::rename(&tmp, saved).with_context(|| format!("cannot create `{}`", saved.display()))
+    };
+    copy().inspect_err(|_| {
+        let _ = std::fs::remove_dir_all(&tmp);
+    })
+}
+
+#[derive(Debug, Serialize)]
+pub struct SnapshotView {
+    name: String,
+    image: String,
+    created: String,
+    size_bytes: i64,
+    active: bool,
+}
+
+pub async fn list(engine: &Engine, instance: &Instance, args: JsonArgs) -> Result<i32> {
+    let filters = HashMap::from([(
+        "label".to_owned(),
+        vec![format!("{LABEL_SNAPSHOT_OF}={}", instance.record.name)],
+    )]);
+    let options = ListImagesOptions {
+        filters: Some(filters),
+        ..Default::default()
+    };
+    let images = engine
+        .docker
+        .list_images(Some(options))
+        .await
+        .map_err(|e| engine.explain(e))?;
+    let repo = format!("{}:", image_repo(&instance.record.name));
+    let active = instance.layout.active_snapshot();
+    let mut views: Vec<SnapshotView> = images
+        .iter()
+        .flat_map(|image| {
+            image
+                .repo_tags
+                .iter()
+                .filter_map(|tag| snapshot_of_tag(tag, &repo))
+                .map(|name| SnapshotView {
+                    name: name.to_owned(),
+                    image: format!("{repo}{name}"),
+                    created: crate::support::time::utc_from_secs(image.created.max(0) as u64),
+                    size_bytes: image.size,
+                    active: active.as_deref() == Some(name),
+                })
+        })
+        .collect();
+    views.sort_by(|a, b| a.created.cmp(&b.created).then(a.name.cmp(&b.name)));
+    if args.json {
+        output::json(&views);
+        return Ok(0);
+    }
+    let mut text = format!("{:<24} {:<22} {:>9}", "NAME", "CREATED", "SIZE");
+    for v in &views {
+        let mark = if v.active { "  (restored)" } else { "" };
+        text.push_str(&format!(
+            "\n{:<24} {:<22} {:>7} MB{mark}",
+            v.name,
+            v.created,
+            v.size_bytes / 1_000_000
+        ));
+    }
+    output::data(text);
+    Ok(0)
+}
+
+/// The snapshot name in an image tag of `repo` (`devinst-snapshot/NAME:`),
+/// whatever registry the engine put in front (Podman says `docker.io/` or
+/// `localhost/`).
+fn snapshot_of_tag<'a>(tag: &'a str, repo: &str) -> Option<&'a str> {
+    let (registry, name) = tag.split_once(repo)?;
+    (registry.is_empty() || registry.ends_with('/')).then_some(name)
+}
+
+pub async fn restore(engine: &Engine, instance: &Instance, name: &str) -> Result<i32> {
+    // The name becomes a path under `.sky-dev/snapshots/`: nothing else.
+    name::validate(name).context("invalid snapshot name")?;
+    let layout = &instance.layout;
+    let saved = layout.snapshots_dir().join(name);
+    let image = image_ref(&instance.record.name, name);
+    if !saved.is_dir() || !image_exists(engine, &image).await? {
+        return Err(anyhow!(
+            "no snapshot `{name}` of instance `{}`",
+            instance.record.name
+        ))
+        .hint("`devinst snapshot list` shows them");
+    }
+    {
+        let _lock = layout.lock()?;
+        crate::instance::lifecycle::remove(engine, &instance.record.container).await?;
+        for dir in SAVED_DIRS {
+            replace_tree(&saved.join(dir), &layout.dir().join(dir))?;
+        }
+        fsutil::write_atomic(
+            &layout.snapshot_file(),
+            format!("{name}\n").as_bytes(),
+            0o644,
+        )?;
+        // The new container runs the setup steps afresh.
+        let _ = std::fs::remove_file(layout.setup_stamp());
+    }
+    output::note(format!("restored snapshot `{name}`"));
+    let instance = Instance::find(&layout.root)?;
+    crate::instance::lifecycle::ensure_running(engine, &instance, false).await?;
+    Ok(0)
+}
+
+pub async fn reset(engine: &Engine, instance: &Instance) -> Result<i32> {
+    let layout = &instance.layout;
+    let Some(active) = layout.active_snapshot() else {
+        output::note("the instance already runs the recipe's image");
+        return Ok(0);
+    };
+    {
+        let _lock = layout.lock()?;
+        crate::instance::lifecycle::remove(engine, &instance.record.container).await?;
+        std::fs::remove_file(layout.snapshot_file())
+            .with_context(|| format!("cannot remove `{}`", layout.snapshot_file().display()))?;
+        let _ = std::fs::remove_file(layout.setup_stamp());
+    }
+    output::note(format!(
+        "left snapshot `{active}`; back to the recipe's image"
+    ));
+    let instance = Instance::find(&layout.root)?;
+    crate::instance::lifecycle::ensure_running(engine, &instance, false).await?;
+    Ok(0)
+}
+
+pub async fn remove(engine: &Engine, instance: &Instance, name: &str) -> Result<i32> {
+    name::validate(name).context("invalid snapshot name")?;
+    let layout = &instance.layout;
+    if layout.active_snapshot().as_deref() == Some(name) {
+        return Err(anyhow!(
+            "the instance's container is made from snapshot `{name}`"
+        ))
+        .hint("go back to the recipe's image first: `devinst snapshot reset`");
+    }
+    let saved = layout.snapshots_dir().join(name);
+    let image = image_ref(&instance.record.name, name);
+    let had_image = remove_image(engine, &image).await?;
+    let had_data = saved.is_dir();
+    if had_data {
+        std::fs::remove_dir_all(&saved)
+            .with_context(|| format!("cannot remove `{}`", saved.display()))?;
+    }
+    if !had_image && !had_data {
+        return Err(anyhow!("no snapshot `{name}`")).hint("`devinst snapshot list` shows them");
+    }
+    output::note(format!("deleted snapshot `{name}`"));
+    Ok(0)
+}
+
+/// Swaps `live` for a copy of `saved`: the copy is made beside it first, so
+/// a failure leaves `live` as it was.
+fn replace_tree(saved: &Path, live: &Path) -> Result<()> {
+    let fresh = live.with_extension(format!("restore-{}", std::process::id()));
+    let old = live.with_extension(format!("old-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&fresh);
+    fsutil::copy_tree(saved, &fresh).inspect_err(|_| {
+        let _ = std::fs::remove_dir_all(&fresh);
+    })?;
+    std::fs::rename(live, &old)
+        .with_context(|| format!("cannot move `{}` aside", live.display()))?;
+    std::fs::rename(&fresh, live)
+        .with_context(|| format!("cannot put back `{}`", live.display()))?;
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(())
+}
+
+async fn image_exists(engine: &Engine, image: &str) -> Result<bool> {
+    match engine.docker.inspect_image(image).await {
+        Ok(_) => Ok(true),
+        Err(err) if status(&err) == Some(404) => Ok(false),
+        Err(err) => Err(engine.explain(err)),
+    }
+}
+
+/// Removes the images of this instance's snapshots (those whose data is in
+/// its `.sky-dev/snapshots/`); returns how many there were.
+pub async fn remove_images(engine: &Engine, instance: &Instance) -> Result<usize> {
+    let Ok(entries) = std::fs::read_dir(instance.layout.snapshots_dir()) else {
+        return Ok(0);
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name::validate(&name).is_ok()
+            && remove_image(engine, &image_ref(&instance.record.name, &name)).await?
+        {
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Removes a snapshot image; false when there was none.
+pub async fn remove_image(engine: &Engine, image: &str) -> Result<bool> {
+    let options = RemoveImageOptions {
+        force: true,
+        ..Default::default()
+    };
+    match engine.docker.remove_image(image, Some(options), None).await {
+        Ok(_) => Ok(true),
+        Err(err) if status(&err) == Some(404) => Ok(false),
+        Err(err) => Err(engine
+            .explain(err)
+            .context(format!("cannot remove image `{image}`"))),
+    }
+}
+
+/// `20261123-143005`: sortable, and valid as an image tag.
+fn default_name() -> String {
+    crate::support::time::now_utc()
+        .replace(['-', ':'], "")
+        .replace('T', "-")
+        .trim_end_matches('Z')
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_name_their_snapshot_whatever_the_registry_prefix() {
+        let repo = "devinst-snapshot/feat:";
+        assert_eq!(
+            snapshot_of_tag("devinst-snapshot/feat:s1", repo),
+            Some("s1")
+        );
+        assert_eq!(
+            snapshot_of_tag("docker.io/devinst-snapshot/feat:s1", repo),
+            Some("s1")
+        );
+        assert_eq!(
+            snapshot_of_tag("localhost/devinst-snapshot/feat:s1", repo),
+            Some("s1")
+        );
+        assert_eq!(snapshot_of_tag("x-devinst-snapshot/feat:s1", repo), None);
+        assert_eq!(snapshot_of_tag("devinst-snapshot/feat2:s1", repo), None);
+    }
+}

@@ -1,0 +1,11 @@
+//! Layer 1: what every other layer leans on. Nothing here knows about
+//! instances, recipes or engines.
+
+pub mod error;
+pub mod fs;
+pub mod names;
+pub mod output;
+pub mod shell;
+pub mod templates;
+pub mod terminal;
+pub mod time;
