@@ -9,26 +9,8 @@ mod state;
 mod support;
 
 use clap::Parser;
-use std::path::PathBuf;
 use support::error::{code, SilentExit};
 use support::output;
-
-/// What every command gets: where it runs, and the engine it was told to use.
-pub struct Context {
-    pub cwd: PathBuf,
-    /// `--host`.
-    pub host: Option<String>,
-}
-
-impl Context {
-    /// The engine the user named: `--host` over the recipe's `[engine] host`.
-    pub fn engine_choice(&self, settings: Option<&recipe::settings::Settings>) -> engine::Choice {
-        engine::Choice {
-            flag: self.host.clone(),
-            config: settings.and_then(|s| s.engine_host.clone()),
-        }
-    }
-}
 
 /// Parses the command line, runs the command and returns the exit code. The
 /// one place that prints an error.
@@ -62,7 +44,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<i32> {
     };
     let cwd = std::path::absolute(&cwd)?;
     let host = cli.host.filter(|h| !h.is_empty());
-    commands::dispatch(cli.command, &Context { cwd, host })
+    commands::dispatch(cli.command, &commands::Invocation { cwd, host })
 }
 
 fn init_tracing(quiet: bool, verbose: u8) {

@@ -1,15 +1,15 @@
 //! `devinst build`: build the image `[container.build]` describes now, or say
 //! it is built already. Needs no instance, so CI can warm the cache first.
 
+use super::Invocation;
 use crate::engine::Engine;
 use crate::recipe::image::BuildContext;
 use crate::recipe::settings::Settings;
 use crate::state::worktree::Worktree;
 use crate::support::output;
-use crate::Context;
-use anyhow::{Context as _, Result};
+use anyhow::{Context, Result};
 
-pub async fn run(ctx: &Context) -> Result<i32> {
+pub async fn run(ctx: &Invocation) -> Result<i32> {
     let root = Worktree::discover(&ctx.cwd)?.root;
     let settings = Settings::load(&root)?;
     let Some(recipe) = &settings.build else {
@@ -26,7 +26,7 @@ pub async fn run(ctx: &Context) -> Result<i32> {
         )
     })?;
     let engine = Engine::connect(&ctx.engine_choice(Some(&settings))).await?;
-    if !engine.ensure_built(&context).await? {
+    if !crate::instance::image::ensure_built(&engine, &context).await? {
         output::note(format!("image `{}` is built already (cached)", context.tag));
     }
     output::data(&context.tag);

@@ -2,14 +2,14 @@
 //! prints `ok` or `problem`, a problem with the command that fixes it. Exits 1
 //! only when something blocks use (no engine, an unusable recipe).
 
-use crate::engine::{self, summary_name, Engine};
+use super::Invocation;
+use crate::engine::{self, Engine};
 use crate::recipe::settings::Settings;
 use crate::state::layout::Layout;
 use crate::state::ports;
 use crate::state::registry::Registry;
 use crate::state::worktree::Worktree;
 use crate::support::output;
-use crate::Context;
 use anyhow::Result;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -50,7 +50,7 @@ impl Check {
     }
 }
 
-pub async fn run(ctx: &Context) -> Result<i32> {
+pub async fn run(ctx: &Invocation) -> Result<i32> {
     let mut checks = Vec::new();
     let instance = Layout::find(&ctx.cwd);
     let root = match &instance {
@@ -109,15 +109,15 @@ fn print(checks: &[Check]) {
 
 async fn engine_check(engine: &Engine) -> Check {
     let at = format!("{} ({})", engine.endpoint.uri, engine.endpoint.source);
-    match engine.docker.version().await {
+    match engine.describe().await {
         Ok(v) => Check::ok(
             "engine",
             format!(
                 "reachable at {at}: server {}, API version {} (engine supports {} to {})",
-                v.version.as_deref().unwrap_or("unknown"),
-                engine.docker.client_version(),
+                v.server_version.as_deref().unwrap_or("unknown"),
+                v.api_version,
                 v.min_api_version.as_deref().unwrap_or("?"),
-                v.api_version.as_deref().unwrap_or("?"),
+                v.max_api_version.as_deref().unwrap_or("?"),
             ),
         ),
         Err(err) => Check::problem(
@@ -130,22 +130,18 @@ async fn engine_check(engine: &Engine) -> Check {
 }
 
 async fn runtime_check(engine: &Engine, settings: &Settings) -> Check {
-    let info = match engine.docker.info().await {
+    let info = match engine.runtimes().await {
         Ok(info) => info,
         Err(err) => {
             return Check::problem(
                 "runtimes",
-                format!(
-                    "the engine did not describe itself: {}",
-                    engine.explain(err)
-                ),
+                format!("the engine did not describe itself: {err}"),
                 "check the engine's own logs",
             )
         }
     };
-    let mut runtimes: Vec<String> = info.runtimes.unwrap_or_default().into_keys().collect();
-    runtimes.sort();
-    let default = info.default_runtime.unwrap_or_else(|| "runc".to_owned());
+    let runtimes = info.names;
+    let default = info.default.unwrap_or_else(|| "runc".to_owned());
     let detail = format!("{} (default `{default}`)", runtimes.join(", "));
     match &settings.runtime {
         Some(wanted) if !runtimes.contains(wanted) => Check::problem(
@@ -163,7 +159,7 @@ async fn port_check(engine: Option<&Engine>, settings: &Settings) -> Check {
     let range = settings.host_range.clone();
     let (first, last) = (*range.start(), *range.end());
     let mut used: BTreeMap<u16, String> = BTreeMap::new();
-    for entry in Registry::snapshot().unwrap_or_default() {
+    for entry in Registry::read_unlocked().unwrap_or_default() {
         if range.contains(&entry.port) {
             used.insert(entry.port, format!("instance `{}`", entry.name));
         }
@@ -209,27 +205,16 @@ async fn port_check(engine: Option<&Engine>, settings: &Settings) -> Check {
 }
 
 async fn published_ports(engine: &Engine) -> Vec<(u16, String)> {
-    let options = bollard::query_parameters::ListContainersOptions {
-        all: true,
-        ..Default::default()
-    };
-    let Ok(list) = engine.docker.list_containers(Some(options)).await else {
+    let Ok(list) = engine.list(None).await else {
         return Vec::new();
     };
     list.iter()
-        .flat_map(|c| {
-            let name = summary_name(c).unwrap_or_default();
-            c.ports
-                .iter()
-                .flatten()
-                .filter_map(|p| p.public_port)
-                .map(move |port| (port, name.clone()))
-        })
+        .flat_map(|c| c.ports.iter().map(|p| (p.host_port, c.name.clone())))
         .collect()
 }
 
 fn registry_check() -> Check {
-    let entries = match Registry::snapshot() {
+    let entries = match Registry::read_unlocked() {
         Ok(entries) => entries,
         Err(err) => {
             return Check::problem(
@@ -308,7 +293,7 @@ async fn instance_check(engine: Option<&Engine>, layout: Option<&Layout>) -> Che
         Ok(record) => record,
         Err(err) => return Check::problem("instance", format!("{err:#}"), "devinst setup"),
     };
-    let registered = Registry::snapshot()
+    let registered = Registry::read_unlocked()
         .unwrap_or_default()
         .into_iter()
         .any(|e| e.name == record.name && e.worktree == layout.root);
@@ -325,10 +310,7 @@ async fn instance_check(engine: Option<&Engine>, layout: Option<&Layout>) -> Che
     }
     let state = match engine {
         Some(engine) => match engine.inspect(&record.container).await {
-            Ok(Some(info)) => info
-                .state
-                .and_then(|s| s.status)
-                .map_or("unknown".to_owned(), |s| s.to_string()),
+            Ok(Some(info)) => info.status,
             Ok(None) => "not created yet".to_owned(),
             Err(_) => "unknown".to_owned(),
         },

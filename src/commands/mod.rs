@@ -16,17 +16,36 @@ mod status;
 mod stop;
 
 use crate::cli::Command;
-use crate::Context;
+use crate::engine;
+use crate::recipe::settings::Settings;
 use anyhow::Result;
 use std::future::Future;
+use std::path::PathBuf;
 
-pub fn dispatch(command: Command, ctx: &Context) -> Result<i32> {
+/// What every command gets: where it runs, and the engine it was told to use.
+pub struct Invocation {
+    pub cwd: PathBuf,
+    /// `--host`.
+    pub host: Option<String>,
+}
+
+impl Invocation {
+    /// The engine the user named: `--host` over the recipe's `[engine] host`.
+    pub fn engine_choice(&self, settings: Option<&Settings>) -> engine::Choice {
+        engine::Choice {
+            flag: self.host.clone(),
+            config: settings.and_then(|s| s.engine_host.clone()),
+        }
+    }
+}
+
+pub fn dispatch(command: Command, ctx: &Invocation) -> Result<i32> {
     match command {
         Command::Setup(args) => setup::run(ctx, args),
         Command::Start(args) => block_on(start::run(ctx, args)),
         Command::Build => block_on(build::run(ctx)),
         Command::Stop => block_on(stop::run(ctx)),
-        Command::Exec(args) => block_on(exec::run(ctx, args)),
+        Command::Exec(args) => block_on(exec::exec(ctx, args)),
         Command::Shell(args) => block_on(exec::shell(ctx, args)),
         Command::Status(args) => block_on(status::run(ctx, args)),
         Command::List(args) => block_on(list::run(ctx, args)),

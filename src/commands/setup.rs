@@ -1,8 +1,8 @@
 //! `devinst setup [NAME]`: make this worktree an instance, or refresh it.
 
+use super::Invocation;
 use crate::cli::SetupArgs;
-use crate::engine::{summary_name, Engine};
-use crate::instance::spec::LABEL_WORKTREE;
+use crate::instance::holdings::engine_holdings;
 use crate::recipe::settings::Settings;
 use crate::state::layout::{path_text, Layout, Record, DIR_NAME};
 use crate::state::ports;
@@ -11,13 +11,12 @@ use crate::state::worktree::Worktree;
 use crate::support::error::WithHint;
 use crate::support::templates::{self as render, Vars};
 use crate::support::{fs as fsutil, names as name, output};
-use crate::Context;
-use anyhow::{anyhow, bail, Context as _, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-pub fn run(ctx: &Context, args: SetupArgs) -> Result<i32> {
+pub fn run(ctx: &Invocation, args: SetupArgs) -> Result<i32> {
     let worktree = Worktree::discover(&ctx.cwd)?;
     let root = worktree.root.clone();
     if root.to_str().is_none() {
@@ -281,50 +280,6 @@ fn choose_service_ports(
         chosen.insert(service.name.clone(), port);
     }
     Ok(chosen)
-}
-
-/// What the engine already holds that setup must not hand out again.
-#[derive(Default)]
-struct EngineHoldings {
-    /// Host ports containers publish.
-    ports: BTreeSet<u16>,
-    /// devinst containers by name, with the worktree each was made for.
-    worktrees: BTreeMap<String, PathBuf>,
-}
-
-impl EngineHoldings {
-    /// The other live worktree whose instance owns `container`, if any. A
-    /// worktree that is gone (or moved away) owns nothing any more.
-    fn live_owner(&self, container: &str, root: &Path) -> Option<PathBuf> {
-        self.worktrees
-            .get(container)
-            .filter(|w| w.as_path() != root && w.join(DIR_NAME).is_dir())
-            .cloned()
-    }
-}
-
-async fn engine_holdings(choice: crate::engine::Choice) -> Result<EngineHoldings> {
-    let engine = Engine::connect_lazy(&choice)?;
-    let options = bollard::query_parameters::ListContainersOptions {
-        all: true,
-        ..Default::default()
-    };
-    let list = tokio::time::timeout(
-        std::time::Duration::from_secs(3),
-        engine.docker.list_containers(Some(options)),
-    )
-    .await
-    .context("the engine did not answer in time")??;
-    let mut held = EngineHoldings::default();
-    for c in list {
-        held.ports
-            .extend(c.ports.iter().flatten().filter_map(|p| p.public_port));
-        let worktree = c.labels.as_ref().and_then(|l| l.get(LABEL_WORKTREE));
-        if let (Some(name), Some(worktree)) = (summary_name(&c), worktree) {
-            held.worktrees.insert(name, PathBuf::from(worktree));
-        }
-    }
-    Ok(held)
 }
 
 fn write_scripts(layout: &Layout, settings: &Settings, record: &Record) -> Result<()> {

@@ -1,13 +1,13 @@
 //! `devinst snapshot save|list|restore|reset|rm`.
 
+use super::Invocation;
 use crate::cli::SnapshotCommand;
 use crate::engine::Engine;
 use crate::instance::snapshot::{list, remove, reset, restore, save};
 use crate::instance::Instance;
-use crate::Context;
 use anyhow::Result;
 
-pub async fn run(ctx: &Context, action: SnapshotCommand) -> Result<i32> {
+pub async fn run(ctx: &Invocation, action: SnapshotCommand) -> Result<i32> {
     let instance = Instance::find(&ctx.cwd)?;
     let engine = Engine::connect(&ctx.engine_choice(Some(&instance.settings))).await?;
     match action {

@@ -1,21 +1,21 @@
 //! `devinst start`: create the container if missing, start it, run the setup
 //! steps when their inputs changed, print the port mapping. Idempotent.
 
+use super::Invocation;
 use crate::cli::StartArgs;
 use crate::engine::Engine;
-use crate::instance::Instance;
+use crate::instance::image::ImageChoice;
+use crate::instance::{lifecycle, Instance};
 use crate::support::output;
-use crate::Context;
 use anyhow::Result;
 
-pub async fn run(ctx: &Context, args: StartArgs) -> Result<i32> {
+pub async fn run(ctx: &Invocation, args: StartArgs) -> Result<i32> {
     let instance = Instance::find(&ctx.cwd)?;
     // An image recipe's files are found and checked before the engine is
     // asked anything.
-    let build = crate::instance::image::prepare_build(&instance)?;
+    let image = ImageChoice::of(&instance)?;
     let engine = Engine::connect(&ctx.engine_choice(Some(&instance.settings))).await?;
-    crate::instance::lifecycle::ensure_running_with(&engine, &instance, args.recreate, build)
-        .await?;
+    lifecycle::ensure_running_with(&engine, &instance, args.recreate, &image).await?;
     let s = &instance.settings;
     output::data(format!(
         "{}:{} -> {}",

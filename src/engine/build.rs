@@ -3,10 +3,7 @@
 //! content hash: the tag names the recipe, so a present tag is a finished
 //! build.
 
-use super::{status, Engine};
-use crate::instance::spec::LABEL_MANAGED_BY;
-use crate::recipe::image::BuildContext;
-use crate::support::error::WithHint;
+use super::Engine;
 use crate::support::output;
 use anyhow::{anyhow, Result};
 use bollard::errors::Error as ApiError;
@@ -19,42 +16,23 @@ use std::collections::{HashMap, VecDeque};
 const TAIL_LINES: usize = 8;
 
 impl Engine {
-    /// Builds the context's image unless its tag exists. Returns whether it
-    /// built.
-    pub async fn ensure_built(&self, context: &BuildContext) -> Result<bool> {
-        let tag = &context.tag;
-        match self.docker.inspect_image(tag).await {
-            Ok(_) => return Ok(false),
-            Err(err) if status(&err) == Some(404) => {}
-            Err(err) => return Err(self.explain(err)),
-        }
-        output::note(format!("building image `{tag}` from `[container.build]`"));
-        let started = std::time::Instant::now();
-        self.build(context).await.hint(
-            "fix `[container.build]` in devinst.toml (a package name or version?) \
-             and run the command again; the build's output says what failed",
-        )?;
-        output::note(format!(
-            "built image `{tag}` in {:.1} s",
-            started.elapsed().as_secs_f64()
-        ));
-        Ok(true)
-    }
-
-    async fn build(&self, context: &BuildContext) -> Result<()> {
-        let tag = &context.tag;
-        let archive = context.archive()?;
+    /// Builds the image `tag` from a build context (a tar archive with a
+    /// Dockerfile), labelled with `labels`; its output goes to stderr as it
+    /// comes.
+    pub async fn build(
+        &self,
+        tag: &str,
+        labels: &[(String, String)],
+        archive: Vec<u8>,
+    ) -> Result<()> {
         let options = BuildImageOptions {
-            t: Some(tag.clone()),
+            t: Some(tag.to_owned()),
             // The classic builder tags only a finished image; removing every
             // intermediate container, failed steps' too, leaves nothing half
             // made behind.
             rm: true,
             forcerm: true,
-            labels: Some(HashMap::from([(
-                LABEL_MANAGED_BY.to_owned(),
-                "devinst".to_owned(),
-            )])),
+            labels: Some(labels.iter().cloned().collect::<HashMap<_, _>>()),
             ..Default::default()
         };
         let body = bollard::body_full(archive.into());

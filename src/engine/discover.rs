@@ -4,7 +4,7 @@
 //! environment points at them: this runs on every shim's path.
 
 use crate::support::error::WithHint;
-use anyhow::{anyhow, Context as _, Result};
+use anyhow::{anyhow, Context, Result};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 

@@ -52,10 +52,40 @@ pub enum Output {
     Stderr,
 }
 
+/// Why an exec could not be created.
+#[derive(Debug)]
+pub enum ExecError {
+    /// The container is missing or not running.
+    NotRunning,
+    /// The engine refused the client's API version as too old.
+    VersionTooOld,
+    Refused(anyhow::Error),
+}
+
+impl From<ExecError> for anyhow::Error {
+    fn from(err: ExecError) -> anyhow::Error {
+        match err {
+            ExecError::NotRunning => anyhow::anyhow!("the container is not running"),
+            ExecError::VersionTooOld => anyhow::anyhow!("the engine refused the API version"),
+            ExecError::Refused(err) => err,
+        }
+    }
+}
+
 impl Engine {
-    /// Creates the exec. Errors are returned raw so callers can react to a
-    /// stopped (409) or missing (404) container.
-    pub async fn create_exec(&self, container: &str, spec: &ExecSpec) -> Result<String, ApiError> {
+    /// Creates the exec, telling a missing or stopped container apart so the
+    /// caller can start it and try again.
+    pub async fn create_exec(&self, container: &str, spec: &ExecSpec) -> Result<String, ExecError> {
+        self.try_create_exec(container, spec)
+            .await
+            .map_err(|err| match err {
+                err if super::is_version_too_old(&err) => ExecError::VersionTooOld,
+                err if super::is_missing_or_stopped(&err) => ExecError::NotRunning,
+                err => ExecError::Refused(self.explain(err)),
+            })
+    }
+
+    async fn try_create_exec(&self, container: &str, spec: &ExecSpec) -> Result<String, ApiError> {
         let config = ExecConfig {
             attach_stdin: Some(spec.stdin),
             attach_stdout: Some(true),
@@ -199,7 +229,7 @@ impl Engine {
         let id = self
             .create_exec(container, spec)
             .await
-            .map_err(|e| self.explain(e))
+            .map_err(anyhow::Error::from)
             .with_context(|| format!("cannot run a command in `{container}`"))?;
         self.run_exec(container, &id, spec, output).await
     }

@@ -1,26 +1,111 @@
-//! Making sure an instance's image is present: pulled when missing, with
-//! progress on stderr.
+//! Images: present or pulled (with progress on stderr), listed by label,
+//! made from a container, removed.
 
-use super::{status, Engine};
-use crate::support::error::WithHint;
+use super::{http_status, Engine};
 use crate::support::output;
 use anyhow::{anyhow, Result};
-use bollard::query_parameters::CreateImageOptions;
+use bollard::models::ContainerConfig;
+use bollard::query_parameters::{
+    CommitContainerOptions, CreateImageOptions, ListImagesOptions, RemoveImageOptions,
+};
 use futures_util::StreamExt;
 use std::collections::HashMap;
 
+/// An image as a listing shows it.
+#[derive(Debug, Clone, Default)]
+pub struct ImageSummary {
+    /// `repo:tag` names, as the engine writes them (Podman adds a registry).
+    pub tags: Vec<String>,
+    /// Seconds since the epoch.
+    pub created: u64,
+    pub size_bytes: i64,
+}
+
+/// A container's filesystem to keep as an image.
+#[derive(Debug, Clone, Default)]
+pub struct Commit {
+    pub container: String,
+    pub repo: String,
+    pub tag: String,
+    pub comment: String,
+    /// Dockerfile instructions applied to the image (`LABEL k=v`).
+    pub changes: String,
+}
+
 impl Engine {
-    pub async fn ensure_image(&self, image: &str) -> Result<()> {
+    pub async fn image_exists(&self, image: &str) -> Result<bool> {
         match self.docker.inspect_image(image).await {
-            Ok(_) => return Ok(()),
-            Err(err) if status(&err) == Some(404) => {}
-            Err(err) => return Err(self.explain(err)),
+            Ok(_) => Ok(true),
+            Err(err) if http_status(&err) == Some(404) => Ok(false),
+            Err(err) => Err(self.explain(err)),
+        }
+    }
+
+    /// Pulls `image` unless it is present.
+    pub async fn ensure_image(&self, image: &str) -> Result<()> {
+        if self.image_exists(image).await? {
+            return Ok(());
         }
         output::note(format!("pulling image `{image}`"));
-        self.pull(image).await.hint(format!(
-            "make the image available locally (`docker pull {image}`, `docker build -t {image} .`), \
-             or set `[container] image` in devinst.toml"
-        ))
+        self.pull(image).await
+    }
+
+    /// Images that carry `label` (`key=value`).
+    pub async fn list_images(&self, label: &str) -> Result<Vec<ImageSummary>> {
+        let filters = HashMap::from([("label".to_owned(), vec![label.to_owned()])]);
+        let options = ListImagesOptions {
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let images = self
+            .docker
+            .list_images(Some(options))
+            .await
+            .map_err(|e| self.explain(e))?;
+        Ok(images
+            .into_iter()
+            .map(|i| ImageSummary {
+                tags: i.repo_tags,
+                created: i.created.max(0) as u64,
+                size_bytes: i.size,
+            })
+            .collect())
+    }
+
+    /// Removes an image; false when there was none.
+    pub async fn remove_image(&self, image: &str) -> Result<bool> {
+        let options = RemoveImageOptions {
+            force: true,
+            ..Default::default()
+        };
+        match self.docker.remove_image(image, Some(options), None).await {
+            Ok(_) => Ok(true),
+            Err(err) if http_status(&err) == Some(404) => Ok(false),
+            Err(err) => Err(self
+                .explain(err)
+                .context(format!("cannot remove image `{image}`"))),
+        }
+    }
+
+    /// Keeps a container's filesystem as an image, the container paused
+    /// meanwhile so no write is caught halfway.
+    pub async fn commit(&self, commit: &Commit) -> Result<()> {
+        let options = CommitContainerOptions {
+            container: Some(commit.container.clone()),
+            repo: Some(commit.repo.clone()),
+            tag: Some(commit.tag.clone()),
+            comment: Some(commit.comment.clone()),
+            pause: true,
+            // As a Dockerfile change rather than a config body, which Podman's
+            // compatible API ignores.
+            changes: Some(commit.changes.clone()),
+            ..Default::default()
+        };
+        self.docker
+            .commit_container(options, ContainerConfig::default())
+            .await
+            .map_err(|e| self.explain(e))?;
+        Ok(())
     }
 
     async fn pull(&self, image: &str) -> Result<()> {

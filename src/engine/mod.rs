@@ -1,21 +1,23 @@
 //! The container engine, reached through its API (bollard), never its CLI.
 
 pub mod build;
+pub mod container;
 pub mod discover;
 pub mod exec;
 pub mod image;
 pub mod network;
+pub mod observe;
+
+pub use container::{
+    BindMount, Container, ContainerSpec, CreateError, Listed, Published, StartError,
+};
 
 pub use discover::{Choice, Endpoint, START_ENGINE_HINT};
 
-use crate::instance::spec::UserMapping;
 use crate::support::error::WithHint;
 use anyhow::{anyhow, Result};
 use bollard::errors::Error as ApiError;
-use bollard::models::{ContainerInspectResponse, ContainerSummary};
-use bollard::query_parameters::ListContainersOptions;
 use bollard::{ClientVersion, Docker};
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 /// The API version devinst speaks first: Docker 20.10 and Podman 4 serve it.
@@ -27,7 +29,7 @@ const PINNED_VERSION: &ClientVersion = &ClientVersion {
 const TIMEOUT_SECS: u64 = 120;
 
 pub struct Engine {
-    pub docker: Docker,
+    docker: Docker,
     pub endpoint: Endpoint,
 }
 
@@ -118,7 +120,7 @@ impl Engine {
         Err(anyhow!(
             "the engine at {} has no runtime `{runtime}`; it has: {}",
             self.endpoint.uri,
-            crate::recipe::settings::list_or_none(&known.iter().map(String::as_str).collect::<Vec<_>>())
+            if known.is_empty() { "none".to_owned() } else { known.join(", ") }
         ))
         .hint(format!(
             "set `[container] runtime` in devinst.toml to one of those, or add `{runtime}` to the engine \
@@ -150,35 +152,6 @@ impl Engine {
         } else {
             UserMapping::RootIsHostUser
         })
-    }
-
-    /// Inspects a container; `None` when there is none by that name.
-    pub async fn inspect(&self, container: &str) -> Result<Option<ContainerInspectResponse>> {
-        match self.docker.inspect_container(container, None).await {
-            Ok(info) => Ok(Some(info)),
-            Err(err) if status(&err) == Some(404) => Ok(None),
-            Err(err) => Err(self.explain(err)),
-        }
-    }
-
-    /// Every container devinst made, running or not, found by its label.
-    pub async fn managed_containers(&self) -> Result<Vec<ContainerSummary>> {
-        let filters = HashMap::from([(
-            "label".to_owned(),
-            vec![format!(
-                "{}=devinst",
-                crate::instance::spec::LABEL_MANAGED_BY
-            )],
-        )]);
-        let options = ListContainersOptions {
-            all: true,
-            filters: Some(filters),
-            ..Default::default()
-        };
-        self.docker
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| self.explain(e))
     }
 
     /// Turns an engine answer into a sentence; connection failures get the
@@ -263,23 +236,15 @@ fn socket_path(uri: &str) -> Option<PathBuf> {
     uri.strip_prefix("unix://").map(PathBuf::from)
 }
 
-/// A listed container's name, without the API's leading `/`.
-pub fn summary_name(c: &ContainerSummary) -> Option<String> {
-    c.names
-        .as_ref()
-        .and_then(|n| n.first())
-        .map(|n| n.trim_start_matches('/').to_owned())
-}
-
 /// The HTTP status of an engine answer, if it was one.
-pub fn status(err: &ApiError) -> Option<u16> {
+fn http_status(err: &ApiError) -> Option<u16> {
     match err {
         ApiError::DockerResponseServerError { status_code, .. } => Some(*status_code),
         _ => None,
     }
 }
 
-pub fn message(err: &ApiError) -> &str {
+fn message(err: &ApiError) -> &str {
     match err {
         ApiError::DockerResponseServerError { message, .. } => message,
         _ => "",
@@ -294,25 +259,27 @@ fn is_rootless(security_options: &[String]) -> bool {
         .any(|o| o.split(',').any(|part| part == "name=rootless"))
 }
 
+/// How the engine maps user ids into containers.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum UserMapping {
+    /// A rootful engine: ids inside the container are the host's.
+    #[default]
+    Direct,
+    /// Rootless Podman: `keep-id` maps the host user to the same id inside.
+    KeepId,
+    /// Rootless Docker: the container's root is the host user already.
+    RootIsHostUser,
+}
+
 /// Podman's compatible API names its first version component "Podman Engine".
 fn is_podman(component_names: &[String]) -> bool {
     component_names.iter().any(|n| n.starts_with("Podman"))
 }
 
-/// A create refused because the name is taken: Docker answers 409, Podman
-/// 500 "... is already in use".
-pub fn is_name_conflict(err: &ApiError) -> bool {
-    match status(err) {
-        Some(409) => true,
-        Some(500) => message(err).contains("is already in use"),
-        _ => false,
-    }
-}
-
 /// The container cannot take an exec because it is missing (404) or not
 /// running: Docker answers 409, Podman 500 with "container state improper".
-pub fn is_missing_or_stopped(err: &ApiError) -> bool {
-    match status(err) {
+fn is_missing_or_stopped(err: &ApiError) -> bool {
+    match http_status(err) {
         Some(404 | 409) => true,
         Some(500) => message(err).contains("container state improper"),
         _ => false,
@@ -320,8 +287,8 @@ pub fn is_missing_or_stopped(err: &ApiError) -> bool {
 }
 
 /// The engine refused our pinned API version as older than it supports.
-pub fn is_version_too_old(err: &ApiError) -> bool {
-    status(err) == Some(400) && message(err).contains("too old")
+fn is_version_too_old(err: &ApiError) -> bool {
+    http_status(err) == Some(400) && message(err).contains("too old")
 }
 
 fn is_connection_failure(err: &ApiError) -> bool {
@@ -336,6 +303,7 @@ fn is_connection_failure(err: &ApiError) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::container::is_name_conflict;
     use super::*;
 
     fn answer(status_code: u16, message: &str) -> ApiError {

@@ -2,9 +2,7 @@
 //! use as a plain bridge, labelled as devinst's, and never removed by devinst,
 //! since other instances (or the user) may be on it.
 
-use super::{status, Engine};
-use crate::instance::spec::LABEL_MANAGED_BY;
-use crate::state::registry::Registry;
+use super::{http_status, Engine};
 use crate::support::output;
 use anyhow::Result;
 use bollard::models::NetworkCreateRequest;
@@ -19,37 +17,34 @@ pub fn is_builtin(mode: &str) -> bool {
         || mode.starts_with("ns:")
 }
 
-/// What devinst asks for when it creates a network: the bridge driver (so
-/// instances on it find each other by container name) and its label.
-pub fn create_request(name: &str) -> NetworkCreateRequest {
+/// A network as devinst creates it: the bridge driver (so containers on it
+/// find each other by name) and `labels`.
+fn create_request(name: &str, labels: &[(String, String)]) -> NetworkCreateRequest {
     NetworkCreateRequest {
         name: name.to_owned(),
         driver: Some("bridge".to_owned()),
-        labels: Some(HashMap::from([(
-            LABEL_MANAGED_BY.to_owned(),
-            "devinst".to_owned(),
-        )])),
+        labels: Some(labels.iter().cloned().collect::<HashMap<_, _>>()),
         ..Default::default()
     }
 }
 
 impl Engine {
-    /// Makes sure the network `name` exists, creating it when missing. Docker
-    /// (API 1.41) does not refuse a second network of the same name, so two
-    /// instances starting at once would each make one: the check and the
-    /// create happen under devinst's host-wide lock.
-    pub async fn ensure_network(&self, name: &str) -> Result<()> {
+    /// Makes sure the network `name` exists, creating it (labelled
+    /// `labels`) when missing. Docker (API 1.41) does not refuse a second
+    /// network of the same name, so callers that may race hold a lock of
+    /// their own around this.
+    pub async fn ensure_network(&self, name: &str, labels: &[(String, String)]) -> Result<()> {
         if is_builtin(name) || self.network_exists(name).await? {
             return Ok(());
         }
-        let _lock = Registry::lock()?;
-        if self.network_exists(name).await? {
-            return Ok(());
-        }
         output::note(format!("creating network `{name}`"));
-        let err = match self.docker.create_network(create_request(name)).await {
+        let err = match self
+            .docker
+            .create_network(create_request(name, labels))
+            .await
+        {
             Ok(_) => return Ok(()),
-            Err(err) if status(&err) == Some(409) => return Ok(()),
+            Err(err) if http_status(&err) == Some(409) => return Ok(()),
             Err(err) => err,
         };
         // An answer bollard could not read may still have made it.
@@ -61,10 +56,30 @@ impl Engine {
             .context(format!("cannot create network `{name}`")))
     }
 
-    async fn network_exists(&self, name: &str) -> Result<bool> {
+    /// Whether the network `name` exists and carries `label` = `value`.
+    pub async fn network_has_label(&self, name: &str, label: &str, value: &str) -> Result<bool> {
+        match self.docker.inspect_network(name, None).await {
+            Ok(info) => Ok(info
+                .labels
+                .is_some_and(|l| l.get(label).map(String::as_str) == Some(value))),
+            Err(err) if http_status(&err) == Some(404) => Ok(false),
+            Err(err) => Err(self.explain(err)),
+        }
+    }
+
+    /// Removes the network `name`; false when it was not there.
+    pub async fn remove_network(&self, name: &str) -> Result<bool> {
+        match self.docker.remove_network(name).await {
+            Ok(()) => Ok(true),
+            Err(err) if http_status(&err) == Some(404) => Ok(false),
+            Err(err) => Err(self.explain(err)),
+        }
+    }
+
+    pub async fn network_exists(&self, name: &str) -> Result<bool> {
         match self.docker.inspect_network(name, None).await {
             Ok(_) => Ok(true),
-            Err(err) if status(&err) == Some(404) => Ok(false),
+            Err(err) if http_status(&err) == Some(404) => Ok(false),
             Err(err) => Err(self
                 .explain(err)
                 .context(format!("cannot look up network `{name}`"))),
@@ -93,9 +108,10 @@ mod tests {
 
     #[test]
     fn created_networks_are_labelled_bridges() {
-        let request = create_request("team-net");
+        let label = ("devinst.managed-by".to_owned(), "devinst".to_owned());
+        let request = create_request("team-net", &[label]);
         assert_eq!(request.name, "team-net");
         assert_eq!(request.driver.as_deref(), Some("bridge"));
-        assert_eq!(request.labels.unwrap()[LABEL_MANAGED_BY], "devinst");
+        assert_eq!(request.labels.unwrap()["devinst.managed-by"], "devinst");
     }
 }

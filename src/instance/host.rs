@@ -4,10 +4,9 @@
 use super::Instance;
 use crate::engine::Engine;
 use crate::instance::spec::{self, HostFacts, Owner};
-use crate::recipe::image::BuildContext;
 use crate::support::error::WithHint;
 use crate::support::{fs as fsutil, output};
-use anyhow::{Context as _, Result};
+use anyhow::{Context, Result};
 
 /// For `user = "host"`: finds the worktree's owner, and makes the host
 /// directories mounted for them (HOME, state, logs) theirs, for when devinst
@@ -44,11 +43,7 @@ pub async fn prepare_owner_dirs(engine: &Engine, instance: &Instance) -> Result<
     })
 }
 
-pub fn host_facts(
-    instance: &Instance,
-    owner: Option<Owner>,
-    build: Option<&BuildContext>,
-) -> Result<HostFacts> {
+pub fn host_facts(instance: &Instance, owner: Option<Owner>, image: &str) -> Result<HostFacts> {
     let s = &instance.settings;
     let home = directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf());
     let credentials = match &home {
@@ -71,7 +66,7 @@ pub fn host_facts(
         host_ca,
         limits: s.limits_for(instance.record.tier.as_deref())?,
         owner,
-        built_image: build.map(|b| b.tag.clone()),
+        image: Some(image.to_owned()),
     })
 }
 

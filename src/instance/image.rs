@@ -1,51 +1,81 @@
-//! Which image an instance's container runs: a restored snapshot's, else the
-//! one built from `[container.build]`, else `[container] image`.
+//! Which image an instance's container runs: the one answer, for `start`,
+//! `status` and snapshots alike.
 
 use super::Instance;
+use crate::engine::Engine;
 use crate::recipe::image::BuildContext;
-use anyhow::{Context as _, Result};
+use crate::support::error::WithHint;
+use crate::support::output;
+use anyhow::{Context, Result};
 
-/// The build context of the instance's `[container.build]`, if it has one:
-/// its tag says which image the container should run.
-pub fn prepare_build(instance: &Instance) -> Result<Option<BuildContext>> {
-    let Some(recipe) = &instance.settings.build else {
-        return Ok(None);
-    };
-    BuildContext::collect(recipe, &instance.layout.root)
-        .map(Some)
-        .with_context(|| {
-            format!(
-                "invalid `{}`",
-                instance
-                    .layout
-                    .root
-                    .join(crate::recipe::config::FILE_NAME)
-                    .display()
-            )
-        })
+/// The image an instance's container should run.
+pub enum ImageChoice {
+    /// The snapshot last restored (`devinst snapshot restore`).
+    Snapshot(String),
+    /// Built from `[container.build]`; its tag hashes the recipe and files.
+    Built(BuildContext),
+    /// `[container] image`, pulled when missing.
+    Pulled(String),
 }
 
-/// The recipe, but with the image of the snapshot last restored, if any.
-/// The image the instance's container should run: a restored snapshot's,
-/// else the one built from `[container.build]`, else `[container] image`.
-/// `start` makes the same choice while it builds the container's spec.
-pub fn intended_image(instance: &Instance) -> Result<String> {
-    if let Some(snapshot) = instance.layout.active_snapshot() {
-        return Ok(crate::instance::snapshot::image_ref(
-            &instance.record.name,
-            &snapshot,
-        ));
+impl ImageChoice {
+    /// A restored snapshot's image, else the one built from
+    /// `[container.build]`, else `[container] image`.
+    pub fn of(instance: &Instance) -> Result<ImageChoice> {
+        if let Some(snapshot) = instance.layout.active_snapshot() {
+            let image = super::snapshot::image_ref(&instance.record.name, &snapshot);
+            return Ok(ImageChoice::Snapshot(image));
+        }
+        let Some(recipe) = &instance.settings.build else {
+            return Ok(ImageChoice::Pulled(instance.settings.image.clone()));
+        };
+        let config = instance.layout.root.join(crate::recipe::config::FILE_NAME);
+        BuildContext::collect(recipe, &instance.layout.root)
+            .map(ImageChoice::Built)
+            .with_context(|| format!("invalid `{}`", config.display()))
     }
-    Ok(match prepare_build(instance)? {
-        Some(build) => build.tag,
-        None => instance.settings.image.clone(),
-    })
+
+    pub fn reference(&self) -> &str {
+        match self {
+            ImageChoice::Snapshot(image) | ImageChoice::Pulled(image) => image,
+            ImageChoice::Built(build) => &build.tag,
+        }
+    }
+
+    /// Makes the image present: built or pulled when missing. A snapshot's
+    /// image is never pulled: it exists only here.
+    pub async fn ensure_present(&self, engine: &Engine) -> Result<()> {
+        match self {
+            ImageChoice::Built(build) => ensure_built(engine, build).await.map(drop),
+            ImageChoice::Pulled(image) | ImageChoice::Snapshot(image) => {
+                engine.ensure_image(image).await.hint(format!(
+                    "make the image available locally (`docker pull {image}`, `docker build -t {image} .`), \
+                     or set `[container] image` in devinst.toml"
+                ))
+            }
+        }
+    }
 }
 
-pub fn with_snapshot_image(instance: &Instance) -> crate::recipe::settings::Settings {
-    let mut settings = instance.settings.clone();
-    if let Some(snapshot) = instance.layout.active_snapshot() {
-        settings.image = crate::instance::snapshot::image_ref(&instance.record.name, &snapshot);
+/// Builds the recipe's image unless its tag exists; whether it built.
+pub async fn ensure_built(engine: &Engine, build: &BuildContext) -> Result<bool> {
+    let tag = &build.tag;
+    if engine.image_exists(tag).await? {
+        return Ok(false);
     }
-    settings
+    output::note(format!("building image `{tag}` from `[container.build]`"));
+    let started = std::time::Instant::now();
+    let labels = [(
+        super::spec::LABEL_MANAGED_BY.to_owned(),
+        "devinst".to_owned(),
+    )];
+    engine.build(tag, &labels, build.archive()?).await.hint(
+        "fix `[container.build]` in devinst.toml (a package name or version?) \
+         and run the command again; the build's output says what failed",
+    )?;
+    output::note(format!(
+        "built image `{tag}` in {:.1} s",
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(true)
 }

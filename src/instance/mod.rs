@@ -1,6 +1,8 @@
 //! Layer 5: the instance as a thing: find it, prove a container is ours,
 //! choose its image, build its container spec, bring it up, its services.
 
+pub mod exec;
+pub mod holdings;
 pub mod host;
 pub mod image;
 pub mod lifecycle;
@@ -9,7 +11,10 @@ pub mod services;
 pub mod setup_steps;
 pub mod snapshot;
 pub mod spec;
+pub mod stale;
+pub mod view;
 
+use crate::engine::{Engine, Listed};
 use crate::recipe::settings::Settings;
 use crate::state::layout::{Layout, Record};
 use crate::support::error::WithHint;
@@ -44,4 +49,11 @@ impl Instance {
             settings,
         })
     }
+}
+
+/// Every container devinst made on this engine, running or not, found by
+/// its label.
+pub async fn managed_containers(engine: &Engine) -> Result<Vec<Listed>> {
+    let label = format!("{}=devinst", spec::LABEL_MANAGED_BY);
+    engine.list(Some(&label)).await
 }

@@ -7,27 +7,54 @@ use crate::state::layout::{path_text, DIR_NAME};
 use crate::state::registry::Registry;
 use std::path::Path;
 
+/// What a container by the instance's name is to this instance.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ownership {
+    /// Made for this worktree.
+    Ours,
+    /// Made for this instance at the path its worktree moved away from.
+    MovedHere { from: String },
+    /// Someone else's: another worktree's, or no devinst container at all.
+    Foreign,
+}
+
+/// Judges a container by the worktree its label names.
+pub fn ownership(labels_worktree: Option<&str>, instance: &Instance) -> Ownership {
+    if labels_worktree == Some(path_text(&instance.record.worktree).as_str()) {
+        return Ownership::Ours;
+    }
+    match labels_worktree {
+        Some(old) if moved_here(old, instance) => Ownership::MovedHere {
+            from: old.to_owned(),
+        },
+        _ => Ownership::Foreign,
+    }
+}
+
+/// Whether a container carrying `labels` was made for this instance's
+/// worktree.
+pub fn is_ours(labels: &std::collections::BTreeMap<String, String>, instance: &Instance) -> bool {
+    ownership_of(labels, instance) == Ownership::Ours
+}
+
+/// [`ownership`] from a container's labels.
+pub fn ownership_of(
+    labels: &std::collections::BTreeMap<String, String>,
+    instance: &Instance,
+) -> Ownership {
+    ownership(labels.get(LABEL_WORKTREE).map(String::as_str), instance)
+}
+
 /// Whether the container was this instance's before its worktree moved: the
 /// path it was made for holds no instance any more, and the registry (updated
 /// by `setup` in the new place) says the name now lives here.
-pub fn moved_here(owner: Option<&str>, instance: &Instance) -> bool {
-    let Some(old) = owner else { return false };
+fn moved_here(old: &str, instance: &Instance) -> bool {
     if Path::new(old).join(DIR_NAME).is_dir() {
         return false;
     }
-    Registry::snapshot().is_ok_and(|entries| {
+    Registry::read_unlocked().is_ok_and(|entries| {
         entries
             .iter()
             .any(|e| e.name == instance.record.name && e.worktree == instance.layout.root)
     })
-}
-
-/// Whether the container was made for this instance's worktree (by its label).
-pub fn belongs_to(info: &bollard::models::ContainerInspectResponse, instance: &Instance) -> bool {
-    let owner = info
-        .config
-        .as_ref()
-        .and_then(|c| c.labels.as_ref())
-        .and_then(|l| l.get(LABEL_WORKTREE));
-    owner.map(String::as_str) == Some(&path_text(&instance.record.worktree))
 }

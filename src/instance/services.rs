@@ -1,45 +1,54 @@
 //! The services beside an instance (`[services.NAME]`): their containers and
-//! the network they share with the instance. `start`, `stop`, `destroy` and
-//! `status` call in here; the container specs are `engine::spec`'s.
+//! the network they share with the instance.
 
+use super::image::ImageChoice;
+use super::lifecycle::{create, start, Start};
+use super::ownership::is_ours;
+use super::spec::{self, LABEL_MANAGED_BY, LABEL_SERVICE, LABEL_SPEC, LABEL_WORKTREE};
 use super::Instance;
-use crate::engine::{status, Engine};
-use crate::instance::spec::{self, LABEL_MANAGED_BY, LABEL_SERVICE, LABEL_SPEC, LABEL_WORKTREE};
-use crate::recipe::settings::{Service, Settings};
+use crate::engine::{Engine, Listed};
+use crate::recipe::settings::Service;
 use crate::state::layout::path_text;
+use crate::state::registry::Registry;
 use crate::support::error::WithHint;
-use crate::support::{fs as fsutil, output};
+use crate::support::{fs, output};
 use anyhow::{anyhow, Result};
-use bollard::models::ContainerSummary;
-use bollard::query_parameters::StopContainerOptions;
 use serde::Serialize;
 
 /// Creates (or recreates) and starts every service, before the instance, so
 /// the instance's setup steps can already use them. Services dropped from
 /// the recipe are removed.
-pub async fn ensure_running(
-    engine: &Engine,
-    instance: &Instance,
-    settings: &Settings,
-    recreate: bool,
-) -> Result<()> {
-    remove_dropped(engine, instance, settings).await?;
+pub async fn ensure_running(engine: &Engine, instance: &Instance, recreate: bool) -> Result<()> {
+    remove_dropped(engine, instance).await?;
+    let settings = &instance.settings;
     if settings.services.is_empty() {
         return Ok(());
     }
     if let Some(network) = spec::instance_network(settings, &instance.record) {
-        engine.ensure_network(&network).await?;
+        ensure_network(engine, &network).await?;
     }
     for service in settings.services.values() {
-        ensure_service(engine, instance, settings, service, recreate).await?;
+        ensure_service(engine, instance, service, recreate).await?;
     }
     Ok(())
+}
+
+/// Makes sure the network `name` exists, labelled as devinst's when devinst
+/// makes it. Docker (API 1.41) does not refuse a second network of the same
+/// name, so two instances starting at once would each make one: the create
+/// happens under devinst's host-wide lock.
+pub async fn ensure_network(engine: &Engine, name: &str) -> Result<()> {
+    if crate::engine::network::is_builtin(name) || engine.network_exists(name).await? {
+        return Ok(());
+    }
+    let _lock = Registry::lock()?;
+    let labels = [(LABEL_MANAGED_BY.to_owned(), "devinst".to_owned())];
+    engine.ensure_network(name, &labels).await
 }
 
 async fn ensure_service(
     engine: &Engine,
     instance: &Instance,
-    settings: &Settings,
     service: &Service,
     recreate: bool,
 ) -> Result<()> {
@@ -53,16 +62,12 @@ async fn ensure_service(
         ));
     }
     if service.data.is_some() {
-        fsutil::create_dir_all(&instance.layout.service_data_dir(&service.name))?;
+        fs::create_dir_all(&instance.layout.service_data_dir(&service.name))?;
     }
-    let body = spec::service_body(settings, record, &instance.layout, service);
-    let wanted = body
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(LABEL_SPEC))
-        .cloned();
+    let wanted = spec::service_spec(&instance.settings, record, &instance.layout, service);
+    let image = ImageChoice::Pulled(service.image.clone());
     let info = match engine.inspect(&name).await? {
-        Some(info) if !crate::instance::ownership::belongs_to(&info, instance) => {
+        Some(info) if !is_ours(&info.labels, instance) => {
             return Err(anyhow!(
                 "a container named `{name}` exists but is not service `{}` of this worktree",
                 service.name
@@ -73,12 +78,11 @@ async fn ensure_service(
         }
         Some(_) if recreate => {
             output::note(format!("removing container `{name}` to recreate it"));
-            crate::instance::lifecycle::remove(engine, &name).await?;
-            crate::instance::lifecycle::create(engine, &name, body, None).await?
+            engine.remove(&name).await?;
+            create(engine, &name, &wanted, &image).await?
         }
         Some(info) => {
-            let labels = info.config.as_ref().and_then(|c| c.labels.as_ref());
-            if labels.and_then(|l| l.get(LABEL_SPEC)) != wanted.as_ref() {
+            if info.label(LABEL_SPEC) != wanted.labels.get(LABEL_SPEC).map(String::as_str) {
                 output::warn(format!(
                     "service `{}` was created from a different recipe; it keeps running as it was. \
                      Run `devinst start --recreate` to apply the changes (its data directory is kept)",
@@ -87,82 +91,50 @@ async fn ensure_service(
             }
             info
         }
-        None => crate::instance::lifecycle::create(engine, &name, body, None).await?,
+        None => create(engine, &name, &wanted, &image).await?,
     };
-    let running = info.state.as_ref().and_then(|s| s.running).unwrap_or(false);
-    if !running {
-        start_service(engine, instance, service, &name).await?;
+    if !info.running {
+        let port = record.service_port(&service.name).unwrap_or(0);
+        let what = Start::Service {
+            name: &service.name,
+            port,
+        };
+        start(engine, &name, &what).await?;
     }
     Ok(())
 }
 
-async fn start_service(
-    engine: &Engine,
-    instance: &Instance,
-    service: &Service,
-    name: &str,
-) -> Result<()> {
-    output::note(format!("starting service `{}`", service.name));
-    match engine.docker.start_container(name, None).await {
-        Ok(()) => Ok(()),
-        Err(err) if status(&err) == Some(304) => Ok(()),
-        Err(err) => {
-            let text = crate::engine::message(&err).to_owned();
-            let err = engine.explain(err).context(format!(
-                "cannot start service `{}` (container `{name}`)",
-                service.name
-            ));
-            if text.contains("port is already allocated") || text.contains("address already in use")
-            {
-                let port = instance.record.service_port(&service.name).unwrap_or(0);
-                return Err(err).hint(format!(
-                    "host port {port} is taken by another program; free it, or run `devinst setup` for new ports after it is freed"
-                ));
-            }
-            Err(err)
-        }
-    }
-}
-
 /// This worktree's service containers, by their labels: those the recipe
 /// names now and those it no longer does.
-pub async fn containers(engine: &Engine, instance: &Instance) -> Result<Vec<ContainerSummary>> {
+pub async fn containers(engine: &Engine, instance: &Instance) -> Result<Vec<Listed>> {
     let worktree = path_text(&instance.record.worktree);
     let prefix = format!("{}-", instance.record.container);
-    Ok(engine
-        .managed_containers()
+    Ok(super::managed_containers(engine)
         .await?
         .into_iter()
         .filter(|c| {
-            let labels = c.labels.as_ref();
-            let service = labels.and_then(|l| l.get(LABEL_SERVICE));
-            labels.and_then(|l| l.get(LABEL_WORKTREE)) == Some(&worktree)
-                && service.is_some()
-                && crate::engine::summary_name(c).is_some_and(|n| n.starts_with(&prefix))
+            c.label(LABEL_WORKTREE) == Some(worktree.as_str())
+                && c.label(LABEL_SERVICE).is_some()
+                && c.name.starts_with(&prefix)
         })
         .collect())
 }
 
-fn service_label(c: &ContainerSummary) -> String {
-    c.labels
-        .as_ref()
-        .and_then(|l| l.get(LABEL_SERVICE))
-        .cloned()
-        .unwrap_or_default()
+fn service_label(c: &Listed) -> String {
+    c.label(LABEL_SERVICE).unwrap_or_default().to_owned()
 }
 
-async fn remove_dropped(engine: &Engine, instance: &Instance, settings: &Settings) -> Result<()> {
+async fn remove_dropped(engine: &Engine, instance: &Instance) -> Result<()> {
     for c in containers(engine, instance).await? {
         let service = service_label(&c);
-        if settings.services.contains_key(&service) {
+        if instance.settings.services.contains_key(&service) {
             continue;
         }
-        if let Some(name) = crate::engine::summary_name(&c) {
-            output::note(format!(
-                "removing service `{service}` (container `{name}`): it is no longer in devinst.toml"
-            ));
-            crate::instance::lifecycle::remove(engine, &name).await?;
-        }
+        output::note(format!(
+            "removing service `{service}` (container `{}`): it is no longer in devinst.toml",
+            c.name
+        ));
+        engine.remove(&c.name).await?;
     }
     Ok(())
 }
@@ -170,24 +142,8 @@ async fn remove_dropped(engine: &Engine, instance: &Instance, settings: &Setting
 /// Stops every service container of this worktree.
 pub async fn stop_all(engine: &Engine, instance: &Instance) -> Result<()> {
     for c in containers(engine, instance).await? {
-        let Some(name) = crate::engine::summary_name(&c) else {
-            continue;
-        };
-        if c.state.as_ref().map(|s| s.to_string()).as_deref() != Some("running") {
-            continue;
-        }
-        let options = StopContainerOptions {
-            t: Some(10),
-            ..Default::default()
-        };
-        match engine.docker.stop_container(&name, Some(options)).await {
-            Ok(()) => output::note(format!("stopped service `{}`", service_label(&c))),
-            Err(err) if matches!(status(&err), Some(304 | 404)) => {}
-            Err(err) => {
-                return Err(engine
-                    .explain(err)
-                    .context(format!("cannot stop container `{name}`")))
-            }
+        if c.state == "running" && engine.stop(&c.name, 10).await? {
+            output::note(format!("stopped service `{}`", service_label(&c)));
         }
     }
     Ok(())
@@ -197,13 +153,12 @@ pub async fn stop_all(engine: &Engine, instance: &Instance) -> Result<()> {
 /// private network (never a network the recipe names: others may use it).
 pub async fn remove_all(engine: &Engine, instance: &Instance) -> Result<()> {
     for c in containers(engine, instance).await? {
-        if let Some(name) = crate::engine::summary_name(&c) {
-            crate::instance::lifecycle::remove(engine, &name).await?;
-            output::note(format!(
-                "removed service `{}` (container `{name}`)",
-                service_label(&c)
-            ));
-        }
+        engine.remove(&c.name).await?;
+        output::note(format!(
+            "removed service `{}` (container `{}`)",
+            service_label(&c),
+            c.name
+        ));
     }
     let network = instance.record.private_network();
     if instance.settings.network.as_deref() != Some(network) {
@@ -214,25 +169,16 @@ pub async fn remove_all(engine: &Engine, instance: &Instance) -> Result<()> {
 
 /// Removes the network `name` if devinst made it (by its label).
 pub async fn remove_private_network(engine: &Engine, name: &str) -> Result<()> {
-    let info = match engine.docker.inspect_network(name, None).await {
-        Ok(info) => info,
-        Err(err) if status(&err) == Some(404) => return Ok(()),
-        Err(err) => return Err(engine.explain(err)),
-    };
-    let ours = info
-        .labels
-        .as_ref()
-        .is_some_and(|l| l.get(LABEL_MANAGED_BY).map(String::as_str) == Some("devinst"));
-    if !ours {
+    if !engine
+        .network_has_label(name, LABEL_MANAGED_BY, "devinst")
+        .await?
+    {
         return Ok(());
     }
-    match engine.docker.remove_network(name).await {
-        Ok(()) => output::note(format!("removed network `{name}`")),
-        Err(err) if status(&err) == Some(404) => {}
-        Err(err) => output::warn(format!(
-            "network `{name}` was not removed: {}",
-            engine.explain(err)
-        )),
+    match engine.remove_network(name).await {
+        Ok(true) => output::note(format!("removed network `{name}`")),
+        Ok(false) => {}
+        Err(err) => output::warn(format!("network `{name}` was not removed: {err:#}")),
     }
     Ok(())
 }
@@ -261,11 +207,7 @@ pub async fn views(engine: &Engine, instance: &Instance) -> Result<Vec<ServiceVi
         let container = r.service_container(&service.name);
         let host_port = r.service_port(&service.name);
         let state = match engine.inspect(&container).await? {
-            Some(info) => info
-                .state
-                .and_then(|s| s.status)
-                .map(|s| s.to_string())
-                .unwrap_or_else(|| "unknown".into()),
+            Some(info) => info.status,
             None => "missing".into(),
         };
         let ports = match (host_port, service.port) {

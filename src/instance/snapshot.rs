@@ -4,15 +4,13 @@
 
 use super::Instance;
 use crate::cli::JsonArgs;
-use crate::engine::{status, Engine};
+use crate::engine::image::Commit;
+use crate::engine::Engine;
 use crate::state::layout::Layout;
 use crate::support::error::WithHint;
 use crate::support::{fs as fsutil, names as name, output};
-use anyhow::{anyhow, bail, Context as _, Result};
-use bollard::models::ContainerConfig;
-use bollard::query_parameters::{CommitContainerOptions, ListImagesOptions, RemoveImageOptions};
+use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
-use std::collections::HashMap;
 use std::path::Path;
 
 const LABEL_SNAPSHOT_OF: &str = "devinst.snapshot-of";
@@ -35,14 +33,14 @@ pub async fn save(engine: &Engine, instance: &Instance, name: Option<String>) ->
     let layout = &instance.layout;
     let saved = layout.snapshots_dir().join(&name);
     let image = image_ref(&instance.record.name, &name);
-    if saved.exists() || image_exists(engine, &image).await? {
+    if saved.exists() || engine.image_exists(&image).await? {
         return Err(anyhow!("snapshot `{name}` exists already")).hint(format!(
             "pick another name, or delete it: `devinst snapshot rm {name}`"
         ));
     }
     let container = &instance.record.container;
     match engine.inspect(container).await? {
-        Some(info) if crate::instance::ownership::belongs_to(&info, instance) => {}
+        Some(info) if super::ownership::is_ours(&info.labels, instance) => {}
         Some(_) => bail!("the container `{container}` does not belong to this worktree"),
         None => {
             return Err(anyhow!(
@@ -57,7 +55,7 @@ pub async fn save(engine: &Engine, instance: &Instance, name: Option<String>) ->
     // The filesystem is saved; if copying the data fails, take the image back
     // so no half snapshot is left.
     if let Err(err) = copy_data(layout, &saved) {
-        let _ = remove_image(engine, &image).await;
+        let _ = engine.remove_image(&image).await;
         return Err(err);
     }
     output::note(format!(
@@ -69,29 +67,19 @@ pub async fn save(engine: &Engine, instance: &Instance, name: Option<String>) ->
 }
 
 async fn commit(engine: &Engine, instance: &Instance, name: &str) -> Result<()> {
-    let options = CommitContainerOptions {
-        container: Some(instance.record.container.clone()),
-        repo: Some(image_repo(&instance.record.name)),
-        tag: Some(name.to_owned()),
-        comment: Some(format!("devinst snapshot `{name}`")),
-        // Paused, so the filesystem is not saved halfway through a write.
-        pause: true,
-        // As a Dockerfile change rather than a config body, which Podman's
-        // compatible API ignores; one label per LABEL, as Podman reads only
-        // the first pair. `devinst.managed-by` comes from the container.
-        changes: Some(format!(
-            "LABEL {LABEL_SNAPSHOT_OF}={}",
-            instance.record.name
-        )),
-        ..Default::default()
+    let commit = Commit {
+        container: instance.record.container.clone(),
+        repo: image_repo(&instance.record.name),
+        tag: name.to_owned(),
+        comment: format!("devinst snapshot `{name}`"),
+        // One label per LABEL, as Podman reads only the first pair.
+        // `devinst.managed-by` comes from the container.
+        changes: format!("LABEL {LABEL_SNAPSHOT_OF}={}", instance.record.name),
     };
     engine
-        .docker
-        .commit_container(options, ContainerConfig::default())
+        .commit(&commit)
         .await
-        .map_err(|e| engine.explain(e))
-        .context("cannot save the container's filesystem")?;
-    Ok(())
+        .context("cannot save the container's filesystem")
 }
 
 /// Copies `state/` and `sky_logs/` into `saved`, through a temporary
@@ -123,33 +111,22 @@ pub struct SnapshotView {
 }
 
 pub async fn list(engine: &Engine, instance: &Instance, args: JsonArgs) -> Result<i32> {
-    let filters = HashMap::from([(
-        "label".to_owned(),
-        vec![format!("{LABEL_SNAPSHOT_OF}={}", instance.record.name)],
-    )]);
-    let options = ListImagesOptions {
-        filters: Some(filters),
-        ..Default::default()
-    };
-    let images = engine
-        .docker
-        .list_images(Some(options))
-        .await
-        .map_err(|e| engine.explain(e))?;
+    let label = format!("{LABEL_SNAPSHOT_OF}={}", instance.record.name);
+    let images = engine.list_images(&label).await?;
     let repo = format!("{}:", image_repo(&instance.record.name));
     let active = instance.layout.active_snapshot();
     let mut views: Vec<SnapshotView> = images
         .iter()
         .flat_map(|image| {
             image
-                .repo_tags
+                .tags
                 .iter()
                 .filter_map(|tag| snapshot_of_tag(tag, &repo))
                 .map(|name| SnapshotView {
                     name: name.to_owned(),
                     image: format!("{repo}{name}"),
-                    created: crate::support::time::utc_from_secs(image.created.max(0) as u64),
-                    size_bytes: image.size,
+                    created: crate::support::time::utc_from_secs(image.created),
+                    size_bytes: image.size_bytes,
                     active: active.as_deref() == Some(name),
                 })
         })
@@ -187,7 +164,7 @@ pub async fn restore(engine: &Engine, instance: &Instance, name: &str) -> Result
     let layout = &instance.layout;
     let saved = layout.snapshots_dir().join(name);
     let image = image_ref(&instance.record.name, name);
-    if !saved.is_dir() || !image_exists(engine, &image).await? {
+    if !saved.is_dir() || !engine.image_exists(&image).await? {
         return Err(anyhow!(
             "no snapshot `{name}` of instance `{}`",
             instance.record.name
@@ -196,7 +173,7 @@ pub async fn restore(engine: &Engine, instance: &Instance, name: &str) -> Result
     }
     {
         let _lock = layout.lock()?;
-        crate::instance::lifecycle::remove(engine, &instance.record.container).await?;
+        engine.remove(&instance.record.container).await?;
         for dir in SAVED_DIRS {
             replace_tree(&saved.join(dir), &layout.dir().join(dir))?;
         }
@@ -222,7 +199,7 @@ pub async fn reset(engine: &Engine, instance: &Instance) -> Result<i32> {
     };
     {
         let _lock = layout.lock()?;
-        crate::instance::lifecycle::remove(engine, &instance.record.container).await?;
+        engine.remove(&instance.record.container).await?;
         std::fs::remove_file(layout.snapshot_file())
             .with_context(|| format!("cannot remove `{}`", layout.snapshot_file().display()))?;
         let _ = std::fs::remove_file(layout.setup_stamp());
@@ -246,7 +223,7 @@ pub async fn remove(engine: &Engine, instance: &Instance, name: &str) -> Result<
     }
     let saved = layout.snapshots_dir().join(name);
     let image = image_ref(&instance.record.name, name);
-    let had_image = remove_image(engine, &image).await?;
+    let had_image = engine.remove_image(&image).await?;
     let had_data = saved.is_dir();
     if had_data {
         std::fs::remove_dir_all(&saved)
@@ -276,14 +253,6 @@ fn replace_tree(saved: &Path, live: &Path) -> Result<()> {
     Ok(())
 }
 
-async fn image_exists(engine: &Engine, image: &str) -> Result<bool> {
-    match engine.docker.inspect_image(image).await {
-        Ok(_) => Ok(true),
-        Err(err) if status(&err) == Some(404) => Ok(false),
-        Err(err) => Err(engine.explain(err)),
-    }
-}
-
 /// Removes the images of this instance's snapshots (those whose data is in
 /// its `.sky-dev/snapshots/`); returns how many there were.
 pub async fn remove_images(engine: &Engine, instance: &Instance) -> Result<usize> {
@@ -294,27 +263,14 @@ pub async fn remove_images(engine: &Engine, instance: &Instance) -> Result<usize
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if name::validate(&name).is_ok()
-            && remove_image(engine, &image_ref(&instance.record.name, &name)).await?
+            && engine
+                .remove_image(&image_ref(&instance.record.name, &name))
+                .await?
         {
             removed += 1;
         }
     }
     Ok(removed)
-}
-
-/// Removes a snapshot image; false when there was none.
-pub async fn remove_image(engine: &Engine, image: &str) -> Result<bool> {
-    let options = RemoveImageOptions {
-        force: true,
-        ..Default::default()
-    };
-    match engine.docker.remove_image(image, Some(options), None).await {
-        Ok(_) => Ok(true),
-        Err(err) if status(&err) == Some(404) => Ok(false),
-        Err(err) => Err(engine
-            .explain(err)
-            .context(format!("cannot remove image `{image}`"))),
-    }
 }
 
 /// `20261123-143005`: sortable, and valid as an image tag.

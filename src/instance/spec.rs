@@ -2,15 +2,11 @@
 //! and the instance, so it can be tested without an engine and hashed to tell
 //! when a container no longer matches its recipe.
 
+use crate::engine::{BindMount, ContainerSpec, Published, UserMapping};
 use crate::recipe::config::Limits;
 use crate::recipe::settings::{parse_memory, Service, Settings, User, HOST_USER_HOME};
 use crate::state::layout::{path_text, Layout, Record};
-use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HostConfig, Mount, MountType, NetworkingConfig,
-    PortBinding,
-};
-use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 pub const LABEL_MANAGED_BY: &str = "devinst.managed-by";
@@ -36,9 +32,10 @@ pub struct HostFacts {
     pub limits: Limits,
     /// The worktree's owner, for `user = "host"`.
     pub owner: Option<Owner>,
-    /// The tag of the image built from `[container.build]`, which replaces
-    /// `image`: it hashes the included files, so it is found by reading them.
-    pub built_image: Option<String>,
+    /// The image [`super::image::ImageChoice`] chose, when it is not the
+    /// recipe's `image`: a built recipe's tag (which hashes the included
+    /// files, so it is known only once they are read) or a snapshot's.
+    pub image: Option<String>,
 }
 
 /// Who owns the worktree on the host, and how the engine maps user ids.
@@ -47,17 +44,6 @@ pub struct Owner {
     pub uid: u32,
     pub gid: u32,
     pub mapping: UserMapping,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub enum UserMapping {
-    /// A rootful engine: ids inside the container are the host's.
-    #[default]
-    Direct,
-    /// Rootless Podman: `keep-id` maps the host user to the same id inside.
-    KeepId,
-    /// Rootless Docker: the container's root is the host user already.
-    RootIsHostUser,
 }
 
 /// The container's user for `settings.user`, and its user namespace mode.
@@ -76,13 +62,52 @@ fn user_and_userns(settings: &Settings, owner: Option<Owner>) -> (Option<String>
     }
 }
 
-pub fn container_body(
+/// The instance's own container.
+pub fn container_spec(
     settings: &Settings,
     record: &Record,
     layout: &Layout,
     host: &HostFacts,
-) -> ContainerCreateBody {
-    let port_key = format!("{}/tcp", settings.container_port);
+) -> ContainerSpec {
+    let (user, userns_mode) = user_and_userns(settings, host.owner);
+    let mut spec = ContainerSpec {
+        image: host.image.clone().unwrap_or_else(|| settings.image.clone()),
+        hostname: Some(
+            settings
+                .hostname
+                .clone()
+                .unwrap_or_else(|| crate::support::names::hostname(&record.container)),
+        ),
+        working_dir: Some(settings.workdir.clone()),
+        cmd: Some(settings.command.clone()),
+        env: container_env(settings, host),
+        user,
+        labels: labels(record),
+        mounts: mounts(settings, layout, host),
+        exposed: vec![settings.container_port],
+        published: vec![Published {
+            container_port: settings.container_port,
+            host_ip: settings.bind.clone(),
+            host_port: record.port,
+        }],
+        init: Some(settings.init),
+        runtime: settings.runtime.clone(),
+        network: instance_network(settings, record),
+        userns_mode,
+        nano_cpus: host.limits.cpus.map(|cpus| (cpus * 1e9) as i64),
+        memory_bytes: host
+            .limits
+            .memory
+            .as_deref()
+            .and_then(|m| parse_memory(m).ok()),
+        pids_limit: host.limits.pids,
+        ..Default::default()
+    };
+    stamp(&mut spec);
+    spec
+}
+
+fn container_env(settings: &Settings, host: &HostFacts) -> Vec<String> {
     let mut env: Vec<String> = settings
         .env_set
         .iter()
@@ -103,63 +128,23 @@ pub fn container_body(
         env.push(format!("HOME={HOST_USER_HOME}"));
     }
     env.extend(service_env(settings));
-    let (user, userns_mode) = user_and_userns(settings, host.owner);
-    let mut body = ContainerCreateBody {
-        image: Some(
-            host.built_image
-                .clone()
-                .unwrap_or_else(|| settings.image.clone()),
-        ),
-        hostname: Some(
-            settings
-                .hostname
-                .clone()
-                .unwrap_or_else(|| crate::support::names::hostname(&record.container)),
-        ),
-        working_dir: Some(settings.workdir.clone()),
-        cmd: Some(settings.command.clone()),
-        env: Some(env),
-        user,
-        exposed_ports: Some(vec![port_key.clone()]),
-        labels: Some(HashMap::from([
-            (LABEL_MANAGED_BY.to_owned(), "devinst".to_owned()),
-            (LABEL_INSTANCE.to_owned(), record.name.clone()),
-            (LABEL_WORKTREE.to_owned(), path_text(&record.worktree)),
-        ])),
-        host_config: Some(HostConfig {
-            mounts: Some(mounts(settings, layout, host)),
-            port_bindings: Some(HashMap::from([(
-                port_key,
-                Some(vec![PortBinding {
-                    host_ip: Some(settings.bind.clone()),
-                    host_port: Some(record.port.to_string()),
-                }]),
-            )])),
-            init: Some(settings.init),
-            runtime: settings.runtime.clone(),
-            network_mode: instance_network(settings, record),
-            userns_mode,
-            nano_cpus: host.limits.cpus.map(|cpus| (cpus * 1e9) as i64),
-            memory: host
-                .limits
-                .memory
-                .as_deref()
-                .and_then(|m| parse_memory(m).ok()),
-            pids_limit: host.limits.pids,
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    stamp(&mut body);
-    body
+    env
 }
 
-/// Adds the spec hash and devinst's version to the labels.
-fn stamp(body: &mut ContainerCreateBody) {
-    let hash = spec_hash(body);
-    let labels = body.labels.get_or_insert_with(HashMap::new);
-    labels.insert(LABEL_SPEC.to_owned(), hash);
-    labels.insert(
+/// The labels every container of the instance carries.
+fn labels(record: &Record) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (LABEL_MANAGED_BY.to_owned(), "devinst".to_owned()),
+        (LABEL_INSTANCE.to_owned(), record.name.clone()),
+        (LABEL_WORKTREE.to_owned(), path_text(&record.worktree)),
+    ])
+}
+
+/// Adds the spec's digest and devinst's version to the labels.
+fn stamp(spec: &mut ContainerSpec) {
+    let digest = spec.digest();
+    spec.labels.insert(LABEL_SPEC.to_owned(), digest);
+    spec.labels.insert(
         LABEL_VERSION.to_owned(),
         env!("CARGO_PKG_VERSION").to_owned(),
     );
@@ -193,12 +178,12 @@ fn service_env(settings: &Settings) -> Vec<String> {
 /// The container of one service: on the instance's network under its own
 /// name as an alias, its port published on the host port `setup` chose, its
 /// data directory kept in `.sky-dev/services/NAME/`.
-pub fn service_body(
+pub fn service_spec(
     settings: &Settings,
     record: &Record,
     layout: &Layout,
     service: &Service,
-) -> ContainerCreateBody {
+) -> ContainerSpec {
     let network =
         instance_network(settings, record).expect("an instance with services always has a network");
     let mut env: Vec<String> = service
@@ -208,89 +193,37 @@ pub fn service_body(
         .collect();
     env.sort();
     let published = service.port.zip(record.service_port(&service.name));
-    let port_bindings = published.map(|(inside, host)| {
-        HashMap::from([(
-            format!("{inside}/tcp"),
-            Some(vec![PortBinding {
-                host_ip: Some(settings.bind.clone()),
-                host_port: Some(host.to_string()),
-            }]),
-        )])
-    });
-    let mounts = service
-        .data
-        .as_ref()
-        .map(|data| vec![bind(layout.service_data_dir(&service.name), data, false)]);
-    let mut body = ContainerCreateBody {
-        image: Some(service.image.clone()),
+    let mut labels = labels(record);
+    labels.insert(LABEL_SERVICE.to_owned(), service.name.clone());
+    let mut spec = ContainerSpec {
+        image: service.image.clone(),
         hostname: Some(service.name.clone()),
         cmd: service.command.clone(),
-        env: Some(env),
-        exposed_ports: service.port.map(|p| vec![format!("{p}/tcp")]),
-        labels: Some(HashMap::from([
-            (LABEL_MANAGED_BY.to_owned(), "devinst".to_owned()),
-            (LABEL_INSTANCE.to_owned(), record.name.clone()),
-            (LABEL_WORKTREE.to_owned(), path_text(&record.worktree)),
-            (LABEL_SERVICE.to_owned(), service.name.clone()),
-        ])),
-        host_config: Some(HostConfig {
-            mounts,
-            port_bindings,
-            network_mode: Some(network.clone()),
-            ..Default::default()
-        }),
-        networking_config: Some(NetworkingConfig {
-            endpoints_config: Some(HashMap::from([(
-                network,
-                EndpointSettings {
-                    aliases: Some(vec![service.name.clone()]),
-                    ..Default::default()
-                },
-            )])),
-        }),
+        env,
+        labels,
+        mounts: service
+            .data
+            .iter()
+            .map(|data| bind(layout.service_data_dir(&service.name), data, false))
+            .collect(),
+        exposed: service.port.into_iter().collect(),
+        published: published
+            .map(|(inside, host)| Published {
+                container_port: inside,
+                host_ip: settings.bind.clone(),
+                host_port: host,
+            })
+            .into_iter()
+            .collect(),
+        network: Some(network),
+        aliases: vec![service.name.clone()],
         ..Default::default()
     };
-    stamp(&mut body);
-    body
+    stamp(&mut spec);
+    spec
 }
 
-/// A digest of everything the container was created from. Stored as a label,
-/// compared on `start` to tell the user when the recipe moved on.
-pub fn spec_hash(body: &ContainerCreateBody) -> String {
-    // serde_json writes HashMaps in iteration order; sort through a Value.
-    let value = serde_json::to_value(body).unwrap_or_default();
-    let canonical = canonical_json(&value);
-    let digest = Sha256::digest(canonical.as_bytes());
-    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
-}
-
-fn canonical_json(value: &serde_json::Value) -> String {
-    use serde_json::Value;
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            let parts: Vec<String> = keys
-                .into_iter()
-                .map(|k| format!("{}:{}", Value::String(k.clone()), canonical_json(&map[k])))
-                .collect();
-            format!("{{{}}}", parts.join(","))
-        }
-        Value::Array(items) => {
-            format!(
-                "[{}]",
-                items
-                    .iter()
-                    .map(canonical_json)
-                    .collect::<Vec<_>>()
-                    .join(",")
-            )
-        }
-        other => other.to_string(),
-    }
-}
-
-fn mounts(settings: &Settings, layout: &Layout, host: &HostFacts) -> Vec<Mount> {
+fn mounts(settings: &Settings, layout: &Layout, host: &HostFacts) -> Vec<BindMount> {
     let mut mounts = vec![bind(layout.root.clone(), &settings.workdir, false)];
     if settings.user == User::Host {
         // Before the state and logs: by default they are mounted inside it.
@@ -314,13 +247,11 @@ fn mounts(settings: &Settings, layout: &Layout, host: &HostFacts) -> Vec<Mount> 
     mounts
 }
 
-fn bind(source: PathBuf, target: &str, read_only: bool) -> Mount {
-    Mount {
-        typ: Some(MountType::BIND),
-        source: Some(path_text(&source)),
-        target: Some(target.to_owned()),
-        read_only: Some(read_only),
-        ..Default::default()
+fn bind(source: PathBuf, target: &str, read_only: bool) -> BindMount {
+    BindMount {
+        source: path_text(&source),
+        target: target.to_owned(),
+        read_only,
     }
 }
 
@@ -364,21 +295,10 @@ mod tests {
         )
     }
 
-    fn targets(body: &ContainerCreateBody) -> Vec<(String, String, bool)> {
-        body.host_config
-            .as_ref()
-            .unwrap()
-            .mounts
-            .as_ref()
-            .unwrap()
+    fn targets(body: &ContainerSpec) -> Vec<(String, String, bool)> {
+        body.mounts
             .iter()
-            .map(|m| {
-                (
-                    m.source.clone().unwrap(),
-                    m.target.clone().unwrap(),
-                    m.read_only.unwrap(),
-                )
-            })
+            .map(|m| (m.source.clone(), m.target.clone(), m.read_only))
             .collect()
     }
 
@@ -389,15 +309,11 @@ mod tests {
             credentials: vec![(PathBuf::from("/home/u/.aws"), "/root/.aws".into())],
             ..Default::default()
         };
-        let body = container_body(&settings, &record, &layout, &host);
-        assert_eq!(body.image.as_deref(), Some("ubuntu:22.04"));
+        let body = container_spec(&settings, &record, &layout, &host);
+        assert_eq!(body.image, "ubuntu:22.04");
         assert_eq!(body.working_dir.as_deref(), Some("/app"));
         assert_eq!(body.hostname.as_deref(), Some("skypilot-dev-feat"));
-        assert!(body
-            .env
-            .as_ref()
-            .unwrap()
-            .contains(&"SKYPILOT_DEV=1".to_owned()));
+        assert!(body.env.contains(&"SKYPILOT_DEV=1".to_owned()));
         let mounts = targets(&body);
         assert!(mounts.contains(&("/w/feat".into(), "/app".into(), false)));
         assert!(mounts.contains(&("/w/feat/.sky-dev/state".into(), "/root/.sky".into(), false)));
@@ -407,17 +323,11 @@ mod tests {
             false
         )));
         assert!(mounts.contains(&("/home/u/.aws".into(), "/root/.aws".into(), true)));
-        let ports = body
-            .host_config
-            .as_ref()
-            .unwrap()
-            .port_bindings
-            .as_ref()
-            .unwrap();
-        let binding = &ports["46580/tcp"].as_ref().unwrap()[0];
-        assert_eq!(binding.host_ip.as_deref(), Some("127.0.0.1"));
-        assert_eq!(binding.host_port.as_deref(), Some("46507"));
-        let labels = body.labels.as_ref().unwrap();
+        let binding = &body.published[0];
+        assert_eq!(binding.container_port, 46580);
+        assert_eq!(binding.host_ip, "127.0.0.1");
+        assert_eq!(binding.host_port, 46507);
+        let labels = &body.labels;
         assert_eq!(labels[LABEL_INSTANCE], "feat");
         assert_eq!(labels[LABEL_WORKTREE], "/w/feat");
         assert_eq!(labels[LABEL_MANAGED_BY], "devinst");
@@ -427,36 +337,30 @@ mod tests {
     fn spec_hash_is_stable_and_tracks_the_recipe() {
         let (settings, record, layout) = fixture();
         let host = HostFacts::default();
-        let a = container_body(&settings, &record, &layout, &host);
-        let b = container_body(&settings, &record, &layout, &host);
-        assert_eq!(
-            a.labels.as_ref().unwrap()[LABEL_SPEC],
-            b.labels.as_ref().unwrap()[LABEL_SPEC]
-        );
+        let a = container_spec(&settings, &record, &layout, &host);
+        let b = container_spec(&settings, &record, &layout, &host);
+        assert_eq!(a.labels[LABEL_SPEC], b.labels[LABEL_SPEC]);
         let mut other = settings.clone();
         other.image = "debian:12".into();
-        let c = container_body(&other, &record, &layout, &host);
-        assert_ne!(
-            a.labels.as_ref().unwrap()[LABEL_SPEC],
-            c.labels.as_ref().unwrap()[LABEL_SPEC]
-        );
+        let c = container_spec(&other, &record, &layout, &host);
+        assert_ne!(a.labels[LABEL_SPEC], c.labels[LABEL_SPEC]);
     }
 
     #[test]
     fn a_built_image_replaces_the_image_and_moves_the_hash() {
         let (settings, record, layout) = fixture();
-        let plain = container_body(&settings, &record, &layout, &HostFacts::default());
+        let plain = container_spec(&settings, &record, &layout, &HostFacts::default());
         let built = |tag: &str| {
             let host = HostFacts {
-                built_image: Some(tag.into()),
+                image: Some(tag.into()),
                 ..Default::default()
             };
-            container_body(&settings, &record, &layout, &host)
+            container_spec(&settings, &record, &layout, &host)
         };
         let a = built("devinst-build/0123456789abcdef:1");
-        assert_eq!(a.image.as_deref(), Some("devinst-build/0123456789abcdef:1"));
+        assert_eq!(a.image, "devinst-build/0123456789abcdef:1");
         let b = built("devinst-build/fedcba9876543210:1");
-        let spec = |body: &ContainerCreateBody| body.labels.as_ref().unwrap()[LABEL_SPEC].clone();
+        let spec = |body: &ContainerSpec| body.labels[LABEL_SPEC].clone();
         assert_ne!(spec(&plain), spec(&a));
         assert_ne!(spec(&a), spec(&b), "a new recipe is a new spec");
     }
@@ -472,11 +376,9 @@ mod tests {
             },
             ..Default::default()
         };
-        let hc = container_body(&settings, &record, &layout, &host)
-            .host_config
-            .unwrap();
+        let hc = container_spec(&settings, &record, &layout, &host);
         assert_eq!(hc.nano_cpus, Some(500_000_000));
-        assert_eq!(hc.memory, Some(512 << 20));
+        assert_eq!(hc.memory_bytes, Some(512 << 20));
         assert_eq!(hc.pids_limit, Some(100));
     }
 
@@ -493,13 +395,9 @@ mod tests {
             }),
             ..Default::default()
         };
-        let body = container_body(&settings, &record, &layout, &owner(UserMapping::Direct));
+        let body = container_spec(&settings, &record, &layout, &owner(UserMapping::Direct));
         assert_eq!(body.user.as_deref(), Some("1234:5678"));
-        assert!(body
-            .env
-            .as_ref()
-            .unwrap()
-            .contains(&"HOME=/home/devinst".to_owned()));
+        assert!(body.env.contains(&"HOME=/home/devinst".to_owned()));
         let mounts = targets(&body);
         assert!(mounts.contains(&(
             "/w/feat/.sky-dev/home".into(),
@@ -511,15 +409,12 @@ mod tests {
             "/home/devinst/.sky".into(),
             false
         )));
-        assert_eq!(body.host_config.as_ref().unwrap().userns_mode, None);
+        assert_eq!(body.userns_mode, None);
 
-        let body = container_body(&settings, &record, &layout, &owner(UserMapping::KeepId));
+        let body = container_spec(&settings, &record, &layout, &owner(UserMapping::KeepId));
         assert_eq!(body.user.as_deref(), Some("1234:5678"));
-        assert_eq!(
-            body.host_config.unwrap().userns_mode.as_deref(),
-            Some("keep-id")
-        );
-        let body = container_body(
+        assert_eq!(body.userns_mode.as_deref(), Some("keep-id"));
+        let body = container_spec(
             &settings,
             &record,
             &layout,
@@ -531,12 +426,12 @@ mod tests {
     #[test]
     fn the_default_user_is_the_images() {
         let (settings, record, layout) = fixture();
-        let body = container_body(&settings, &record, &layout, &HostFacts::default());
+        let body = container_spec(&settings, &record, &layout, &HostFacts::default());
         assert_eq!(body.user, None);
-        assert!(!body.env.unwrap().iter().any(|e| e.starts_with("HOME=")));
+        assert!(!body.env.iter().any(|e| e.starts_with("HOME=")));
         let mut named = settings.clone();
         named.user = User::Named("app".into());
-        let body = container_body(&named, &record, &layout, &HostFacts::default());
+        let body = container_spec(&named, &record, &layout, &HostFacts::default());
         assert_eq!(body.user.as_deref(), Some("app"));
     }
 
@@ -558,38 +453,29 @@ mod tests {
     fn a_service_is_on_the_instances_private_network_under_its_name() {
         let (settings, record, layout) = with_db(None);
         let db = &settings.services["db"];
-        let body = service_body(&settings, &record, &layout, db);
-        assert_eq!(body.image.as_deref(), Some("busybox"));
+        let body = service_spec(&settings, &record, &layout, db);
+        assert_eq!(body.image, "busybox");
         assert_eq!(body.cmd, Some(vec!["httpd".into(), "-f".into()]));
-        assert_eq!(body.env, Some(vec!["A=1".into(), "B=2".into()]));
-        let labels = body.labels.as_ref().unwrap();
+        assert_eq!(body.env, vec!["A=1".to_owned(), "B=2".to_owned()]);
+        let labels = &body.labels;
         assert_eq!(labels[LABEL_SERVICE], "db");
         assert_eq!(labels[LABEL_INSTANCE], "feat");
         assert_eq!(labels[LABEL_MANAGED_BY], "devinst");
-        let hc = body.host_config.as_ref().unwrap();
-        assert_eq!(hc.network_mode.as_deref(), Some("skypilot-dev-feat"));
-        let binding = &hc.port_bindings.as_ref().unwrap()["8080/tcp"]
-            .as_ref()
-            .unwrap()[0];
-        assert_eq!(binding.host_ip.as_deref(), Some("127.0.0.1"));
-        assert_eq!(binding.host_port.as_deref(), Some("46508"));
+        assert_eq!(body.network.as_deref(), Some("skypilot-dev-feat"));
+        let binding = &body.published[0];
+        assert_eq!(binding.container_port, 8080);
+        assert_eq!(binding.host_ip, "127.0.0.1");
+        assert_eq!(binding.host_port, 46508);
         assert_eq!(
             targets(&body),
             [("/w/feat/.sky-dev/services/db".into(), "/www".into(), false)]
         );
-        let endpoints = body.networking_config.unwrap().endpoints_config.unwrap();
-        assert_eq!(
-            endpoints["skypilot-dev-feat"].aliases,
-            Some(vec!["db".into()])
-        );
+        assert_eq!(body.aliases, vec!["db".to_owned()]);
 
         // The instance joins the same network and is told where the service is.
-        let main = container_body(&settings, &record, &layout, &HostFacts::default());
-        assert_eq!(
-            main.host_config.unwrap().network_mode.as_deref(),
-            Some("skypilot-dev-feat")
-        );
-        let env = main.env.unwrap();
+        let main = container_spec(&settings, &record, &layout, &HostFacts::default());
+        assert_eq!(main.network.as_deref(), Some("skypilot-dev-feat"));
+        let env = main.env;
         assert!(env.contains(&"DEVINST_SERVICE_DB_HOST=db".to_owned()));
         assert!(env.contains(&"DEVINST_SERVICE_DB_PORT=8080".to_owned()));
     }
@@ -597,11 +483,8 @@ mod tests {
     #[test]
     fn a_named_network_is_shared_and_no_services_means_no_network() {
         let (settings, record, layout) = with_db(Some("team-net"));
-        let body = service_body(&settings, &record, &layout, &settings.services["db"]);
-        assert_eq!(
-            body.host_config.unwrap().network_mode.as_deref(),
-            Some("team-net")
-        );
+        let body = service_spec(&settings, &record, &layout, &settings.services["db"]);
+        assert_eq!(body.network.as_deref(), Some("team-net"));
         let (plain, record, _) = fixture();
         assert_eq!(instance_network(&plain, &record), None);
     }
@@ -610,15 +493,26 @@ mod tests {
     fn a_services_spec_hash_tracks_its_recipe() {
         let (settings, record, layout) = with_db(None);
         let hash = |s: &Settings| {
-            service_body(s, &record, &layout, &s.services["db"])
-                .labels
-                .unwrap()[LABEL_SPEC]
-                .clone()
+            service_spec(s, &record, &layout, &s.services["db"]).labels[LABEL_SPEC].clone()
         };
         let mut changed = settings.clone();
         changed.services.get_mut("db").unwrap().image = "other".into();
         assert_eq!(hash(&settings), hash(&settings));
         assert_ne!(hash(&settings), hash(&changed));
+    }
+
+    #[test]
+    fn spec_digests_did_not_move_with_the_engine_types() {
+        // Containers made by earlier versions carry these digests: a change
+        // here would tell every user their recipe changed when it did not.
+        let (settings, record, layout) = fixture();
+        let main = container_spec(&settings, &record, &layout, &HostFacts::default());
+        assert_eq!(main.labels[LABEL_SPEC], "b8c3c71378f72456");
+        let (settings, record, layout) = with_db(None);
+        let db = service_spec(&settings, &record, &layout, &settings.services["db"]);
+        assert_eq!(db.labels[LABEL_SPEC], "dfcb67cbb7847960");
+        let main = container_spec(&settings, &record, &layout, &HostFacts::default());
+        assert_eq!(main.labels[LABEL_SPEC], "14a9461ee333ac56");
     }
 
     #[test]

@@ -37,7 +37,7 @@ impl Entry {
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
-struct File_ {
+struct RegistryFile {
     #[serde(default)]
     instances: BTreeMap<String, Entry>,
 }
@@ -74,8 +74,8 @@ impl Registry {
         })
     }
 
-    /// Reads without locking, for listings: a snapshot is all they need.
-    pub fn snapshot() -> Result<Vec<Entry>> {
+    /// The entries as they are now, without the lock: enough for listings.
+    pub fn read_unlocked() -> Result<Vec<Entry>> {
         let path = data_dir()?.join("registry.json");
         Ok(read(&path)?.instances.into_values().collect())
     }
@@ -97,7 +97,7 @@ impl Registry {
     }
 
     pub fn save(&self) -> Result<()> {
-        let file = File_ {
+        let file = RegistryFile {
             instances: self.entries.clone(),
         };
         let text = serde_json::to_string_pretty(&file)?;
@@ -105,11 +105,11 @@ impl Registry {
     }
 }
 
-fn read(path: &Path) -> Result<File_> {
+fn read(path: &Path) -> Result<RegistryFile> {
     match std::fs::read_to_string(path) {
         Ok(text) => serde_json::from_str(&text)
             .with_context(|| format!("the registry `{}` is corrupt", path.display())),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(File_::default()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(RegistryFile::default()),
         Err(err) => Err(err).with_context(|| format!("cannot read `{}`", path.display())),
     }
 }
@@ -121,7 +121,7 @@ mod tests {
     #[test]
     fn registries_from_before_services_still_load() {
         let old = r#"{"instances":{"a":{"name":"a","worktree":"/w/a","container":"c-a","port":46501,"created":"x"}}}"#;
-        let file: File_ = serde_json::from_str(old).unwrap();
+        let file: RegistryFile = serde_json::from_str(old).unwrap();
         let entry = &file.instances["a"];
         assert!(entry.services.is_empty());
         assert_eq!(entry.ports().collect::<Vec<_>>(), [46501]);

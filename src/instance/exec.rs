@@ -1,0 +1,137 @@
+//! Running a command in the instance: the host's directory mapped to the
+//! same place inside, the environment the recipe passes, the container
+//! started first when it is not running.
+
+use super::lifecycle::ensure_running;
+use super::ownership::is_ours;
+use super::Instance;
+use crate::engine::exec::{ExecError, ExecSpec, Output};
+use crate::engine::Engine;
+use crate::support::{output, terminal};
+use anyhow::Result;
+use std::path::Path;
+
+/// Runs `spec` in the instance, starting the instance first if it is stopped
+/// or not created yet, and returns the command's exit code.
+/// The engine is connected lazily (no round trip yet): this is every shim's
+/// path.
+pub async fn run_in(mut engine: Engine, instance: &Instance, spec: &ExecSpec) -> Result<i64> {
+    if spec.tty {
+        // Interactive: worth a round trip to learn whether the engine takes
+        // the terminal size at creation.
+        engine.renegotiate().await?;
+    }
+    let container = &instance.record.container;
+    // The exec is created while the container is inspected, so checking that
+    // the container is this worktree's costs no extra round trip; an exec that
+    // is never started is harmless.
+    let (created, inspected) = tokio::join!(
+        engine.create_exec(container, spec),
+        engine.inspect(container)
+    );
+    // When the inspect fails (no such container, say) the create's answer
+    // tells what to do.
+    let ours = match &inspected {
+        Ok(Some(info)) => is_ours(&info.labels, instance),
+        _ => true,
+    };
+    let id = match created {
+        // Someone else's container by this name: `ensure_running` refuses it
+        // with the reason, or recreates it if this worktree moved.
+        Ok(_) if !ours => {
+            ensure_running(&engine, instance, false).await?;
+            create_or_start(&engine, instance, spec).await?
+        }
+        Ok(id) => id,
+        Err(ExecError::VersionTooOld) => {
+            engine.renegotiate().await?;
+            create_or_start(&engine, instance, spec).await?
+        }
+        Err(ExecError::NotRunning) => start_then_create(&engine, instance, spec).await?,
+        Err(err) => return Err(err.into()),
+    };
+    engine
+        .run_exec(container, &id, spec, Output::Passthrough)
+        .await
+}
+
+async fn create_or_start(engine: &Engine, instance: &Instance, spec: &ExecSpec) -> Result<String> {
+    match engine.create_exec(&instance.record.container, spec).await {
+        Ok(id) => Ok(id),
+        Err(ExecError::NotRunning) => start_then_create(engine, instance, spec).await,
+        Err(err) => Err(err.into()),
+    }
+}
+
+async fn start_then_create(
+    engine: &Engine,
+    instance: &Instance,
+    spec: &ExecSpec,
+) -> Result<String> {
+    output::note(format!(
+        "instance `{}` is not running; starting it",
+        instance.record.name
+    ));
+    ensure_running(engine, instance, false).await?;
+    Ok(engine.create_exec(&instance.record.container, spec).await?)
+}
+
+pub fn exec_spec(instance: &Instance, cwd: &Path, argv: Vec<String>, tty: bool) -> ExecSpec {
+    let s = &instance.settings;
+    let mut env: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter(|(k, _)| s.passes_env(k))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    if tty {
+        env.push(format!(
+            "TERM={}",
+            std::env::var("TERM").unwrap_or_else(|_| "xterm".into())
+        ));
+    }
+    ExecSpec {
+        argv,
+        workdir: Some(container_dir(cwd, &instance.layout.root, &s.workdir)),
+        env,
+        user: s.user.for_exec(),
+        tty,
+        stdin: !terminal::stdin_is_null(),
+        marker: None,
+    }
+    .forwarding_signals()
+}
+
+/// The container directory for the host's `cwd`: the same place under the
+/// mount when inside the worktree, else the container's work directory.
+pub fn container_dir(cwd: &Path, root: &Path, workdir: &str) -> String {
+    let cwd = cwd.canonicalize().unwrap_or_else(|_| cwd.to_path_buf());
+    match cwd.strip_prefix(root) {
+        Ok(rel) if rel.as_os_str().is_empty() => workdir.to_owned(),
+        Ok(rel) => format!(
+            "{}/{}",
+            workdir.trim_end_matches('/'),
+            rel.to_string_lossy()
+        ),
+        Err(_) => workdir.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cwd_maps_under_the_mount() {
+        let root = Path::new("/nonexistent/w");
+        assert_eq!(container_dir(root, root, "/app"), "/app");
+        assert_eq!(
+            container_dir(&root.join("a/b c"), root, "/app"),
+            "/app/a/b c"
+        );
+        assert_eq!(container_dir(Path::new("/elsewhere"), root, "/app"), "/app");
+        assert_eq!(
+            container_dir(Path::new("/nonexistent/wx"), root, "/app"),
+            "/app"
+        );
+    }
+}

@@ -1,0 +1,242 @@
+//! What `devinst gc` removes: what no live worktree stands behind: registry
+//! entries whose worktree is gone (or now holds another instance), and
+//! containers devinst made that no entry owns and no worktree claims.
+//!
+//! An instance whose worktree exists and names its container is never
+//! touched, even when this registry does not know it: another user of the
+//! engine (another data directory) may own it.
+
+use super::spec::{LABEL_SERVICE, LABEL_WORKTREE};
+use crate::engine::Engine;
+use crate::state::layout::{Layout, DIR_NAME};
+use crate::state::registry::Entry;
+use anyhow::Result;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// What is stale among this registry's entries and the engine's devinst
+/// containers. Decides only; the caller removes.
+pub async fn find(engine: &Engine, entries: &[Entry]) -> Result<Plan> {
+    let containers: Vec<Managed> = super::managed_containers(engine)
+        .await?
+        .into_iter()
+        .map(|c| {
+            let worktree = c.label(LABEL_WORKTREE).map(PathBuf::from);
+            let service = c.label(LABEL_SERVICE).map(str::to_owned);
+            Managed::new(c.name, worktree, service.as_deref())
+        })
+        .collect();
+    Ok(plan(entries, &containers, owner_of))
+}
+
+/// What a worktree path holds now.
+#[derive(Debug, Clone, PartialEq)]
+enum Occupant {
+    /// No `.sky-dev/` there (or no directory at all).
+    Gone,
+    /// `.sky-dev/` without a readable `.instance`: a setup in progress or
+    /// interrupted; not ours to judge.
+    Unknown,
+    /// The instance set up there now.
+    Instance { name: String, container: String },
+}
+
+fn owner_of(worktree: &Path) -> Occupant {
+    if !worktree.join(DIR_NAME).is_dir() {
+        return Occupant::Gone;
+    }
+    match Layout::new(worktree).read_record() {
+        Ok(record) => Occupant::Instance {
+            name: record.name,
+            container: record.container,
+        },
+        Err(_) => Occupant::Unknown,
+    }
+}
+
+struct Managed {
+    name: String,
+    worktree: Option<PathBuf>,
+    /// The instance's container it belongs to: its own name, or for a
+    /// service's container (`<instance container>-<service>`) its instance's,
+    /// so a live instance's services are judged, and kept, with it.
+    instance: String,
+}
+
+impl Managed {
+    fn new(name: String, worktree: Option<PathBuf>, service: Option<&str>) -> Managed {
+        let instance = service
+            .and_then(|s| name.strip_suffix(&format!("-{s}")))
+            .unwrap_or(&name)
+            .to_owned();
+        Managed {
+            name,
+            worktree,
+            instance,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Registry entries to drop (their ports are released), and why.
+    pub entries: Vec<(Entry, String)>,
+    /// Containers to remove, and why.
+    pub containers: Vec<(String, String)>,
+    /// Things left alone that the user may want to know about.
+    pub kept: Vec<String>,
+}
+
+/// Decides, without touching anything, what is stale. `owner_of` tells what
+/// a worktree path holds now.
+fn plan(entries: &[Entry], containers: &[Managed], owner_of: impl Fn(&Path) -> Occupant) -> Plan {
+    let mut plan = Plan::default();
+    let mut owned = BTreeSet::new();
+    for entry in entries {
+        let shown = entry.worktree.display();
+        match owner_of(&entry.worktree) {
+            Occupant::Gone => plan
+                .entries
+                .push((entry.clone(), format!("its worktree `{shown}` is gone"))),
+            Occupant::Instance { name, .. } if name != entry.name => plan.entries.push((
+                entry.clone(),
+                format!("its worktree `{shown}` is now instance `{name}`"),
+            )),
+            _ => {
+                owned.insert(entry.container.as_str());
+            }
+        }
+    }
+    for c in containers
+        .iter()
+        .filter(|c| !owned.contains(c.instance.as_str()))
+    {
+        let Some(worktree) = &c.worktree else {
+            plan.containers
+                .push((c.name.clone(), "it names no worktree".to_owned()));
+            continue;
+        };
+        let shown = worktree.display();
+        match owner_of(worktree) {
+            Occupant::Gone => plan
+                .containers
+                .push((c.name.clone(), format!("its worktree `{shown}` is gone"))),
+            Occupant::Instance { container, .. } if container != c.instance => {
+                plan.containers.push((
+                    c.name.clone(),
+                    format!("its worktree `{shown}` now uses container `{container}`"),
+                ))
+            }
+            Occupant::Instance { .. } => plan.kept.push(format!(
+                "kept container `{}`: its worktree `{shown}` is live but not in this registry \
+                 (run `devinst setup` there to register it)",
+                c.name
+            )),
+            Occupant::Unknown => {}
+        }
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str, worktree: &str) -> Entry {
+        Entry {
+            name: name.into(),
+            worktree: worktree.into(),
+            container: format!("c-{name}"),
+            port: 47100,
+            created: String::new(),
+            services: Default::default(),
+        }
+    }
+
+    fn managed(name: &str, worktree: &str) -> Managed {
+        Managed::new(name.into(), Some(worktree.into()), None)
+    }
+
+    fn service(instance: &str, service: &str, worktree: &str) -> Managed {
+        Managed::new(
+            format!("{instance}-{service}"),
+            Some(worktree.into()),
+            Some(service),
+        )
+    }
+
+    fn world(path: &Path) -> Occupant {
+        match path.to_str().unwrap() {
+            "/live" => Occupant::Instance {
+                name: "live".into(),
+                container: "c-live".into(),
+            },
+            "/renamed" => Occupant::Instance {
+                name: "new".into(),
+                container: "c-new".into(),
+            },
+            "/half" => Occupant::Unknown,
+            _ => Occupant::Gone,
+        }
+    }
+
+    fn names<T>(items: &[(T, String)], name: impl Fn(&T) -> String) -> Vec<String> {
+        items.iter().map(|(item, _)| name(item)).collect()
+    }
+
+    #[test]
+    fn live_instances_are_never_removed() {
+        let entries = [entry("live", "/live"), entry("half", "/half")];
+        let containers = [managed("c-live", "/live"), managed("c-half", "/half")];
+        let plan = plan(&entries, &containers, world);
+        assert!(plan.entries.is_empty() && plan.containers.is_empty());
+        // Unregistered but claimed by its live worktree: kept, and said so.
+        let plan = super::plan(&[], &containers, world);
+        assert!(plan.containers.is_empty());
+        assert_eq!(plan.kept.len(), 1);
+    }
+
+    #[test]
+    fn services_go_with_their_instance() {
+        let entries = [entry("live", "/live")];
+        let containers = [
+            managed("c-live", "/live"),
+            service("c-live", "db", "/live"),
+            service("c-old", "db", "/gone"),
+        ];
+        let plan = plan(&entries, &containers, world);
+        assert_eq!(names(&plan.containers, String::clone), ["c-old-db"]);
+        // Unregistered but claimed by its live worktree: kept, not an orphan.
+        let plan = super::plan(&[], &containers[..2], world);
+        assert!(plan.containers.is_empty(), "{:?}", plan.containers);
+    }
+
+    #[test]
+    fn gone_worktrees_lose_their_entry_and_container() {
+        let entries = [entry("old", "/gone"), entry("live", "/live")];
+        let containers = [managed("c-old", "/gone"), managed("c-live", "/live")];
+        let plan = plan(&entries, &containers, world);
+        assert_eq!(names(&plan.entries, |e| e.name.clone()), ["old"]);
+        assert_eq!(names(&plan.containers, String::clone), ["c-old"]);
+    }
+
+    #[test]
+    fn renamed_instances_release_the_old_name_and_container() {
+        let entries = [entry("old", "/renamed"), entry("new", "/renamed")];
+        let containers = [managed("c-old", "/renamed"), managed("c-new", "/renamed")];
+        let plan = plan(&entries, &containers, world);
+        assert_eq!(names(&plan.entries, |e| e.name.clone()), ["old"]);
+        assert_eq!(names(&plan.containers, String::clone), ["c-old"]);
+        assert!(plan.entries[0].1.contains("instance `new`"));
+    }
+
+    #[test]
+    fn a_moved_worktrees_container_stays_with_its_entry() {
+        // Setup in the new place re-pointed the entry; the container still
+        // names the old path until `start` recreates it.
+        let entries = [entry("live", "/live")];
+        let containers = [managed("c-live", "/old-place")];
+        let plan = plan(&entries, &containers, world);
+        assert!(plan.containers.is_empty());
+    }
+}

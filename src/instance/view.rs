@@ -1,0 +1,156 @@
+//! An instance as `status`, `list` (and their `--json`) show it.
+
+use super::image::ImageChoice;
+use super::ownership::is_ours;
+use super::spec::{LABEL_INSTANCE, LABEL_SERVICE, LABEL_WORKTREE};
+use super::Instance;
+use crate::engine::{Engine, Listed};
+use crate::state::layout::path_text;
+use crate::state::registry::Registry;
+use crate::support::output;
+use anyhow::Result;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// The `--json` shape of one instance. Fields are only ever added.
+#[derive(Debug, Serialize)]
+pub struct InstanceView {
+    pub name: String,
+    pub worktree: String,
+    pub worktree_exists: bool,
+    pub container: String,
+    /// `running`, `exited`, `created`, ..., `missing` (no container), or
+    /// `unknown` (engine unreachable).
+    pub state: String,
+    pub port: u16,
+    pub ports: Vec<String>,
+    pub image: Option<String>,
+    pub runtime: Option<String>,
+    pub created: String,
+    /// The services beside the instance; empty in `list`.
+    pub services: Vec<crate::instance::services::ServiceView>,
+}
+
+/// This instance, with its container and services as the engine has them.
+pub async fn status(engine: &Engine, instance: &Instance) -> Result<InstanceView> {
+    let r = &instance.record;
+    let info = engine.inspect(&r.container).await?;
+    let mut view = InstanceView {
+        name: r.name.clone(),
+        worktree: path_text(&r.worktree),
+        worktree_exists: true,
+        container: r.container.clone(),
+        state: "missing".into(),
+        port: r.port,
+        ports: vec![format!(
+            "{}:{} -> {}",
+            instance.settings.bind, r.port, instance.settings.container_port
+        )],
+        // A recipe that cannot be read still shows its configured image.
+        image: Some(ImageChoice::of(instance).map_or_else(
+            |_| instance.settings.image.clone(),
+            |c| c.reference().to_owned(),
+        )),
+        runtime: None,
+        created: r.created.clone(),
+        services: super::services::views(engine, instance).await?,
+    };
+    if let Some(info) = info {
+        if !is_ours(&info.labels, instance) {
+            output::warn(format!(
+                "the container `{}` was not made for this worktree; `devinst start` says more",
+                r.container
+            ));
+        }
+        view.state = info.status;
+        view.image = info.image.or(view.image);
+        view.runtime = info.runtime;
+    }
+    Ok(view)
+}
+
+/// Every instance on this host, from the registry and from the engine's
+/// labels (so containers whose worktree is gone show up too). Without an
+/// engine, states are `unknown`.
+pub async fn list(engine: Option<&Engine>) -> Result<Vec<InstanceView>> {
+    let mut views: BTreeMap<String, InstanceView> = BTreeMap::new();
+    for entry in Registry::read_unlocked()? {
+        views.insert(
+            entry.container.clone(),
+            InstanceView {
+                worktree_exists: entry.worktree_exists(),
+                name: entry.name,
+                worktree: path_text(&entry.worktree),
+                container: entry.container,
+                state: "unknown".into(),
+                port: entry.port,
+                ports: Vec::new(),
+                image: None,
+                runtime: None,
+                created: entry.created,
+                services: Vec::new(),
+            },
+        );
+    }
+    if let Some(engine) = engine {
+        merge_containers(engine, &mut views).await?;
+    }
+    Ok(views.into_values().collect())
+}
+
+async fn merge_containers(
+    engine: &Engine,
+    views: &mut BTreeMap<String, InstanceView>,
+) -> Result<()> {
+    for c in super::managed_containers(engine).await? {
+        let name = c.name.clone();
+        let labels = &c.labels;
+        // A service's ports show with its instance, not as an instance.
+        let parent = labels
+            .get(LABEL_SERVICE)
+            .and_then(|s| name.strip_suffix(&format!("-{s}")))
+            .filter(|parent| views.contains_key(*parent))
+            .map(str::to_owned);
+        if let Some(parent) = parent {
+            let view = views.get_mut(&parent).expect("checked above");
+            view.ports.extend(published(&c));
+            continue;
+        }
+        let view = views.entry(name.clone()).or_insert_with(|| {
+            let worktree = labels.get(LABEL_WORKTREE).cloned().unwrap_or_default();
+            InstanceView {
+                name: labels.get(LABEL_INSTANCE).cloned().unwrap_or_default(),
+                worktree_exists: std::path::Path::new(&worktree)
+                    .join(crate::state::layout::DIR_NAME)
+                    .is_dir(),
+                worktree,
+                container: name.clone(),
+                state: String::new(),
+                port: 0,
+                ports: Vec::new(),
+                image: None,
+                runtime: None,
+                created: String::new(),
+                services: Vec::new(),
+            }
+        });
+        view.state = c.state.clone();
+        view.image = c.image.clone();
+        if view.port == 0 {
+            view.port = c.ports.first().map_or(0, |p| p.host_port);
+        }
+        view.ports.extend(published(&c));
+    }
+    for view in views.values_mut().filter(|v| v.state == "unknown") {
+        view.state = "missing".into();
+    }
+    Ok(())
+}
+
+/// A container's published ports as `ip:host -> inside`.
+fn published(c: &Listed) -> Vec<String> {
+    c.ports
+        .iter()
+        .map(|p| format!("{}:{} -> {}", p.host_ip, p.host_port, p.container_port))
+        .collect()
+}
