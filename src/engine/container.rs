@@ -280,11 +280,20 @@ impl Engine {
             filters,
             ..Default::default()
         };
-        let list = self
-            .docker
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| self.explain(e))?;
+        // Podman names a container that is being stopped `stopped` for a
+        // moment, a state the API's schema (and so bollard) does not know:
+        // the whole listing then fails to parse. Ask again shortly.
+        let mut attempt = 0;
+        let list = loop {
+            match self.docker.list_containers(Some(options.clone())).await {
+                Ok(list) => break list,
+                Err(bollard::errors::Error::JsonDataError { .. }) if attempt < 20 => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+                }
+                Err(err) => return Err(self.explain(err)),
+            }
+        };
         Ok(list.into_iter().filter_map(Listed::from_api).collect())
     }
 
