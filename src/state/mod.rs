@@ -1,6 +1,7 @@
 //! Layer 3: what devinst keeps on the host: the `.sky-dev/` layout and its
 //! files, the host-wide registry, port choice and the worktree's git facts.
 
+pub mod allocate;
 pub mod layout;
 pub mod ports;
 pub mod registry;
