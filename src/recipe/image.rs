@@ -7,6 +7,7 @@
 //! collected, by `start` and `build`.
 
 use crate::recipe::config::BuildConfig;
+use crate::recipe::validate::validate_env_name;
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -83,7 +84,7 @@ impl Recipe {
             }
         }
         for (key, value) in &self.env {
-            crate::recipe::settings::validate_env_name(key)
+            validate_env_name(key)
                 .with_context(|| format!("`[container.build] env` key `{key}`"))?;
             if has_control(value) {
                 bail!("`[container.build] env` value of `{key}` must be one line without control characters");

@@ -4,3 +4,4 @@
 pub mod config;
 pub mod image;
 pub mod settings;
+pub mod validate;

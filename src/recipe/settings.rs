@@ -4,6 +4,7 @@
 
 use crate::recipe::config::{CommandLine, Config, Limits, ServiceConfig};
 use crate::recipe::image::Recipe;
+use crate::recipe::validate::validate_env_name;
 use crate::support::error::WithHint;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
@@ -440,15 +441,6 @@ fn validate_shim_name(name: &str) -> Result<()> {
     }
     if RESERVED_SHIMS.contains(&name) {
         bail!("`[shims] {name}`: that name is devinst's own script");
-    }
-    Ok(())
-}
-
-pub(crate) fn validate_env_name(name: &str) -> Result<()> {
-    let ok = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !ok {
-        bail!("not a valid environment variable name");
     }
     Ok(())
 }
