@@ -317,7 +317,7 @@ impl Settings {
             validate_service(service).hint(service_hint(&service.name))?;
         }
         if let Some(network) = self.network.as_ref().filter(|_| !self.services.is_empty()) {
-            if crate::engine::network::is_builtin(network) {
+            if is_engine_network_mode(network) {
                 bail!(
                     "`[container] network = \"{network}\"` cannot carry services: they are found by name only on a network of their own; \
                      name one (`network = \"team-net\"`) or leave `network` out for the instance's private network"
@@ -356,6 +356,16 @@ impl Settings {
             pids: t.pids.or(self.limits.pids),
         })
     }
+}
+
+/// Network modes the engine provides itself (Docker's and Podman's): an
+/// instance joins them as they are, and devinst never creates them.
+pub fn is_engine_network_mode(mode: &str) -> bool {
+    matches!(
+        mode,
+        "default" | "bridge" | "host" | "none" | "private" | "slirp4netns" | "pasta"
+    ) || mode.starts_with("container:")
+        || mode.starts_with("ns:")
 }
 
 fn default_setup_commands(workdir: &str, venv: &str) -> Vec<String> {
@@ -621,6 +631,22 @@ mod tests {
         assert_eq!(s.state_mount, "/root/.sky");
         assert_eq!(resolve("").unwrap().user, User::Image);
         assert!(resolve("[container]\nuser = \"\"\n").is_err());
+    }
+
+    #[test]
+    fn engine_network_modes_are_known() {
+        for mode in [
+            "bridge",
+            "host",
+            "none",
+            "default",
+            "pasta",
+            "container:db",
+            "ns:/x",
+        ] {
+            assert!(is_engine_network_mode(mode), "{mode}");
+        }
+        assert!(!is_engine_network_mode("team-net"));
     }
 
     #[test]
