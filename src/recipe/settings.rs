@@ -6,6 +6,8 @@ use crate::recipe::config::{CommandLine, Config, Limits, ServiceConfig};
 use crate::recipe::image::Recipe;
 use crate::recipe::validate::validate_env_name;
 use crate::support::error::WithHint;
+/// Kept at this path for the callers that name it here.
+pub use crate::support::text::list_or_none;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
@@ -494,14 +496,6 @@ pub fn parse_memory(text: &str) -> Result<i64> {
 
 fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
-}
-
-pub fn list_or_none(items: &[&str]) -> String {
-    if items.is_empty() {
-        "none".to_owned()
-    } else {
-        items.join(", ")
-    }
 }
 
 #[cfg(test)]
