@@ -3,7 +3,7 @@
 //! multi-instance setup.
 
 use crate::recipe::config::{CommandLine, Config, Limits, ServiceConfig};
-use crate::recipe::image::Recipe;
+use crate::recipe::image::ImageRecipe;
 use crate::recipe::validate::validate_env_name;
 use crate::support::error::WithHint;
 /// Kept at this path for the callers that name it here.
@@ -132,7 +132,7 @@ pub struct Settings {
     /// container then runs the image built from `build`, whose tag depends on
     /// the included files and so is known only once they are read).
     pub image: String,
-    pub build: Option<Recipe>,
+    pub build: Option<ImageRecipe>,
     pub name_prefix: String,
     pub hostname: Option<String>,
     pub workdir: String,
@@ -181,7 +181,7 @@ impl Settings {
                  the container runs one image: remove `image` to build from the recipe, or the table to pull `image`"
             );
         }
-        let build = c.build.take().map(Recipe::from_config).transpose()?;
+        let build = c.build.take().map(ImageRecipe::from_config).transpose()?;
         let workdir = c
             .workdir
             .clone()
