@@ -1,5 +1,5 @@
 //! `devinst.toml`: the project's instance recipe. Every key is optional; what
-//! is left out takes the SkyPilot multi-instance defaults (see `settings`).
+//! is left out takes the SkyPilot multi-instance defaults (see `settings::defaults`).
 //! Unknown keys and wrong types are errors that name the file, line and key.
 
 use anyhow::{Context, Result};
@@ -83,7 +83,7 @@ impl ContainerConfig {
 }
 
 /// `[container.build]`: the image is built from `base` with these additions,
-/// once per distinct recipe (see `recipe`).
+/// once per distinct recipe (see `image::ImageRecipe`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BuildConfig {

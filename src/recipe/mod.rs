@@ -1,6 +1,8 @@
 //! Layer 2: `devinst.toml` parsed and resolved into one validated
-//! [`settings::Settings`], and the image recipe (`[container.build]`).
+//! [`settings::Settings`], and the image recipe (`[container.build]`,
+//! [`image::ImageRecipe`]). `validate` holds the checks both share.
 
 pub mod config;
 pub mod image;
 pub mod settings;
+pub mod validate;

@@ -8,4 +8,5 @@ pub mod output;
 pub mod shell;
 pub mod templates;
 pub mod terminal;
+pub mod text;
 pub mod time;

@@ -1,0 +1,297 @@
+//! `devinst.toml` and the defaults resolved into one validated struct: the only
+//! view of the recipe the commands see. The defaults are SkyPilot's
+//! multi-instance setup.
+
+mod defaults;
+mod limits;
+mod service;
+mod user;
+mod validate;
+
+/// Kept at this path for the callers that name it here.
+pub use crate::support::text::list_or_none;
+pub use limits::parse_memory;
+pub use service::{service_env_stem, Service};
+pub use user::{User, HOST_USER_HOME};
+
+use crate::recipe::config::{BuildConfig, CommandLine, Config, Limits, SetupConfig};
+use crate::recipe::image::ImageRecipe;
+use anyhow::{bail, Context, Result};
+use defaults::{
+    DEFAULT_BIND, DEFAULT_CONTAINER_PORT, DEFAULT_CREDENTIALS, DEFAULT_ENV_PASS,
+    DEFAULT_HOST_RANGE, DEFAULT_IMAGE, DEFAULT_PREFIX, DEFAULT_SETUP_INPUTS, DEFAULT_WORKDIR,
+};
+use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
+use std::path::Path;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The image to pull; with `[container.build]`, the recipe's base (the
+    /// container then runs the image built from `build`, whose tag depends on
+    /// the included files and so is known only once they are read).
+    pub image: String,
+    pub build: Option<ImageRecipe>,
+    pub name_prefix: String,
+    pub hostname: Option<String>,
+    pub workdir: String,
+    pub command: Vec<String>,
+    pub user: User,
+    pub runtime: Option<String>,
+    pub network: Option<String>,
+    pub init: bool,
+    pub host_ca: bool,
+    pub limits: Limits,
+    pub container_port: u16,
+    pub host_range: RangeInclusive<u16>,
+    pub bind: String,
+    pub state_mount: String,
+    pub logs_mount: String,
+    pub credential_paths: Vec<String>,
+    pub credential_home: String,
+    pub env_pass: Vec<String>,
+    pub env_set: BTreeMap<String, String>,
+    pub shims: BTreeMap<String, Vec<String>>,
+    pub setup_commands: Vec<String>,
+    pub setup_inputs: Vec<String>,
+    pub setup_outputs: Vec<String>,
+    pub engine_host: Option<String>,
+    pub tiers: BTreeMap<String, Limits>,
+    pub services: BTreeMap<String, Service>,
+}
+
+impl Settings {
+    /// Loads `devinst.toml` from the worktree `root` and resolves it.
+    pub fn load(root: &Path) -> Result<Settings> {
+        let config = Config::load(root)?;
+        Settings::resolve(config).with_context(|| {
+            format!(
+                "invalid `{}`",
+                root.join(crate::recipe::config::FILE_NAME).display()
+            )
+        })
+    }
+
+    /// Each key's value or its default, then the checks on the whole.
+    pub fn resolve(config: Config) -> Result<Settings> {
+        let c = config.container;
+        let limits = c.limits();
+        let (image, build) = image_or_build(c.image, c.build)?;
+        let workdir = c.workdir.unwrap_or_else(|| DEFAULT_WORKDIR.to_owned());
+        let venv = defaults::venv(&workdir);
+        let user = User::parse(c.user);
+        // Running as the host's user, the state, logs and credentials go
+        // under a HOME that user can write, unless the recipe placed them.
+        let home = user.default_home();
+        let range = config.ports.host_range.unwrap_or(DEFAULT_HOST_RANGE);
+        let (mounts, credentials, env) = (config.mounts, config.credentials, config.env);
+        let (setup_commands, setup_inputs, setup_outputs) =
+            resolve_setup(config.setup, &workdir, &venv);
+        let settings = Settings {
+            image,
+            build,
+            name_prefix: c.name_prefix.unwrap_or_else(|| DEFAULT_PREFIX.to_owned()),
+            hostname: c.hostname,
+            command: c.command.unwrap_or_else(defaults::command),
+            user,
+            runtime: c.runtime,
+            network: c.network,
+            init: c.init.unwrap_or(true),
+            host_ca: c.host_ca.unwrap_or(false),
+            limits,
+            container_port: config.ports.container.unwrap_or(DEFAULT_CONTAINER_PORT),
+            host_range: range[0]..=range[1],
+            bind: config.ports.bind.unwrap_or_else(|| DEFAULT_BIND.to_owned()),
+            state_mount: mounts.state.unwrap_or_else(|| defaults::state_mount(home)),
+            logs_mount: mounts.logs.unwrap_or_else(|| defaults::logs_mount(home)),
+            credential_paths: or_strings(credentials.paths, DEFAULT_CREDENTIALS),
+            credential_home: credentials.home.unwrap_or_else(|| home.to_owned()),
+            env_pass: or_strings(env.pass, DEFAULT_ENV_PASS),
+            env_set: env.set.unwrap_or_else(defaults::env_set),
+            shims: resolve_shims(config.shims, &venv),
+            setup_commands,
+            setup_inputs,
+            setup_outputs,
+            engine_host: config.engine.host,
+            tiers: config.tiers,
+            services: service::resolve_services(config.services)?,
+            workdir,
+        };
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Whether host variable `name` passes into commands run in the instance.
+    pub fn passes_env(&self, name: &str) -> bool {
+        self.env_pass
+            .iter()
+            .any(|pattern| match pattern.strip_suffix('*') {
+                Some(prefix) => name.starts_with(prefix),
+                None => name == pattern,
+            })
+    }
+}
+
+/// The image the container starts from and, with `[container.build]`, the
+/// recipe built on it: the two keys exclude each other.
+fn image_or_build(
+    image: Option<String>,
+    build: Option<BuildConfig>,
+) -> Result<(String, Option<ImageRecipe>)> {
+    match (image, build) {
+        (Some(_), Some(_)) => bail!(
+            "`[container] image` and `[container.build]` are both set; \
+             the container runs one image: remove `image` to build from the recipe, or the table to pull `image`"
+        ),
+        (_, Some(build)) => {
+            let recipe = ImageRecipe::from_config(build)?;
+            Ok((recipe.base.clone(), Some(recipe)))
+        }
+        (image, None) => Ok((image.unwrap_or_else(|| DEFAULT_IMAGE.to_owned()), None)),
+    }
+}
+
+/// `[shims]` replaces the default shims when present.
+fn resolve_shims(
+    shims: Option<BTreeMap<String, CommandLine>>,
+    venv: &str,
+) -> BTreeMap<String, Vec<String>> {
+    match shims {
+        Some(shims) => shims
+            .into_iter()
+            .map(|(name, cmd)| (name, cmd.argv()))
+            .collect(),
+        None => defaults::shims(venv),
+    }
+}
+
+/// `[setup]`: its commands, inputs and outputs, in that order.
+fn resolve_setup(
+    setup: SetupConfig,
+    workdir: &str,
+    venv: &str,
+) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let outputs = setup
+        .outputs
+        .unwrap_or_else(|| defaults::setup_outputs(setup.commands.is_some()));
+    let commands = setup
+        .commands
+        .unwrap_or_else(|| defaults::setup_commands(workdir, venv));
+    let inputs = or_strings(setup.inputs, DEFAULT_SETUP_INPUTS);
+    (commands, inputs, outputs)
+}
+
+fn or_strings(value: Option<Vec<String>>, default: &[&str]) -> Vec<String> {
+    value.unwrap_or_else(|| default.iter().map(|s| s.to_string()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(super) fn resolve(text: &str) -> Result<Settings> {
+        Settings::resolve(Config::parse(text)?)
+    }
+
+    #[test]
+    fn defaults_are_skypilots() {
+        let s = resolve("").unwrap();
+        assert_eq!(s.image, "ubuntu:22.04");
+        assert_eq!(s.name_prefix, "skypilot-dev");
+        assert_eq!(s.container_port, 46580);
+        assert_eq!(s.host_range, 46501..=46599);
+        assert_eq!(s.bind, "127.0.0.1");
+        assert_eq!(s.state_mount, "/root/.sky");
+        assert_eq!(s.logs_mount, "/root/sky_logs");
+        assert_eq!(s.shims["sky"], ["/app/.sky-dev/venv/bin/sky"]);
+        assert_eq!(s.env_set["SKYPILOT_DEV"], "1");
+        assert!(s
+            .setup_commands
+            .last()
+            .unwrap()
+            .contains("pip install -e /app"));
+    }
+
+    #[test]
+    fn shims_and_setup_replace_the_defaults() {
+        let s = resolve("[shims]\nhello = [\"echo\", \"hi\"]\n[setup]\ncommands = []\n").unwrap();
+        assert_eq!(s.shims.len(), 1);
+        assert_eq!(s.shims["hello"], ["echo", "hi"]);
+        assert!(s.setup_commands.is_empty());
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_their_key() {
+        for (text, key) in [
+            ("[ports]\nhost_range = [5, 1]\n", "host_range"),
+            ("[container]\nworkdir = \"app\"\n", "workdir"),
+            ("[shims]\n\"../x\" = \"y\"\n", "../x"),
+            ("[shims]\nactivate = \"y\"\n", "activate"),
+            ("[container]\nmemory = \"lots\"\n", "memory"),
+            ("[container]\ncpus = 0.0\n", "cpus"),
+            ("[env.set]\n\"A-B\" = \"1\"\n", "A-B"),
+            ("[container]\nname_prefix = \"Bad Prefix\"\n", "name_prefix"),
+            (
+                "[container]\nimage = \"x\"\n[container.build]\nbase = \"y\"\n",
+                "`[container] image` and `[container.build]`",
+            ),
+            (
+                "[container.build]\nbase = \"y\"\napt = [\"-y\"]\n",
+                "[container.build] apt",
+            ),
+            ("[services.db]\nport = 5432\n", "[services.db] image"),
+            (
+                "[services.db]\nimage = \"x\"\nport = 0\n",
+                "[services.db] port",
+            ),
+            (
+                "[services.db]\nimage = \"x\"\nport = 70000\n",
+                "[services.db] port",
+            ),
+            (
+                "[services.db]\nimage = \"x\"\ndata = \"rel\"\n",
+                "[services.db] data",
+            ),
+            ("[services.Db]\nimage = \"x\"\n", "[services.Db]"),
+            ("[services.db_1]\nimage = \"x\"\n", "[services.db_1]"),
+            (
+                "[services.a-very-long-service-name]\nimage = \"x\"\n",
+                "a-very-long",
+            ),
+            (
+                "[services.db]\nimage = \"x\"\ncommand = []\n",
+                "[services.db] command",
+            ),
+        ] {
+            let err = format!("{:#}", resolve(text).unwrap_err());
+            assert!(err.contains(key), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn env_patterns_match_by_prefix_or_name() {
+        let s = resolve("[env]\npass = [\"AWS_*\", \"TERM_PROGRAM\"]\n").unwrap();
+        assert!(s.passes_env("AWS_PROFILE"));
+        assert!(s.passes_env("TERM_PROGRAM"));
+        assert!(!s.passes_env("TERM"));
+        assert!(!s.passes_env("HOME"));
+    }
+
+    #[test]
+    fn host_user_moves_the_default_mounts_under_a_home_it_can_write() {
+        let s = resolve("[container]\nuser = \"host\"\n").unwrap();
+        assert_eq!(s.user, User::Host);
+        assert_eq!(s.state_mount, "/home/devinst/.sky");
+        assert_eq!(s.logs_mount, "/home/devinst/sky_logs");
+        assert_eq!(s.credential_home, "/home/devinst");
+        assert_eq!(s.user.for_exec(), None, "the container's own user");
+        // What the recipe placed stays put.
+        let s = resolve("[container]\nuser = \"host\"\n[mounts]\nstate = \"/data\"\n").unwrap();
+        assert_eq!(s.state_mount, "/data");
+        let s = resolve("[container]\nuser = \"1000:1000\"\n").unwrap();
+        assert_eq!(s.user.for_exec().as_deref(), Some("1000:1000"));
+        assert_eq!(s.state_mount, "/root/.sky");
+        assert_eq!(resolve("").unwrap().user, User::Image);
+        assert!(resolve("[container]\nuser = \"\"\n").is_err());
+    }
+}
