@@ -120,7 +120,7 @@ impl Engine {
         Err(anyhow!(
             "the engine at {} has no runtime `{runtime}`; it has: {}",
             self.endpoint.uri,
-            if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+            crate::support::text::list_or_none(&known.iter().map(String::as_str).collect::<Vec<_>>())
         ))
         .hint(format!(
             "set `[container] runtime` in devinst.toml to one of those, or add `{runtime}` to the engine \

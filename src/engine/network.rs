@@ -1,21 +1,10 @@
-//! The network an instance joins when the recipe names one: created on first
-//! use as a plain bridge, labelled as devinst's, and never removed by devinst,
-//! since other instances (or the user) may be on it.
+//! Networks: made on first use as plain bridges, checked by label, removed.
 
 use super::{http_status, Engine};
 use crate::support::output;
 use anyhow::Result;
 use bollard::models::NetworkCreateRequest;
 use std::collections::HashMap;
-
-/// Network modes the engine provides itself: joined as they are, never created.
-pub fn is_builtin(mode: &str) -> bool {
-    matches!(
-        mode,
-        "default" | "bridge" | "host" | "none" | "private" | "slirp4netns" | "pasta"
-    ) || mode.starts_with("container:")
-        || mode.starts_with("ns:")
-}
 
 /// A network as devinst creates it: the bridge driver (so containers on it
 /// find each other by name) and `labels`.
@@ -30,11 +19,12 @@ fn create_request(name: &str, labels: &[(String, String)]) -> NetworkCreateReque
 
 impl Engine {
     /// Makes sure the network `name` exists, creating it (labelled
-    /// `labels`) when missing. Docker (API 1.41) does not refuse a second
+    /// `labels`) when missing. `name` is a network to create, never one of
+    /// the engine's own modes (`host`, `container:ID`, ...). Docker (API 1.41) does not refuse a second
     /// network of the same name, so callers that may race hold a lock of
     /// their own around this.
     pub async fn ensure_network(&self, name: &str, labels: &[(String, String)]) -> Result<()> {
-        if is_builtin(name) || self.network_exists(name).await? {
+        if self.network_exists(name).await? {
             return Ok(());
         }
         output::note(format!("creating network `{name}`"));
@@ -90,21 +80,6 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn engine_modes_are_never_created() {
-        for mode in [
-            "bridge",
-            "host",
-            "none",
-            "default",
-            "container:db",
-            "ns:/proc/1/ns/net",
-        ] {
-            assert!(is_builtin(mode), "{mode}");
-        }
-        assert!(!is_builtin("team-net"));
-    }
 
     #[test]
     fn created_networks_are_labelled_bridges() {

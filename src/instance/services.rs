@@ -7,7 +7,7 @@ use super::ownership::is_ours;
 use super::spec::{self, LABEL_MANAGED_BY, LABEL_SERVICE, LABEL_SPEC, LABEL_WORKTREE};
 use super::Instance;
 use crate::engine::{Engine, Listed};
-use crate::recipe::settings::Service;
+use crate::recipe::settings::{is_engine_network_mode, Service};
 use crate::state::layout::path_text;
 use crate::state::registry::Registry;
 use crate::support::error::WithHint;
@@ -38,7 +38,7 @@ pub async fn ensure_running(engine: &Engine, instance: &Instance, recreate: bool
 /// name, so two instances starting at once would each make one: the create
 /// happens under devinst's host-wide lock.
 pub async fn ensure_network(engine: &Engine, name: &str) -> Result<()> {
-    if crate::engine::network::is_builtin(name) || engine.network_exists(name).await? {
+    if is_engine_network_mode(name) || engine.network_exists(name).await? {
         return Ok(());
     }
     let _lock = Registry::lock()?;

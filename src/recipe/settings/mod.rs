@@ -9,10 +9,10 @@ mod user;
 mod validate;
 
 /// Kept at this path for the callers that name it here.
-pub use crate::support::text::list_or_none;
 pub use limits::parse_memory;
 pub use service::{service_env_stem, Service};
 pub use user::{User, HOST_USER_HOME};
+pub use validate::is_engine_network_mode;
 
 use crate::recipe::config::{BuildConfig, CommandLine, Config, Limits, SetupConfig};
 use crate::recipe::image::ImageRecipe;
