@@ -7,7 +7,7 @@ use crate::cli::JsonArgs;
 use crate::engine::{status, Engine};
 use crate::state::layout::Layout;
 use crate::support::error::WithHint;
-use crate::support::{fs as fsutil, names as name, output};
+use crate::support::{fs as fsutil, names as name, output, units};
 use anyhow::{anyhow, bail, Context as _, Result};
 use bollard::models::ContainerConfig;
 use bollard::query_parameters::{CommitContainerOptions, ListImagesOptions, RemoveImageOptions};
@@ -159,14 +159,14 @@ pub async fn list(engine: &Engine, instance: &Instance, args: JsonArgs) -> Resul
         output::json(&views);
         return Ok(0);
     }
-    let mut text = format!("{:<24} {:<22} {:>9}", "NAME", "CREATED", "SIZE");
+    let mut text = format!("{:<24} {:<22} {:>10}", "NAME", "CREATED", "SIZE");
     for v in &views {
         let mark = if v.active { "  (restored)" } else { "" };
         text.push_str(&format!(
-            "\n{:<24} {:<22} {:>7} MB{mark}",
+            "\n{:<24} {:<22} {:>10}{mark}",
             v.name,
             v.created,
-            v.size_bytes / 1_000_000
+            units::bytes(u64::try_from(v.size_bytes).unwrap_or(0))
         ));
     }
     output::data(text);

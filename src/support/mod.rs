@@ -9,3 +9,4 @@ pub mod shell;
 pub mod templates;
 pub mod terminal;
 pub mod time;
+pub mod units;
