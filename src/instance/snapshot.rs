@@ -7,7 +7,7 @@ use crate::cli::JsonArgs;
 use crate::engine::{status, Engine};
 use crate::state::layout::Layout;
 use crate::support::error::WithHint;
-use crate::support::{fs as fsutil, names as name, output, units};
+use crate::support::{fs as fsutil, names as name, output, table::Table, units};
 use anyhow::{anyhow, bail, Context as _, Result};
 use bollard::models::ContainerConfig;
 use bollard::query_parameters::{CommitContainerOptions, ListImagesOptions, RemoveImageOptions};
@@ -159,17 +159,16 @@ pub async fn list(engine: &Engine, instance: &Instance, args: JsonArgs) -> Resul
         output::json(&views);
         return Ok(0);
     }
-    let mut text = format!("{:<24} {:<22} {:>10}", "NAME", "CREATED", "SIZE");
+    let mut table = Table::new(["NAME", "CREATED", "SIZE"]);
     for v in &views {
-        let mark = if v.active { "  (restored)" } else { "" };
-        text.push_str(&format!(
-            "\n{:<24} {:<22} {:>10}{mark}",
-            v.name,
-            v.created,
-            units::bytes(u64::try_from(v.size_bytes).unwrap_or(0))
-        ));
+        table.row([
+            v.name.clone(),
+            v.created.clone(),
+            units::bytes(u64::try_from(v.size_bytes).unwrap_or(0)),
+            if v.active { "(restored)" } else { "" }.to_owned(),
+        ]);
     }
-    output::data(text);
+    output::data(table);
     Ok(0)
 }
 

@@ -6,6 +6,7 @@ pub mod fs;
 pub mod names;
 pub mod output;
 pub mod shell;
+pub mod table;
 pub mod templates;
 pub mod terminal;
 pub mod time;
