@@ -5,7 +5,7 @@ use crate::cli::JsonArgs;
 use crate::engine::Engine;
 use crate::instance::Instance;
 use crate::support::error::WithHint;
-use crate::support::{output, units};
+use crate::support::{output, table, units};
 use crate::Context;
 use anyhow::{anyhow, Context as _, Result};
 use bollard::models::{ContainerCpuStats, ContainerMemoryStats, ContainerStatsResponse};
@@ -59,14 +59,19 @@ pub async fn run(ctx: &Context, args: JsonArgs) -> Result<i32> {
     if args.json {
         output::json(&view);
     } else {
-        output::data(format!(
-            "cpu:    {:.1}%\nmemory: {} / {} ({:.1}%)\npids:   {}",
-            view.cpu_percent,
-            units::bytes(view.memory_usage),
-            units::bytes(view.memory_limit),
-            view.memory_percent,
-            view.pids.map_or("-".to_owned(), |p| p.to_string()),
-        ));
+        output::data(table::pairs([
+            ("cpu", format!("{:.1}%", view.cpu_percent)),
+            (
+                "memory",
+                format!(
+                    "{} / {} ({:.1}%)",
+                    units::bytes(view.memory_usage),
+                    units::bytes(view.memory_limit),
+                    view.memory_percent,
+                ),
+            ),
+            ("pids", view.pids.map_or("-".to_owned(), |p| p.to_string())),
+        ]));
     }
     Ok(0)
 }

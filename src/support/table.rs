@@ -67,6 +67,25 @@ where
     cells.into_iter().map(Into::into).collect()
 }
 
+/// Labelled values, one a line, the values lined up after the labels:
+/// `name:      feat`, `container: skypilot-dev-feat`.
+pub fn pairs<'a, I, S>(pairs: I) -> String
+where
+    I: IntoIterator<Item = (&'a str, S)>,
+    S: Into<String>,
+{
+    let mut table = comfy_table::Table::new();
+    table.load_style(NOTHING);
+    for (label, value) in pairs {
+        table.add_row(vec![format!("{label}:"), value.into()]);
+    }
+    // One space after the widest label, as in `key: value`.
+    for column in table.column_iter_mut() {
+        column.set_padding((0, 1));
+    }
+    table.trim_fmt()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,5 +161,20 @@ mod tests {
         let text = table.to_string();
         assert_eq!(text, format!("`a b`  $(id)  {long}"));
         assert!(!text.contains('\x1b'));
+    }
+
+    #[test]
+    fn pairs_line_up_their_values() {
+        let text = pairs([
+            ("name", "feat".to_owned()),
+            ("container", "skypilot-dev-feat".to_owned()),
+            ("image", String::new()),
+        ]);
+        assert_eq!(
+            text,
+            "name:      feat\n\
+             container: skypilot-dev-feat\n\
+             image:"
+        );
     }
 }
