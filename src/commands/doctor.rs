@@ -10,6 +10,7 @@ use crate::state::ports;
 use crate::state::registry::Registry;
 use crate::state::worktree::Worktree;
 use crate::support::output;
+use crate::support::table::Table;
 use anyhow::Result;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -96,15 +97,15 @@ pub async fn run(ctx: &Invocation) -> Result<i32> {
 }
 
 fn print(checks: &[Check]) {
-    let mut text = String::new();
+    let mut table = Table::headless();
     for c in checks {
         let status = if c.ok { "ok" } else { "problem" };
-        text.push_str(&format!("{status:<8} {:<12} {}\n", c.name, c.detail));
+        table.row([status, c.name, &c.detail]);
         if let Some(fix) = &c.fix {
-            text.push_str(&format!("{:<8} {:<12} fix: {fix}\n", "", ""));
+            table.row(["", "", &format!("fix: {fix}")]);
         }
     }
-    output::data(text.trim_end());
+    output::data(table);
 }
 
 async fn engine_check(engine: &Engine) -> Check {

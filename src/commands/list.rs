@@ -5,6 +5,7 @@ use super::Invocation;
 use crate::cli::JsonArgs;
 use crate::engine::Engine;
 use crate::support::output;
+use crate::support::table::Table;
 use anyhow::Result;
 
 pub async fn run(ctx: &Invocation, args: JsonArgs) -> Result<i32> {
@@ -18,17 +19,17 @@ pub async fn run(ctx: &Invocation, args: JsonArgs) -> Result<i32> {
         output::json(&views);
         return Ok(0);
     }
-    let mut text = format!(
-        "{:<24} {:<9} {:<6} {:<32} {}",
-        "NAME", "STATE", "PORT", "CONTAINER", "WORKTREE"
-    );
+    let mut table = Table::new(["NAME", "STATE", "PORT", "CONTAINER", "WORKTREE"]);
     for v in &views {
         let gone = if v.worktree_exists { "" } else { " (gone)" };
-        text.push_str(&format!(
-            "\n{:<24} {:<9} {:<6} {:<32} {}{gone}",
-            v.name, v.state, v.port, v.container, v.worktree
-        ));
+        table.row([
+            v.name.clone(),
+            v.state.clone(),
+            v.port.to_string(),
+            v.container.clone(),
+            format!("{}{gone}", v.worktree),
+        ]);
     }
-    output::data(text);
+    output::data(table);
     Ok(0)
 }

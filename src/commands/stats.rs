@@ -6,7 +6,7 @@ use crate::cli::JsonArgs;
 use crate::engine::Engine;
 use crate::instance::Instance;
 use crate::support::error::WithHint;
-use crate::support::output;
+use crate::support::{output, table, units};
 use anyhow::{anyhow, Result};
 use serde::Serialize;
 
@@ -47,14 +47,19 @@ pub async fn run(ctx: &Invocation, args: JsonArgs) -> Result<i32> {
     if args.json {
         output::json(&view);
     } else {
-        output::data(format!(
-            "cpu:    {:.1}%\nmemory: {} / {} ({:.1}%)\npids:   {}",
-            view.cpu_percent,
-            human_bytes(view.memory_usage),
-            human_bytes(view.memory_limit),
-            view.memory_percent,
-            view.pids.map_or("-".to_owned(), |p| p.to_string()),
-        ));
+        output::data(table::pairs([
+            ("cpu", format!("{:.1}%", view.cpu_percent)),
+            (
+                "memory",
+                format!(
+                    "{} / {} ({:.1}%)",
+                    units::bytes(view.memory_usage),
+                    units::bytes(view.memory_limit),
+                    view.memory_percent,
+                ),
+            ),
+            ("pids", view.pids.map_or("-".to_owned(), |p| p.to_string())),
+        ]));
     }
     Ok(0)
 }
@@ -64,32 +69,5 @@ fn percent(part: f64, whole: f64) -> f64 {
         part / whole * 100.0
     } else {
         0.0
-    }
-}
-
-fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bytes_read_like_docker() {
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(256 << 20), "256.0 MiB");
-        assert_eq!(human_bytes(3 << 29), "1.5 GiB");
     }
 }

@@ -3,8 +3,10 @@
 use super::Invocation;
 use crate::cli::JsonArgs;
 use crate::engine::Engine;
+use crate::instance::view::InstanceView;
 use crate::instance::Instance;
 use crate::support::output;
+use crate::support::table::{self, Table};
 use anyhow::Result;
 
 pub async fn run(ctx: &Invocation, args: JsonArgs) -> Result<i32> {
@@ -14,26 +16,88 @@ pub async fn run(ctx: &Invocation, args: JsonArgs) -> Result<i32> {
     if args.json {
         output::json(&view);
     } else {
-        output::data(format!(
-            "name:      {}\nworktree:  {}\ncontainer: {}\nstate:     {}\nimage:     {}\nports:     {}\nruntime:   {}\ncreated:   {}",
-            view.name,
-            view.worktree,
-            view.container,
-            view.state,
-            view.image.as_deref().unwrap_or("-"),
-            view.ports.join(", "),
-            view.runtime.as_deref().unwrap_or("default"),
-            view.created
-        ));
-        for service in &view.services {
-            output::data(format!(
-                "service:   {} ({}) {} {}",
-                service.name,
-                service.container,
-                service.state,
-                service.ports.join(", ")
-            ));
-        }
+        output::data(text(&view));
     }
     Ok(0)
+}
+
+/// One labelled line per field, then one per service, the services' own
+/// fields lined up among themselves.
+fn text(view: &InstanceView) -> String {
+    let mut services = Table::headless();
+    for service in &view.services {
+        services.row([
+            service.name.clone(),
+            format!("({})", service.container),
+            service.state.clone(),
+            service.ports.join(", "),
+        ]);
+    }
+    let services = services.to_string();
+    let mut lines = vec![
+        ("name", view.name.clone()),
+        ("worktree", view.worktree.clone()),
+        ("container", view.container.clone()),
+        ("state", view.state.clone()),
+        ("image", view.image.clone().unwrap_or_else(|| "-".into())),
+        ("ports", view.ports.join(", ")),
+        (
+            "runtime",
+            view.runtime.clone().unwrap_or_else(|| "default".into()),
+        ),
+        ("created", view.created.clone()),
+    ];
+    lines.extend(services.lines().map(|line| ("service", line.to_owned())));
+    table::pairs(lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::instance::services::ServiceView;
+
+    fn service(name: &str, state: &str, ports: &[&str]) -> ServiceView {
+        ServiceView {
+            name: name.into(),
+            container: format!("skypilot-dev-feat-{name}"),
+            image: "img".into(),
+            state: state.into(),
+            host_port: None,
+            port: None,
+            ports: ports.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn text_lines_up_the_fields_and_the_services() {
+        let view = InstanceView {
+            name: "feat".into(),
+            worktree: "/w/feat".into(),
+            worktree_exists: true,
+            container: "skypilot-dev-feat".into(),
+            state: "running".into(),
+            port: 46580,
+            ports: vec!["127.0.0.1:46580 -> 8080".into()],
+            image: None,
+            runtime: None,
+            created: "2026-11-23T14:30:05Z".into(),
+            services: vec![
+                service("db", "running", &["127.0.0.1:46581 -> 5432"]),
+                service("cache", "missing", &[]),
+            ],
+        };
+        assert_eq!(
+            text(&view),
+            "name:      feat\n\
+             worktree:  /w/feat\n\
+             container: skypilot-dev-feat\n\
+             state:     running\n\
+             image:     -\n\
+             ports:     127.0.0.1:46580 -> 8080\n\
+             runtime:   default\n\
+             created:   2026-11-23T14:30:05Z\n\
+             service:   db     (skypilot-dev-feat-db)     running  127.0.0.1:46581 -> 5432\n\
+             service:   cache  (skypilot-dev-feat-cache)  missing"
+        );
+    }
 }

@@ -3,7 +3,6 @@
 //! copies) and put it back later. The worktree's code is git's to keep.
 
 use super::Instance;
-use crate::cli::JsonArgs;
 use crate::engine::image::Commit;
 use crate::engine::Engine;
 use crate::state::layout::Layout;
@@ -27,7 +26,8 @@ pub fn image_ref(instance_name: &str, snapshot: &str) -> String {
     format!("{}:{snapshot}", image_repo(instance_name))
 }
 
-pub async fn save(engine: &Engine, instance: &Instance, name: Option<String>) -> Result<i32> {
+/// Saves a snapshot; returns its name.
+pub async fn save(engine: &Engine, instance: &Instance, name: Option<String>) -> Result<String> {
     let name = name.unwrap_or_else(default_name);
     name::validate(&name).context("invalid snapshot name")?;
     let layout = &instance.layout;
@@ -62,8 +62,7 @@ pub async fn save(engine: &Engine, instance: &Instance, name: Option<String>) ->
         "saved snapshot `{name}`: image `{image}`, `{}`",
         saved.display()
     ));
-    output::data(&name);
-    Ok(0)
+    Ok(name)
 }
 
 async fn commit(engine: &Engine, instance: &Instance, name: &str) -> Result<()> {
@@ -103,14 +102,15 @@ fn copy_data(layout: &Layout, saved: &Path) -> Result<()> {
 
 #[derive(Debug, Serialize)]
 pub struct SnapshotView {
-    name: String,
-    image: String,
-    created: String,
-    size_bytes: i64,
-    active: bool,
+    pub name: String,
+    pub image: String,
+    pub created: String,
+    pub size_bytes: i64,
+    pub active: bool,
 }
 
-pub async fn list(engine: &Engine, instance: &Instance, args: JsonArgs) -> Result<i32> {
+/// The instance's snapshots, oldest first.
+pub async fn list(engine: &Engine, instance: &Instance) -> Result<Vec<SnapshotView>> {
     let label = format!("{LABEL_SNAPSHOT_OF}={}", instance.record.name);
     let images = engine.list_images(&label).await?;
     let repo = format!("{}:", image_repo(&instance.record.name));
@@ -132,22 +132,7 @@ pub async fn list(engine: &Engine, instance: &Instance, args: JsonArgs) -> Resul
         })
         .collect();
     views.sort_by(|a, b| a.created.cmp(&b.created).then(a.name.cmp(&b.name)));
-    if args.json {
-        output::json(&views);
-        return Ok(0);
-    }
-    let mut text = format!("{:<24} {:<22} {:>9}", "NAME", "CREATED", "SIZE");
-    for v in &views {
-        let mark = if v.active { "  (restored)" } else { "" };
-        text.push_str(&format!(
-            "\n{:<24} {:<22} {:>7} MB{mark}",
-            v.name,
-            v.created,
-            v.size_bytes / 1_000_000
-        ));
-    }
-    output::data(text);
-    Ok(0)
+    Ok(views)
 }
 
 /// The snapshot name in an image tag of `repo` (`devinst-snapshot/NAME:`),
@@ -158,7 +143,7 @@ fn snapshot_of_tag<'a>(tag: &'a str, repo: &str) -> Option<&'a str> {
     (registry.is_empty() || registry.ends_with('/')).then_some(name)
 }
 
-pub async fn restore(engine: &Engine, instance: &Instance, name: &str) -> Result<i32> {
+pub async fn restore(engine: &Engine, instance: &Instance, name: &str) -> Result<()> {
     // The name becomes a path under `.sky-dev/snapshots/`: nothing else.
     name::validate(name).context("invalid snapshot name")?;
     let layout = &instance.layout;
@@ -188,14 +173,14 @@ pub async fn restore(engine: &Engine, instance: &Instance, name: &str) -> Result
     output::note(format!("restored snapshot `{name}`"));
     let instance = Instance::find(&layout.root)?;
     crate::instance::lifecycle::ensure_running(engine, &instance, false).await?;
-    Ok(0)
+    Ok(())
 }
 
-pub async fn reset(engine: &Engine, instance: &Instance) -> Result<i32> {
+pub async fn reset(engine: &Engine, instance: &Instance) -> Result<()> {
     let layout = &instance.layout;
     let Some(active) = layout.active_snapshot() else {
         output::note("the instance already runs the recipe's image");
-        return Ok(0);
+        return Ok(());
     };
     {
         let _lock = layout.lock()?;
@@ -209,10 +194,10 @@ pub async fn reset(engine: &Engine, instance: &Instance) -> Result<i32> {
     ));
     let instance = Instance::find(&layout.root)?;
     crate::instance::lifecycle::ensure_running(engine, &instance, false).await?;
-    Ok(0)
+    Ok(())
 }
 
-pub async fn remove(engine: &Engine, instance: &Instance, name: &str) -> Result<i32> {
+pub async fn remove(engine: &Engine, instance: &Instance, name: &str) -> Result<()> {
     name::validate(name).context("invalid snapshot name")?;
     let layout = &instance.layout;
     if layout.active_snapshot().as_deref() == Some(name) {
@@ -233,7 +218,7 @@ pub async fn remove(engine: &Engine, instance: &Instance, name: &str) -> Result<
         return Err(anyhow!("no snapshot `{name}`")).hint("`devinst snapshot list` shows them");
     }
     output::note(format!("deleted snapshot `{name}`"));
-    Ok(0)
+    Ok(())
 }
 
 /// Swaps `live` for a copy of `saved`: the copy is made beside it first, so
