@@ -8,6 +8,9 @@ mod recipe;
 mod state;
 mod support;
 
+#[cfg(test)]
+mod layering;
+
 use clap::Parser;
 use support::error::{code, SilentExit};
 use support::output;
