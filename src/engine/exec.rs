@@ -119,23 +119,7 @@ impl Engine {
         output: Output,
     ) -> Result<i64> {
         let started_at = std::time::Instant::now();
-        let start = StartExecOptions {
-            detach: false,
-            tty: spec.tty,
-            output_capacity: Some(64 * 1024),
-        };
-        let started = self
-            .docker
-            .start_exec(id, Some(start))
-            .await
-            .map_err(|e| self.explain(e))?;
-        let StartExecResults::Attached {
-            output: mut stream,
-            mut input,
-        } = started
-        else {
-            anyhow::bail!("the engine did not attach to the command");
-        };
+        let (mut stream, input) = self.attach(id, spec).await?;
         // Raw mode only once the command runs, so an error before leaves the
         // terminal as it was; the guard restores it on every way out of here.
         let _raw = match spec.tty {
@@ -145,19 +129,9 @@ impl Engine {
         if spec.tty {
             resize(&self.docker, id, true).await;
         }
-        if spec.stdin {
-            tokio::spawn(async move {
-                let mut chunks = stdin_chunks();
-                while let Some(chunk) = chunks.recv().await {
-                    if input.write_all(&chunk).await.is_err() {
-                        return;
-                    }
-                }
-                // End of stdin reaches the command as end of its input.
-                let _ = input.shutdown().await;
-            });
-        } else {
-            drop(input);
+        match spec.stdin {
+            true => forward_stdin(input),
+            false => drop(input),
         }
         let mut signals = Signals::listen(spec)?;
         let mut sink = Sink {
@@ -180,11 +154,7 @@ impl Engine {
                             return Ok(128 + kind.as_raw_value() as i64);
                         }
                         signalled = true;
-                        let docker = self.docker.clone();
-                        let (container, marker) = (container.to_owned(), marker.clone());
-                        tokio::spawn(async move {
-                            signal_marked(&docker, &container, &marker, signal_name(kind)).await
-                        });
+                        self.pass_signal(container, marker, kind);
                     }
                 }
             }
@@ -198,6 +168,35 @@ impl Engine {
         let code = self.exit_code(id).await?;
         tracing::debug!("exec exit code read after {:?}", started_at.elapsed());
         Ok(sink.shell_code(code))
+    }
+
+    /// Starts the exec attached: its output stream and its stdin.
+    async fn attach(&self, id: &str, spec: &ExecSpec) -> Result<(OutputStream, ExecInput)> {
+        let start = StartExecOptions {
+            detach: false,
+            tty: spec.tty,
+            output_capacity: Some(64 * 1024),
+        };
+        let started = self
+            .docker
+            .start_exec(id, Some(start))
+            .await
+            .map_err(|e| self.explain(e))?;
+        match started {
+            StartExecResults::Attached { output, input } => Ok((output, input)),
+            StartExecResults::Detached => {
+                anyhow::bail!("the engine did not attach to the command")
+            }
+        }
+    }
+
+    /// Sends `kind` to every process the exec marked, without waiting.
+    fn pass_signal(&self, container: &str, marker: &str, kind: SignalKind) {
+        let docker = self.docker.clone();
+        let (container, marker) = (container.to_owned(), marker.to_owned());
+        tokio::spawn(async move {
+            signal_marked(&docker, &container, &marker, signal_name(kind)).await
+        });
     }
 
     /// The exit code, once the engine has recorded it: right after the stream
@@ -233,6 +232,24 @@ impl Engine {
             .with_context(|| format!("cannot run a command in `{container}`"))?;
         self.run_exec(container, &id, spec, output).await
     }
+}
+
+type OutputStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<LogOutput, ApiError>> + Send>>;
+type ExecInput = std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>;
+
+/// Copies our stdin into the exec; its end reaches the command as the end of
+/// its input.
+fn forward_stdin(mut input: ExecInput) {
+    tokio::spawn(async move {
+        let mut chunks = stdin_chunks();
+        while let Some(chunk) = chunks.recv().await {
+            if input.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+        let _ = input.shutdown().await;
+    });
 }
 
 /// Sets the exec's TTY to the terminal's size. Right after start the engine
