@@ -4,4 +4,5 @@
 pub mod layout;
 pub mod ports;
 pub mod registry;
+pub mod scripts;
 pub mod worktree;
