@@ -167,25 +167,27 @@ mod tests {
     use super::*;
     use crate::recipe::config::Config;
     use std::path::{Path, PathBuf};
+    use std::process::Command;
 
     /// Values no script may take for code: spaces, quotes, `$(...)`,
     /// backquotes, newlines, an empty word.
     const HOSTILE_ROOT: &str = "/w/a b/it's $(touch pwned)\n`id`";
-    const HOSTILE_DEVINST: &str = "/opt/de'v $(id)/devinst";
+    const HOSTILE_ARGV: &[&str] = &["sh", "-c", "echo \"$1\" '$(x)' `y`\nz", "", "it's"];
 
-    fn fixture(services: &[(&str, u16)], shims: &[(&str, &[&str])]) -> (Layout, Settings, Record) {
+    fn fixture() -> (Layout, Settings, Record) {
         let mut settings = Settings::resolve(Config::default()).unwrap();
-        if !shims.is_empty() {
-            settings.shims = shims
-                .iter()
-                .map(|(name, argv)| {
-                    (
-                        name.to_string(),
-                        argv.iter().map(|a| a.to_string()).collect(),
-                    )
-                })
-                .collect();
-        }
+        settings.shims = [
+            ("sky", &["/app/.sky-dev/venv/bin/sky"][..]),
+            ("hostile", HOSTILE_ARGV),
+        ]
+        .iter()
+        .map(|(name, argv)| {
+            (
+                name.to_string(),
+                argv.iter().map(|a| a.to_string()).collect(),
+            )
+        })
+        .collect();
         let record = Record {
             name: "feat-x".into(),
             worktree: PathBuf::from(HOSTILE_ROOT),
@@ -194,176 +196,109 @@ mod tests {
             created: "2026-11-23T11:00:00Z".into(),
             version: "0.1.0".into(),
             tier: None,
-            service_ports: services.iter().map(|(n, p)| (n.to_string(), *p)).collect(),
+            service_ports: [("db".into(), 46508), ("object-store".into(), 46509)].into(),
         };
         (Layout::new(Path::new(HOSTILE_ROOT)), settings, record)
     }
 
-    fn fixtures() -> Vec<(Layout, Settings, Record)> {
-        vec![
-            fixture(&[], &[]),
-            fixture(
-                &[("db", 46508), ("object-store", 46509)],
-                &[
-                    ("sky", &["/app/.sky-dev/venv/bin/sky"]),
-                    (
-                        "hostile",
-                        &["sh", "-c", "echo \"$1\" '$(x)' `y`\nz", "", "it's"],
-                    ),
-                ],
-            ),
-        ]
+    fn script<'a>(scripts: &'a [Script], file: &str) -> &'a Script {
+        scripts.iter().find(|s| s.file == file).unwrap()
     }
 
-    /// The hand-written renderer as it was, collecting instead of writing:
-    /// askama must render the very same bytes.
-    mod old {
-        use super::super::*;
-        use crate::support::shell::quote;
-        use std::collections::BTreeMap;
-
-        pub const ACTIVATE: &str = include_str!("../../templates/activate");
-        pub const SHIM: &str = include_str!("../../templates/shim");
-        pub const START_CONTAINER: &str = include_str!("../../templates/start-container");
-        pub const STOP_CONTAINER: &str = include_str!("../../templates/stop-container");
-
-        /// Values for the templates, quoted once on the way in.
-        #[derive(Debug, Default)]
-        pub struct Vars(BTreeMap<&'static str, String>);
-
-        impl Vars {
-            /// Adds `value`, quoted as one shell word.
-            pub fn word(mut self, key: &'static str, value: &str) -> Vars {
-                self.0.insert(key, quote(value));
-                self
-            }
-
-            /// Adds `values`, each quoted, separated by spaces.
-            pub fn words(mut self, key: &'static str, values: &[String]) -> Vars {
-                let quoted: Vec<String> = values.iter().map(|v| quote(v)).collect();
-                self.0.insert(key, quoted.join(" "));
-                self
-            }
-        }
-
-        impl Vars {
-            /// Adds `NAME='value'` lines with an `export NAME` each. Names are
-            /// devinst's own (checked to be identifiers), values are quoted.
-            pub fn exports(mut self, key: &'static str, pairs: &[(String, String)]) -> Vars {
-                let lines: Vec<String> = pairs
-                    .iter()
-                    .map(|(name, value)| {
-                        assert!(is_identifier(name), "not a variable name: {name}");
-                        format!("{name}={}\nexport {name}\n", quote(value))
-                    })
-                    .collect();
-                self.0.insert(key, lines.concat());
-                self
-            }
-
-            /// Adds the names of `pairs`, space-separated, for `unset`.
-            pub fn names(mut self, key: &'static str, pairs: &[(String, String)]) -> Vars {
-                let names: Vec<&str> = pairs
-                    .iter()
-                    .map(|(name, _)| {
-                        assert!(is_identifier(name), "not a variable name: {name}");
-                        name.as_str()
-                    })
-                    .collect();
-                self.0.insert(key, names.join(" "));
-                self
-            }
-        }
-
-        fn is_identifier(name: &str) -> bool {
-            name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        }
-
-        /// Replaces each `{{key}}` in `template`. A placeholder with no value is a
-        /// bug in devinst, caught by the tests that render every template.
-        pub fn render(template: &str, vars: &Vars) -> String {
-            let mut out = String::with_capacity(template.len() + 256);
-            let mut rest = template;
-            while let Some(start) = rest.find("{{") {
-                out.push_str(&rest[..start]);
-                let after = &rest[start + 2..];
-                let end = after
-                    .find("}}")
-                    .expect("unclosed placeholder in a template");
-                let key = after[..end].trim();
-                let value = vars
-                    .0
-                    .get(key)
-                    .unwrap_or_else(|| panic!("no value for `{{{{{key}}}}}`"));
-                out.push_str(value);
-                rest = &after[end + 2..];
-            }
-            out.push_str(rest);
-            out
-        }
-
-        pub fn render_scripts(
-            devinst: &str,
-            layout: &Layout,
-            settings: &Settings,
-            record: &Record,
-        ) -> Vec<Script> {
-            let root = path_text(&layout.root);
-            let bin = layout.bin_dir();
-            let base = || Vars::default().word("devinst", devinst).word("root", &root);
-            let mut out = Vec::new();
-            let mut write = |file: &str, text: String, mode: u32| {
-                out.push(Script {
-                    file: file.to_owned(),
-                    text,
-                    mode,
-                })
-            };
-            write("start-container", render(START_CONTAINER, &base()), 0o755);
-            write("stop-container", render(STOP_CONTAINER, &base()), 0o755);
-            for (shim, argv) in &settings.shims {
-                write(shim, render(SHIM, &base().words("argv", argv)), 0o755);
-            }
-            let activate = Vars::default()
-                .word("bin_dir", &path_text(&bin))
-                .word("name", &record.name)
-                .word("port", &record.port.to_string())
-                .word("root", &root)
-                .word("container", &record.container)
-                .word("prompt", &format!("({}) ", record.name))
-                .exports("service_exports", &service_vars(record))
-                .names("service_unsets", &service_vars(record));
-            write("activate", render(ACTIVATE, &activate), 0o644);
-            out
-        }
-
-        fn service_vars(record: &Record) -> Vec<(String, String)> {
-            record
-                .service_ports
-                .iter()
-                .map(|(service, port)| {
-                    (
-                        format!(
-                            "{}_PORT",
-                            crate::recipe::settings::service_env_stem(service)
-                        ),
-                        port.to_string(),
-                    )
-                })
-                .collect()
-        }
+    /// Runs `shell` on `script` with `args`; its output split at NULs.
+    fn run(shell: &str, dir: &Path, script: &Script, args: &[&str]) -> Vec<String> {
+        let path = dir.join(&script.file);
+        std::fs::write(&path, &script.text).unwrap();
+        let out = Command::new(shell)
+            .arg(&path)
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        text.split_terminator('\0').map(str::to_owned).collect()
     }
 
     #[test]
-    fn askama_renders_the_same_bytes_as_the_old_renderer() {
-        for (layout, settings, record) in fixtures() {
-            let new = render(HOSTILE_DEVINST, &layout, &settings, &record).unwrap();
-            let old = old::render_scripts(HOSTILE_DEVINST, &layout, &settings, &record);
-            assert_eq!(new.len(), old.len());
-            for (new, old) in new.iter().zip(&old) {
-                assert_eq!(new, old, "{}", old.file);
-            }
-        }
+    fn every_script_in_order_with_its_mode() {
+        let (layout, settings, record) = fixture();
+        let scripts = render("devinst", &layout, &settings, &record).unwrap();
+        let files: Vec<(&str, u32)> = scripts.iter().map(|s| (s.file.as_str(), s.mode)).collect();
+        assert_eq!(
+            files,
+            [
+                ("start-container", RUN),
+                ("stop-container", RUN),
+                ("hostile", RUN),
+                ("sky", RUN),
+                ("activate", SOURCED)
+            ]
+        );
+    }
+
+    #[test]
+    fn shims_and_start_hand_hostile_values_to_devinst_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        // A stand-in devinst, itself at a hostile path, that prints its arguments.
+        let bin = dir.path().join("de'v $(id) `x`");
+        std::fs::create_dir(&bin).unwrap();
+        let devinst = bin.join("devinst");
+        std::fs::write(&devinst, "#!/bin/sh\nprintf '%s\\0' \"$@\"\n").unwrap();
+        std::fs::set_permissions(
+            &devinst,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let (layout, settings, record) = fixture();
+        let scripts = render(&path_text(&devinst), &layout, &settings, &record).unwrap();
+
+        let args = run("sh", dir.path(), script(&scripts, "hostile"), &["", "a b"]);
+        let mut expected = vec!["exec", "--worktree", HOSTILE_ROOT, "--"];
+        expected.extend(HOSTILE_ARGV);
+        expected.extend(["", "a b"]);
+        assert_eq!(args, expected);
+
+        let args = run(
+            "sh",
+            dir.path(),
+            script(&scripts, "start-container"),
+            &["$x"],
+        );
+        assert_eq!(args, ["start", "-C", HOSTILE_ROOT, "$x"]);
+        let args = run("sh", dir.path(), script(&scripts, "stop-container"), &[]);
+        assert_eq!(args, ["stop", "-C", HOSTILE_ROOT]);
+    }
+
+    /// Sources `activate`, prints what it set, deactivates, prints again.
+    const ACTIVATE_PROBE: &str = r#". ./activate
+printf '%s\0' "$DEVINST_WORKTREE" "$DEVINST_INSTANCE" "$DEVINST_PORT" \
+    "$DEVINST_SERVICE_OBJECT_STORE_PORT" "${PATH%%:*}" "$PS1"
+deactivate
+printf '%s\0' "${DEVINST_WORKTREE-unset}" "$PATH"
+"#;
+
+    #[test]
+    fn activate_sets_hostile_values_and_deactivate_clears_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (layout, settings, record) = fixture();
+        let scripts = render("devinst", &layout, &settings, &record).unwrap();
+        let activate = script(&scripts, "activate");
+        std::fs::write(dir.path().join(&activate.file), &activate.text).unwrap();
+        let probe = Script {
+            file: "probe".into(),
+            text: ACTIVATE_PROBE.into(),
+            mode: RUN,
+        };
+        let seen = run("bash", dir.path(), &probe, &[]);
+        let bin = format!("{HOSTILE_ROOT}/.sky-dev/bin");
+        let set = [HOSTILE_ROOT, "feat-x", "46507", "46509", &bin, "(feat-x) "];
+        assert_eq!(seen[..6], set);
+        assert_eq!(seen[6], "unset");
+        assert!(!seen[7].contains(".sky-dev"), "{}", seen[7]);
     }
 }
