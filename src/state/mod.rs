@@ -5,4 +5,5 @@ pub mod allocate;
 pub mod layout;
 pub mod ports;
 pub mod registry;
+pub mod scripts;
 pub mod worktree;

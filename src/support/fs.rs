@@ -1,35 +1,29 @@
-//! File writes that never leave a half-written file behind.
+//! File writes that never leave a half-written file behind, and file locks.
 
 use anyhow::{Context, Result};
+use atomic_write_file::unix::OpenOptionsExt as _;
+use atomic_write_file::AtomicWriteFile;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-/// Writes `contents` to `path` through a temporary file in the same directory,
-/// synced and then renamed over the target, so a reader (or a crash) sees the
-/// old file or the new one, never a mix.
+/// Writes `contents` to `path` with permissions `mode` (exactly, not masked),
+/// so that a reader, a crash or a kill sees the old file or the new one,
+/// never a mix. atomic-write-file writes a temporary file in the same
+/// directory (on Linux an unnamed one, so a killed writer leaves nothing
+/// behind), syncs it, renames it over `path` and syncs the directory.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
-    let dir = path.parent().context("path has no parent directory")?;
-    let name = path.file_name().context("path has no file name")?;
-    sweep_abandoned(dir, &name.to_string_lossy());
-    let tmp = dir.join(format!(
-        ".{}.tmp.{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
     let write = || -> std::io::Result<()> {
-        let mut file = fs::File::create(&tmp)?;
+        let mut file = AtomicWriteFile::options()
+            .preserve_mode(false)
+            .preserve_owner(false)
+            .open(path)?;
         file.write_all(contents)?;
         file.set_permissions(fs::Permissions::from_mode(mode))?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
+        file.commit()
     };
-    write()
-        .inspect_err(|_| {
-            let _ = fs::remove_file(&tmp);
-        })
-        .with_context(|| format!("cannot write `{}`", path.display()))
+    write().with_context(|| format!("cannot write `{}`", path.display()))
 }
 
 /// Opens (creating) `path` and takes an exclusive lock on it, waiting for
@@ -44,29 +38,6 @@ pub fn lock_file(path: &Path) -> Result<fs::File> {
     file.lock()
         .with_context(|| format!("cannot lock `{}`", path.display()))?;
     Ok(file)
-}
-
-/// Removes the temporary files of earlier writers of `name` that were killed
-/// before their rename: their process is gone, so nothing else ever will.
-/// Liveness comes from `/proc`; without it nothing is removed.
-fn sweep_abandoned(dir: &Path, name: &str) {
-    let proc = Path::new("/proc");
-    if !proc.join("self").exists() {
-        return;
-    }
-    let prefix = format!(".{name}.tmp.");
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let file = entry.file_name();
-        let Some(pid) = file.to_str().and_then(|f| f.strip_prefix(&prefix)) else {
-            continue;
-        };
-        if pid.parse::<u32>().is_ok() && !proc.join(pid).exists() {
-            let _ = fs::remove_file(entry.path());
-        }
-    }
 }
 
 /// Copies the directory `from` to `to` (which must not exist): files with
@@ -102,20 +73,65 @@ pub fn create_dir_all(path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn mode_of(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
 
     #[test]
-    fn a_killed_writers_temporary_file_is_swept_a_live_ones_kept() {
+    fn a_write_leaves_only_the_target_with_the_asked_mode() {
         let dir = tempfile::tempdir().unwrap();
-        let dead = dir.path().join(".f.tmp.4294967295");
-        let live = dir.path().join(".f.tmp.1");
-        let other = dir.path().join(".g.tmp.4294967295");
-        for path in [&dead, &live, &other] {
-            fs::write(path, "half").unwrap();
-        }
-        write_atomic(&dir.path().join("f"), b"whole", 0o644).unwrap();
-        assert_eq!(fs::read_to_string(dir.path().join("f")).unwrap(), "whole");
-        assert!(!dead.exists(), "its writer is gone");
-        assert!(live.exists(), "pid 1 is alive");
-        assert!(other.exists(), "another file's");
+        let target = dir.path().join("f");
+        write_atomic(&target, b"first", 0o755).unwrap();
+        assert_eq!(mode_of(&target), 0o755);
+        // Replacing takes the new mode, not the old file's.
+        write_atomic(&target, b"whole", 0o600).unwrap();
+        assert_eq!(fs::read_to_string(&target).unwrap(), "whole");
+        assert_eq!(mode_of(&target), 0o600);
+        assert_eq!(names(dir.path()), ["f"]);
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_directory_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("no-such-dir").join("f");
+        assert!(write_atomic(&missing, b"x", 0o644).is_err());
+        assert!(names(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn a_held_lock_keeps_others_out_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        let held = lock_file(&path).unwrap();
+        let other = fs::File::open(&path).unwrap();
+        assert!(matches!(
+            other.try_lock(),
+            Err(fs::TryLockError::WouldBlock)
+        ));
+
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let second = lock_file(&path).unwrap();
+            tx.send(()).unwrap();
+            drop(second);
+        });
+        let waited = rx.recv_timeout(Duration::from_millis(200));
+        assert!(waited.is_err(), "a second lock_file must wait");
+        drop(held);
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("the second lock_file goes on once the first is dropped");
+        waiter.join().unwrap();
+        other.try_lock().unwrap();
     }
 }

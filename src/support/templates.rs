@@ -1,59 +1,41 @@
-//! The scripts `setup` writes, rendered from `templates/`. Every value is
-//! shell-quoted here, in one place; templates never see a raw value.
+//! What the askama templates of devinst's scripts (`templates/*.sh`) need:
+//! the escaper that shell-quotes every value, in one place, and checked
+//! variable names, the one thing written unquoted.
 
 use crate::support::shell::quote;
-use std::collections::BTreeMap;
+use anyhow::{bail, Result};
+use std::fmt;
 
-pub const ACTIVATE: &str = include_str!("../../templates/activate");
-pub const SHIM: &str = include_str!("../../templates/shim");
-pub const START_CONTAINER: &str = include_str!("../../templates/start-container");
-pub const STOP_CONTAINER: &str = include_str!("../../templates/stop-container");
+/// askama's escaper for `templates/*.sh` (see `askama.toml`): every
+/// `{{ value }}` in a script becomes one shell word through [`quote`].
+///
+/// askama hands a value over in the pieces its `Display` writes; each piece
+/// is quoted on its own, and quoted pieces side by side are still one word.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Shell;
 
-/// Values for the templates, quoted once on the way in.
-#[derive(Debug, Default)]
-pub struct Vars(BTreeMap<&'static str, String>);
-
-impl Vars {
-    /// Adds `value`, quoted as one shell word.
-    pub fn word(mut self, key: &'static str, value: &str) -> Vars {
-        self.0.insert(key, quote(value));
-        self
-    }
-
-    /// Adds `values`, each quoted, separated by spaces.
-    pub fn words(mut self, key: &'static str, values: &[String]) -> Vars {
-        let quoted: Vec<String> = values.iter().map(|v| quote(v)).collect();
-        self.0.insert(key, quoted.join(" "));
-        self
+impl askama::filters::Escaper for Shell {
+    fn write_escaped_str<W: fmt::Write>(&self, mut dest: W, string: &str) -> fmt::Result {
+        dest.write_str(&quote(string))
     }
 }
 
-impl Vars {
-    /// Adds `NAME='value'` lines with an `export NAME` each. Names are
-    /// devinst's own (checked to be identifiers), values are quoted.
-    pub fn exports(mut self, key: &'static str, pairs: &[(String, String)]) -> Vars {
-        let lines: Vec<String> = pairs
-            .iter()
-            .map(|(name, value)| {
-                assert!(is_identifier(name), "not a variable name: {name}");
-                format!("{name}={}\nexport {name}\n", quote(value))
-            })
-            .collect();
-        self.0.insert(key, lines.concat());
-        self
+/// A shell variable name, checked when made: the one thing a script
+/// template writes unquoted, as `{{ var.unquoted() }}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VarName(String);
+
+impl VarName {
+    pub fn new(name: String) -> Result<VarName> {
+        if !is_identifier(&name) {
+            bail!("`{name}` is not a shell variable name");
+        }
+        Ok(VarName(name))
     }
 
-    /// Adds the names of `pairs`, space-separated, for `unset`.
-    pub fn names(mut self, key: &'static str, pairs: &[(String, String)]) -> Vars {
-        let names: Vec<&str> = pairs
-            .iter()
-            .map(|(name, _)| {
-                assert!(is_identifier(name), "not a variable name: {name}");
-                name.as_str()
-            })
-            .collect();
-        self.0.insert(key, names.join(" "));
-        self
+    /// The name as it is, past the quoting escaper.
+    pub fn unquoted(&self) -> askama::filters::Safe<&str> {
+        askama::filters::Safe(&self.0)
     }
 }
 
@@ -62,52 +44,44 @@ fn is_identifier(name: &str) -> bool {
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// Replaces each `{{key}}` in `template`. A placeholder with no value is a
-/// bug in devinst, caught by the tests that render every template.
-pub fn render(template: &str, vars: &Vars) -> String {
-    let mut out = String::with_capacity(template.len() + 256);
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let end = after
-            .find("}}")
-            .expect("unclosed placeholder in a template");
-        let key = after[..end].trim();
-        let value = vars
-            .0
-            .get(key)
-            .unwrap_or_else(|| panic!("no value for `{{{{{key}}}}}`"));
-        out.push_str(value);
-        rest = &after[end + 2..];
-    }
-    out.push_str(rest);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use askama::Template;
 
-    #[test]
-    fn values_are_quoted_words() {
-        let vars = Vars::default()
-            .word("a", "x'y")
-            .words("b", &["1 2".into(), "$3".into()]);
-        assert_eq!(render("{{a}} {{ b }}", &vars), r#"'x'\''y' '1 2' '$3'"#);
+    #[derive(Template)]
+    #[template(
+        source = "{{ a }} {% for w in words %}{{ w }},{% endfor %} {{ n }} {{ v.unquoted() }}",
+        ext = "sh"
+    )]
+    struct Probe<'a> {
+        a: &'a str,
+        words: &'a [&'a str],
+        n: u32,
+        v: VarName,
     }
 
     #[test]
-    fn exports_quote_values() {
-        let pairs = vec![("A_PORT".to_owned(), "1 $(x)".to_owned())];
-        let vars = Vars::default().exports("e", &pairs).names("n", &pairs);
-        assert_eq!(render("{{e}}", &vars), "A_PORT='1 $(x)'\nexport A_PORT\n");
-        assert_eq!(render("unset {{n}}", &vars), "unset A_PORT");
+    fn every_value_is_one_quoted_word_and_names_are_bare() {
+        let probe = Probe {
+            a: "x'y $(z)",
+            words: &["", "1 2", "a\nb"],
+            n: 46501,
+            v: VarName::new("DEVINST_SERVICE_DB_PORT".into()).unwrap(),
+        };
+        assert_eq!(
+            probe.render().unwrap(),
+            "'x'\\''y $(z)' '','1 2','a\nb', '46501' DEVINST_SERVICE_DB_PORT"
+        );
     }
 
     #[test]
-    #[should_panic(expected = "no value")]
-    fn missing_values_are_caught() {
-        render("{{nope}}", &Vars::default());
+    fn variable_names_are_checked() {
+        for bad in ["", "1A", "A-B", "A B", "A;rm", "Ä"] {
+            assert!(VarName::new(bad.into()).is_err(), "{bad:?}");
+        }
+        for good in ["A", "_a1", "DEVINST_SERVICE_OBJECT_STORE_PORT"] {
+            VarName::new(good.into()).unwrap();
+        }
     }
 }

@@ -1,37 +1,28 @@
-//! Timestamps as devinst writes them: RFC 3339, UTC.
+//! Timestamps as devinst writes them: RFC 3339, UTC, whole seconds
+//! (`2025-11-23T14:30:05Z`).
 
-/// The current time as RFC 3339 UTC, without a date crate.
+use jiff::Timestamp;
+
+/// The current time as RFC 3339 UTC. A clock jiff cannot represent reads as
+/// the epoch rather than panicking.
 pub fn now_utc() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    utc_from_secs(secs)
+    let now = Timestamp::try_from(std::time::SystemTime::now()).unwrap_or(Timestamp::UNIX_EPOCH);
+    format(now)
 }
 
-/// Seconds since the epoch as RFC 3339 UTC.
+/// Seconds since the epoch as RFC 3339 UTC; past year 9999 reads as the
+/// last moment jiff knows.
 pub fn utc_from_secs(secs: u64) -> String {
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let ts = i64::try_from(secs)
+        .ok()
+        .and_then(|s| Timestamp::from_second(s).ok())
+        .unwrap_or(Timestamp::MAX);
+    format(ts)
 }
 
-/// Howard Hinnant's days-to-civil algorithm.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (era * 400 + yoe + i64::from(m <= 2), m, d)
+/// Precision 0: the fraction of a second is cut, never rounded.
+fn format(ts: Timestamp) -> String {
+    format!("{ts:.0}")
 }
 
 #[cfg(test)]
@@ -39,8 +30,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_415), (2025, 11, 23));
+    fn seconds_format_as_rfc3339_utc() {
+        assert_eq!(utc_from_secs(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc_from_secs(1_763_908_205), "2025-11-23T14:30:05Z");
+        // 2024-02-29, a leap day, one second before midnight.
+        assert_eq!(utc_from_secs(1_709_251_199), "2024-02-29T23:59:59Z");
+        // Past what jiff holds: its last moment, not a panic.
+        assert_eq!(utc_from_secs(u64::MAX), "9999-12-30T22:00:00Z");
+    }
+
+    #[test]
+    fn now_has_whole_seconds() {
+        let now = now_utc();
+        assert_eq!(now.len(), "2025-11-23T14:30:05Z".len(), "{now}");
+        assert!(now.ends_with('Z') && !now.contains('.'), "{now}");
     }
 }

@@ -4,6 +4,7 @@
 # shellcheck disable=SC2016
 # Written by `devinst setup`: runs this command inside the worktree's
 # instance, with the arguments passed exactly as given.
-devinst={{devinst}}
+devinst={{ devinst }}
 [ -x "$devinst" ] || devinst=devinst
-exec "$devinst" exec --worktree {{root}} -- {{argv}} "$@"
+exec "$devinst" exec --worktree {{ root }} -- {% for arg in argv %}{% if !loop.first %} {% endif %}{{ arg }}{% endfor %} "$@"
+{# askama drops a template's last newline; this line keeps the script's #}

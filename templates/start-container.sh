@@ -4,6 +4,7 @@
 # shellcheck disable=SC2016
 # Written by `devinst setup`: creates the instance's container if needed,
 # starts it and runs the setup steps.
-devinst={{devinst}}
+devinst={{ devinst }}
 [ -x "$devinst" ] || devinst=devinst
-exec "$devinst" start -C {{root}} "$@"
+exec "$devinst" start -C {{ root }} "$@"
+{# askama drops a template's last newline; this line keeps the script's #}

@@ -21,7 +21,7 @@ _devinst_deactivate() {
         PS1="$_DEVINST_OLD_PS1"
         unset _DEVINST_OLD_PS1
     fi
-    unset DEVINST_INSTANCE DEVINST_PORT DEVINST_WORKTREE DEVINST_CONTAINER {{service_unsets}}
+    unset DEVINST_INSTANCE DEVINST_PORT DEVINST_WORKTREE DEVINST_CONTAINER {% for var in services %}{% if !loop.first %} {% endif %}{{ var.name.unquoted() }}{% endfor %}
     unset SKYPILOT_DEV_INSTANCE SKYPILOT_DEV_PORT
     unset -f deactivate _devinst_deactivate
     hash -r 2>/dev/null || true
@@ -32,22 +32,26 @@ deactivate() {
 }
 
 _DEVINST_OLD_PATH="$PATH"
-PATH={{bin_dir}}":$PATH"
+PATH={{ bin_dir }}":$PATH"
 export PATH
 
-DEVINST_INSTANCE={{name}}
-DEVINST_PORT={{port}}
-DEVINST_WORKTREE={{root}}
-DEVINST_CONTAINER={{container}}
-SKYPILOT_DEV_INSTANCE={{name}}
-SKYPILOT_DEV_PORT={{port}}
+DEVINST_INSTANCE={{ name }}
+DEVINST_PORT={{ port }}
+DEVINST_WORKTREE={{ root }}
+DEVINST_CONTAINER={{ container }}
+SKYPILOT_DEV_INSTANCE={{ name }}
+SKYPILOT_DEV_PORT={{ port }}
 export DEVINST_INSTANCE DEVINST_PORT DEVINST_WORKTREE DEVINST_CONTAINER
 export SKYPILOT_DEV_INSTANCE SKYPILOT_DEV_PORT
 # Services' host ports: DEVINST_SERVICE_<NAME>_PORT.
-{{service_exports}}
+{% for var in services -%}
+{{ var.name.unquoted() }}={{ var.value }}
+export {{ var.name.unquoted() }}
+{% endfor %}
 if [ -z "${DEVINST_NO_PROMPT:-}" ]; then
     _DEVINST_OLD_PS1="${PS1-}"
-    PS1={{prompt}}"${PS1-}"
+    PS1={{ prompt }}"${PS1-}"
 fi
 
 hash -r 2>/dev/null || true
+{# askama drops a template's last newline; this line keeps the script's #}

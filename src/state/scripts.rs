@@ -1,0 +1,304 @@
+//! The scripts in `.sky-dev/bin/`: `activate`, `start-container`,
+//! `stop-container` and one shim per `[shims]` entry, written by `setup`
+//! from the askama templates in `templates/`. Values reach the templates
+//! raw; the `.sh` escaper quotes each one (`support::templates::Shell`).
+
+use crate::recipe::settings::{service_env_stem, Settings};
+use crate::state::layout::{path_text, Layout, Record};
+use crate::support::fs as fsutil;
+use crate::support::templates::VarName;
+use anyhow::{Context, Result};
+use askama::Template;
+
+#[derive(Template)]
+#[template(path = "start-container.sh")]
+struct StartContainer<'a> {
+    devinst: &'a str,
+    root: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "stop-container.sh")]
+struct StopContainer<'a> {
+    devinst: &'a str,
+    root: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "shim.sh")]
+struct Shim<'a> {
+    devinst: &'a str,
+    root: &'a str,
+    argv: &'a [String],
+}
+
+#[derive(Template)]
+#[template(path = "activate.sh")]
+struct Activate<'a> {
+    bin_dir: String,
+    name: &'a str,
+    port: String,
+    root: &'a str,
+    container: &'a str,
+    prompt: String,
+    services: Vec<ServiceVar>,
+}
+
+/// `DEVINST_SERVICE_<NAME>_PORT` and its host port.
+struct ServiceVar {
+    name: VarName,
+    value: String,
+}
+
+/// One file of `.sky-dev/bin/`.
+#[derive(Debug, PartialEq)]
+struct Script {
+    file: String,
+    text: String,
+    mode: u32,
+}
+
+/// Modes: scripts to run, and `activate`, which is sourced.
+const RUN: u32 = 0o755;
+const SOURCED: u32 = 0o644;
+
+impl Script {
+    fn new(file: &str, template: &impl Template, mode: u32) -> Result<Script> {
+        let text = template
+            .render()
+            .with_context(|| format!("cannot render `{file}`"))?;
+        Ok(Script {
+            file: file.to_owned(),
+            text,
+            mode,
+        })
+    }
+}
+
+/// Writes every script, then removes shims the recipe no longer has.
+pub fn write_scripts(layout: &Layout, settings: &Settings, record: &Record) -> Result<()> {
+    let devinst = std::env::current_exe()
+        .and_then(|p| p.canonicalize())
+        .map(|p| path_text(&p))
+        .unwrap_or_else(|_| "devinst".to_owned());
+    let bin = layout.bin_dir();
+    for script in render(&devinst, layout, settings, record)? {
+        let path = bin.join(&script.file);
+        fsutil::write_atomic(&path, script.text.as_bytes(), script.mode)?;
+    }
+    remove_stale_shims(layout, settings)
+}
+
+/// The scripts' names, texts and modes, in the order they are written.
+fn render(
+    devinst: &str,
+    layout: &Layout,
+    settings: &Settings,
+    record: &Record,
+) -> Result<Vec<Script>> {
+    let root = &path_text(&layout.root);
+    let mut scripts = vec![
+        Script::new("start-container", &StartContainer { devinst, root }, RUN)?,
+        Script::new("stop-container", &StopContainer { devinst, root }, RUN)?,
+    ];
+    for (file, argv) in &settings.shims {
+        let shim = Shim {
+            devinst,
+            root,
+            argv,
+        };
+        scripts.push(Script::new(file, &shim, RUN)?);
+    }
+    let activate = Activate {
+        bin_dir: path_text(&layout.bin_dir()),
+        name: &record.name,
+        port: record.port.to_string(),
+        root,
+        container: &record.container,
+        prompt: format!("({}) ", record.name),
+        services: service_vars(record)?,
+    };
+    scripts.push(Script::new("activate", &activate, SOURCED)?);
+    Ok(scripts)
+}
+
+/// `DEVINST_SERVICE_<NAME>_PORT` and its host port, for each service that
+/// publishes one.
+fn service_vars(record: &Record) -> Result<Vec<ServiceVar>> {
+    record
+        .service_ports
+        .iter()
+        .map(|(service, port)| {
+            Ok(ServiceVar {
+                name: VarName::new(format!("{}_PORT", service_env_stem(service)))?,
+                value: port.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Shims dropped from the recipe disappear on the next setup.
+fn remove_stale_shims(layout: &Layout, settings: &Settings) -> Result<()> {
+    let bin = layout.bin_dir();
+    for entry in
+        std::fs::read_dir(&bin).with_context(|| format!("cannot list `{}`", bin.display()))?
+    {
+        let entry = entry?;
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let ours = matches!(
+            file.as_str(),
+            "activate" | "start-container" | "stop-container"
+        ) || settings.shims.contains_key(&file)
+            || file.starts_with('.');
+        if !ours {
+            let path = entry.path();
+            let is_shim = std::fs::read_to_string(&path).is_ok_and(|t| t.contains("devinst setup"));
+            if is_shim {
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("cannot remove `{}`", path.display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recipe::config::Config;
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+
+    /// Values no script may take for code: spaces, quotes, `$(...)`,
+    /// backquotes, newlines, an empty word.
+    const HOSTILE_ROOT: &str = "/w/a b/it's $(touch pwned)\n`id`";
+    const HOSTILE_ARGV: &[&str] = &["sh", "-c", "echo \"$1\" '$(x)' `y`\nz", "", "it's"];
+
+    fn fixture() -> (Layout, Settings, Record) {
+        let mut settings = Settings::resolve(Config::default()).unwrap();
+        settings.shims = [
+            ("sky", &["/app/.sky-dev/venv/bin/sky"][..]),
+            ("hostile", HOSTILE_ARGV),
+        ]
+        .iter()
+        .map(|(name, argv)| {
+            (
+                name.to_string(),
+                argv.iter().map(|a| a.to_string()).collect(),
+            )
+        })
+        .collect();
+        let record = Record {
+            name: "feat-x".into(),
+            worktree: PathBuf::from(HOSTILE_ROOT),
+            port: 46507,
+            container: "skypilot-dev-feat-x".into(),
+            created: "2026-11-23T11:00:00Z".into(),
+            version: "0.1.0".into(),
+            tier: None,
+            service_ports: [("db".into(), 46508), ("object-store".into(), 46509)].into(),
+        };
+        (Layout::new(Path::new(HOSTILE_ROOT)), settings, record)
+    }
+
+    fn script<'a>(scripts: &'a [Script], file: &str) -> &'a Script {
+        scripts.iter().find(|s| s.file == file).unwrap()
+    }
+
+    /// Runs `shell` on `script` with `args`; its output split at NULs.
+    fn run(shell: &str, dir: &Path, script: &Script, args: &[&str]) -> Vec<String> {
+        let path = dir.join(&script.file);
+        std::fs::write(&path, &script.text).unwrap();
+        let out = Command::new(shell)
+            .arg(&path)
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        text.split_terminator('\0').map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn every_script_in_order_with_its_mode() {
+        let (layout, settings, record) = fixture();
+        let scripts = render("devinst", &layout, &settings, &record).unwrap();
+        let files: Vec<(&str, u32)> = scripts.iter().map(|s| (s.file.as_str(), s.mode)).collect();
+        assert_eq!(
+            files,
+            [
+                ("start-container", RUN),
+                ("stop-container", RUN),
+                ("hostile", RUN),
+                ("sky", RUN),
+                ("activate", SOURCED)
+            ]
+        );
+    }
+
+    #[test]
+    fn shims_and_start_hand_hostile_values_to_devinst_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        // A stand-in devinst, itself at a hostile path, that prints its arguments.
+        let bin = dir.path().join("de'v $(id) `x`");
+        std::fs::create_dir(&bin).unwrap();
+        let devinst = bin.join("devinst");
+        std::fs::write(&devinst, "#!/bin/sh\nprintf '%s\\0' \"$@\"\n").unwrap();
+        std::fs::set_permissions(
+            &devinst,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let (layout, settings, record) = fixture();
+        let scripts = render(&path_text(&devinst), &layout, &settings, &record).unwrap();
+
+        let args = run("sh", dir.path(), script(&scripts, "hostile"), &["", "a b"]);
+        let mut expected = vec!["exec", "--worktree", HOSTILE_ROOT, "--"];
+        expected.extend(HOSTILE_ARGV);
+        expected.extend(["", "a b"]);
+        assert_eq!(args, expected);
+
+        let args = run(
+            "sh",
+            dir.path(),
+            script(&scripts, "start-container"),
+            &["$x"],
+        );
+        assert_eq!(args, ["start", "-C", HOSTILE_ROOT, "$x"]);
+        let args = run("sh", dir.path(), script(&scripts, "stop-container"), &[]);
+        assert_eq!(args, ["stop", "-C", HOSTILE_ROOT]);
+    }
+
+    /// Sources `activate`, prints what it set, deactivates, prints again.
+    const ACTIVATE_PROBE: &str = r#". ./activate
+printf '%s\0' "$DEVINST_WORKTREE" "$DEVINST_INSTANCE" "$DEVINST_PORT" \
+    "$DEVINST_SERVICE_OBJECT_STORE_PORT" "${PATH%%:*}" "$PS1"
+deactivate
+printf '%s\0' "${DEVINST_WORKTREE-unset}" "$PATH"
+"#;
+
+    #[test]
+    fn activate_sets_hostile_values_and_deactivate_clears_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (layout, settings, record) = fixture();
+        let scripts = render("devinst", &layout, &settings, &record).unwrap();
+        let activate = script(&scripts, "activate");
+        std::fs::write(dir.path().join(&activate.file), &activate.text).unwrap();
+        let probe = Script {
+            file: "probe".into(),
+            text: ACTIVATE_PROBE.into(),
+            mode: RUN,
+        };
+        let seen = run("bash", dir.path(), &probe, &[]);
+        let bin = format!("{HOSTILE_ROOT}/.sky-dev/bin");
+        let set = [HOSTILE_ROOT, "feat-x", "46507", "46509", &bin, "(feat-x) "];
+        assert_eq!(seen[..6], set);
+        assert_eq!(seen[6], "unset");
+        assert!(!seen[7].contains(".sky-dev"), "{}", seen[7]);
+    }
+}
