@@ -10,7 +10,7 @@ use crate::state::registry::Registry;
 use crate::state::scripts;
 use crate::state::worktree::Worktree;
 use crate::support::error::WithHint;
-use crate::support::{names as name, output};
+use crate::support::{names, output};
 use anyhow::{bail, Result};
 
 pub fn run(ctx: &Invocation, args: SetupArgs) -> Result<i32> {
@@ -23,7 +23,7 @@ pub fn run(ctx: &Invocation, args: SetupArgs) -> Result<i32> {
     let layout = Layout::new(&root);
     let previous = layout.read_record().ok();
     if let Some(explicit) = &args.name {
-        name::validate(explicit).hint("pick a name like `feature-x`")?;
+        names::validate(explicit).hint("pick a name like `feature-x`")?;
     }
     // What the engine holds (published ports, containers' worktrees),
     // gathered before taking the lock; an engine that is down holds nothing.

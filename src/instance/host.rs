@@ -5,7 +5,7 @@ use super::Instance;
 use crate::engine::Engine;
 use crate::instance::spec::{self, HostFacts, Owner};
 use crate::support::error::WithHint;
-use crate::support::{fs as fsutil, output};
+use crate::support::{fs, output};
 use anyhow::{Context, Result};
 
 /// For `user = "host"`: finds the worktree's owner, and makes the host
@@ -17,7 +17,7 @@ pub async fn prepare_owner_dirs(engine: &Engine, instance: &Instance) -> Result<
     let meta = std::fs::metadata(&layout.root)
         .with_context(|| format!("cannot stat `{}`", layout.root.display()))?;
     let (uid, gid) = (meta.uid(), meta.gid());
-    fsutil::create_dir_all(&layout.home_dir())?;
+    fs::create_dir_all(&layout.home_dir())?;
     for dir in [
         layout.dir(),
         layout.home_dir(),

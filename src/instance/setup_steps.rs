@@ -4,7 +4,7 @@ use super::Instance;
 use crate::engine::exec::{ExecSpec, Output};
 use crate::engine::Engine;
 use crate::support::error::WithHint;
-use crate::support::{fs as fsutil, output};
+use crate::support::{fs, output};
 use anyhow::{anyhow, Result};
 use sha2::{Digest, Sha256};
 
@@ -51,7 +51,7 @@ pub async fn run_setup_steps(
             .hint("fix the step (its output is above) and run `devinst start` again");
         }
     }
-    fsutil::write_atomic(&stamp_file, format!("{stamp}\n").as_bytes(), 0o644)
+    fs::write_atomic(&stamp_file, format!("{stamp}\n").as_bytes(), 0o644)
 }
 
 fn setup_stamp(instance: &Instance, container_id: &str) -> String {

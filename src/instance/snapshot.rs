@@ -7,7 +7,7 @@ use crate::engine::image::Commit;
 use crate::engine::Engine;
 use crate::state::layout::Layout;
 use crate::support::error::WithHint;
-use crate::support::{fs as fsutil, names as name, output};
+use crate::support::{fs, names, output};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 use std::path::Path;
@@ -29,7 +29,7 @@ pub fn image_ref(instance_name: &str, snapshot: &str) -> String {
 /// Saves a snapshot; returns its name.
 pub async fn save(engine: &Engine, instance: &Instance, name: Option<String>) -> Result<String> {
     let name = name.unwrap_or_else(default_name);
-    name::validate(&name).context("invalid snapshot name")?;
+    names::validate(&name).context("invalid snapshot name")?;
     let layout = &instance.layout;
     let saved = layout.snapshots_dir().join(&name);
     let image = image_ref(&instance.record.name, &name);
@@ -85,13 +85,13 @@ async fn commit(engine: &Engine, instance: &Instance, name: &str) -> Result<()> 
 /// directory renamed into place, so a snapshot's data is whole or absent.
 fn copy_data(layout: &Layout, saved: &Path) -> Result<()> {
     let parent = saved.parent().expect("snapshots live in a directory");
-    fsutil::create_dir_all(parent)?;
+    fs::create_dir_all(parent)?;
     let tmp = parent.join(format!(".tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let copy = || -> Result<()> {
-        fsutil::create_dir_all(&tmp)?;
+        fs::create_dir_all(&tmp)?;
         for dir in SAVED_DIRS {
-            fsutil::copy_tree(&layout.dir().join(dir), &tmp.join(dir))?;
+            fs::copy_tree(&layout.dir().join(dir), &tmp.join(dir))?;
         }
         std::fs::rename(&tmp, saved).with_context(|| format!("cannot create `{}`", saved.display()))
     };
@@ -145,7 +145,7 @@ fn snapshot_of_tag<'a>(tag: &'a str, repo: &str) -> Option<&'a str> {
 
 pub async fn restore(engine: &Engine, instance: &Instance, name: &str) -> Result<()> {
     // The name becomes a path under `.sky-dev/snapshots/`: nothing else.
-    name::validate(name).context("invalid snapshot name")?;
+    names::validate(name).context("invalid snapshot name")?;
     let layout = &instance.layout;
     let saved = layout.snapshots_dir().join(name);
     let image = image_ref(&instance.record.name, name);
@@ -162,7 +162,7 @@ pub async fn restore(engine: &Engine, instance: &Instance, name: &str) -> Result
         for dir in SAVED_DIRS {
             replace_tree(&saved.join(dir), &layout.dir().join(dir))?;
         }
-        fsutil::write_atomic(
+        fs::write_atomic(
             &layout.snapshot_file(),
             format!("{name}\n").as_bytes(),
             0o644,
@@ -198,7 +198,7 @@ pub async fn reset(engine: &Engine, instance: &Instance) -> Result<()> {
 }
 
 pub async fn remove(engine: &Engine, instance: &Instance, name: &str) -> Result<()> {
-    name::validate(name).context("invalid snapshot name")?;
+    names::validate(name).context("invalid snapshot name")?;
     let layout = &instance.layout;
     if layout.active_snapshot().as_deref() == Some(name) {
         return Err(anyhow!(
@@ -227,7 +227,7 @@ fn replace_tree(saved: &Path, live: &Path) -> Result<()> {
     let fresh = live.with_extension(format!("restore-{}", std::process::id()));
     let old = live.with_extension(format!("old-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&fresh);
-    fsutil::copy_tree(saved, &fresh).inspect_err(|_| {
+    fs::copy_tree(saved, &fresh).inspect_err(|_| {
         let _ = std::fs::remove_dir_all(&fresh);
     })?;
     std::fs::rename(live, &old)
@@ -247,7 +247,7 @@ pub async fn remove_images(engine: &Engine, instance: &Instance) -> Result<usize
     let mut removed = 0;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name::validate(&name).is_ok()
+        if names::validate(&name).is_ok()
             && engine
                 .remove_image(&image_ref(&instance.record.name, &name))
                 .await?

@@ -5,7 +5,7 @@
 
 use crate::recipe::settings::{service_env_stem, Settings};
 use crate::state::layout::{path_text, Layout, Record};
-use crate::support::fs as fsutil;
+use crate::support::fs;
 use crate::support::templates::VarName;
 use anyhow::{Context, Result};
 use askama::Template;
@@ -84,7 +84,7 @@ pub fn write_scripts(layout: &Layout, settings: &Settings, record: &Record) -> R
     let bin = layout.bin_dir();
     for script in render(&devinst, layout, settings, record)? {
         let path = bin.join(&script.file);
-        fsutil::write_atomic(&path, script.text.as_bytes(), script.mode)?;
+        fs::write_atomic(&path, script.text.as_bytes(), script.mode)?;
     }
     remove_stale_shims(layout, settings)
 }
