@@ -17,6 +17,10 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
+/// How long the engine may take to record an exec's exit code after its
+/// output ended.
+const EXIT_CODE_PATIENCE: Duration = Duration::from_secs(60);
+
 /// The variable that marks every process an exec starts, so a signal can be
 /// delivered to all of them (the command and its children) from outside.
 pub const MARKER_VAR: &str = "DEVINST_EXEC";
@@ -201,8 +205,14 @@ impl Engine {
 
     /// The exit code, once the engine has recorded it: right after the stream
     /// ends some engines still report the exec as running for a moment.
+    /// The exec's exit code, once the engine has it. The output stream ends
+    /// a moment before the engine records the code; a busy engine takes
+    /// longer, which must never turn into a wrong answer, so this waits (with
+    /// a growing pause) up to [`EXIT_CODE_PATIENCE`] before it gives up.
     async fn exit_code(&self, id: &str) -> Result<i64> {
-        for _ in 0..200 {
+        let started = std::time::Instant::now();
+        let mut pause = Duration::from_millis(2);
+        loop {
             let info = self
                 .docker
                 .inspect_exec(id)
@@ -213,9 +223,15 @@ impl Engine {
                     return Ok(code);
                 }
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            if started.elapsed() >= EXIT_CODE_PATIENCE {
+                anyhow::bail!(
+                    "the engine did not report the command's exit code within {} s",
+                    EXIT_CODE_PATIENCE.as_secs()
+                );
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(250));
         }
-        anyhow::bail!("the engine did not report the command's exit code")
     }
 
     /// Runs `spec` to its end: the plain form used by setup steps.

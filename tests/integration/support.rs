@@ -3,10 +3,11 @@
 //! or failed. The `docker` CLI used for checks and clean-up follows
 //! `DOCKER_HOST`, as devinst does, so the same tests run against Podman.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 pub const BUSYBOX: &str = "devinst-test/busybox:1";
 pub const PYTHON_IMAGE: &str = "ubuntu:22.04";
@@ -148,7 +149,7 @@ impl TestEnv {
     /// Runs a command made with [`TestEnv::cmd`] and changed by the test
     /// (environment, flags); remembers the instance of `dir`.
     pub fn run_cmd(&self, dir: &Path, cmd: &mut Command) -> Run {
-        let out = cmd.output().unwrap();
+        let out = output_within(cmd, None);
         self.track(dir);
         Run::from(out)
     }
@@ -159,41 +160,28 @@ impl TestEnv {
     }
 
     pub fn run_with_stdin(&self, dir: &Path, args: &[&str], stdin: &[u8]) -> Run {
-        let mut child = self
-            .cmd(dir)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut input = child.stdin.take().unwrap();
-        let data = stdin.to_vec();
-        let writer = std::thread::spawn(move || {
-            let _ = input.write_all(&data);
-        });
-        let out = child.wait_with_output().unwrap();
-        writer.join().unwrap();
+        let out = output_within(self.cmd(dir).args(args), Some(stdin.to_vec()));
         self.track(dir);
         Run::from(out)
     }
 
     /// Runs `devinst COMMAND` in every dir at the same moment; all must succeed.
     pub fn run_all_at_once(&self, dirs: &[PathBuf], command: &str) {
-        let children: Vec<_> = dirs
+        let runs: Vec<_> = dirs
             .iter()
             .map(|dir| {
-                self.cmd(dir)
-                    .arg(command)
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .unwrap()
+                let mut cmd = self.cmd(dir);
+                cmd.arg(command);
+                std::thread::spawn(move || Run::from(output_within(&mut cmd, None)))
             })
             .collect();
-        for mut child in children {
-            assert!(
-                child.wait().unwrap().success(),
-                "a concurrent `{command}` failed"
+        for (dir, run) in dirs.iter().zip(runs) {
+            let run = run.join().unwrap();
+            assert_eq!(
+                run.code,
+                0,
+                "a concurrent `{command}` failed in `{}`\n{run}",
+                dir.display()
             );
         }
         dirs.iter().for_each(|dir| self.track(dir));
@@ -201,14 +189,13 @@ impl TestEnv {
 
     /// Runs a script (a shim, start-container, ...) with the test's env.
     pub fn script(&self, dir: &Path, program: &Path, args: &[&str]) -> Run {
-        let out = Command::new(program)
-            .args(args)
+        let mut cmd = Command::new(program);
+        cmd.args(args)
             .current_dir(dir)
             .env("HOME", &self.home)
             .env("DEVINST_DATA_DIR", data_dir())
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+            .stdin(Stdio::null());
+        let out = output_within(&mut cmd, None);
         self.track(dir);
         Run::from(out)
     }
@@ -248,6 +235,83 @@ impl Drop for TestEnv {
             quiet_docker(&["network", "rm", network]);
         }
     }
+}
+
+/// How long one command of a test may take before the test fails: generous,
+/// so a loaded machine never trips it, but a hung command ends the test with
+/// what it printed instead of stalling the whole suite.
+pub const COMMAND_LIMIT: Duration = Duration::from_secs(300);
+
+/// Runs `cmd` to its end, feeding it `stdin` when given (else whatever the
+/// command was set up with), and panics with everything it printed so far if
+/// it runs longer than [`COMMAND_LIMIT`].
+pub fn output_within(cmd: &mut Command, stdin: Option<Vec<u8>>) -> Output {
+    if stdin.is_some() {
+        cmd.stdin(Stdio::piped());
+    }
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let (Some(data), Some(mut input)) = (stdin, child.stdin.take()) {
+        std::thread::spawn(move || {
+            let _ = input.write_all(&data);
+        });
+    }
+    let stdout = drain(child.stdout.take().unwrap());
+    let stderr = drain(child.stderr.take().unwrap());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > COMMAND_LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            let text = |buf: &Arc<Mutex<Vec<u8>>>| {
+                String::from_utf8_lossy(&buf.lock().unwrap()).into_owned()
+            };
+            panic!(
+                "{cmd:?} ran over {} s and was killed\n--- stdout\n{}\n--- stderr\n{}",
+                COMMAND_LIMIT.as_secs(),
+                text(&stdout.0),
+                text(&stderr.0)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Output {
+        status,
+        stdout: stdout.finish(),
+        stderr: stderr.finish(),
+    }
+}
+
+/// A pipe read to its end on a thread of its own, what it gave so far
+/// readable at any time.
+struct Drain(Arc<Mutex<Vec<u8>>>, std::thread::JoinHandle<()>);
+
+impl Drain {
+    fn finish(self) -> Vec<u8> {
+        self.1.join().unwrap();
+        std::mem::take(&mut self.0.lock().unwrap())
+    }
+}
+
+fn drain(mut pipe: impl Read + Send + 'static) -> Drain {
+    let buffer = Arc::new(Mutex::new(Vec::new()));
+    let sink = buffer.clone();
+    let reader = std::thread::spawn(move || {
+        let mut chunk = [0u8; 64 * 1024];
+        while let Ok(n) = pipe.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&chunk[..n]);
+        }
+    });
+    Drain(buffer, reader)
 }
 
 pub fn quiet_docker(args: &[&str]) {
