@@ -14,6 +14,9 @@ use std::collections::{HashMap, VecDeque};
 /// Build output lines kept for the error message: with `-q` they were not
 /// shown, and the last ones usually say what went wrong.
 const TAIL_LINES: usize = 8;
+/// Longer lines are cut when shown: a step's command line can carry
+/// hundreds of KiB of arguments.
+const SHOWN_CHARS: usize = 1000;
 
 impl Engine {
     /// Builds the image `tag` from a build context (a tar archive with a
@@ -89,6 +92,19 @@ fn strip_colors(line: &str) -> String {
     out
 }
 
+/// `line`, cut after [`SHOWN_CHARS`] characters with a note of how much more
+/// there was.
+fn shortened(line: &str) -> String {
+    match line.char_indices().nth(SHOWN_CHARS) {
+        None => line.to_owned(),
+        Some((end, _)) => format!(
+            "{} ... ({} more characters)",
+            &line[..end],
+            line[end..].chars().count()
+        ),
+    }
+}
+
 /// `apt` from `Step 2/5 : RUN ["/bin/sh","-c","...","apt","jq"]` (Docker)
 /// or `STEP 2/5: RUN [...]` (Podman).
 fn run_step_name(line: &str) -> Option<String> {
@@ -129,14 +145,15 @@ impl Lines {
         if line.trim().is_empty() {
             return;
         }
-        output::note(format!("  {line}"));
         if line.starts_with("Step ") || line.starts_with("STEP ") {
             self.step = run_step_name(line);
         }
+        let line = shortened(line);
+        output::note(format!("  {line}"));
         if self.last.len() == TAIL_LINES {
             self.last.pop_front();
         }
-        self.last.push_back(line.to_owned());
+        self.last.push_back(line);
     }
 
     /// The engine's message names the failed command by its whole script;
@@ -153,7 +170,7 @@ impl Lines {
             (Some(step), Some(code)) => {
                 format!("the `[container.build] {step}` step exited with code {code}")
             }
-            _ => message.to_owned(),
+            _ => shortened(message),
         }
     }
 
@@ -215,6 +232,32 @@ mod tests {
         assert_eq!(
             lines.failure(message),
             "the `[container.build] apt` step exited with code 100"
+        );
+    }
+
+    #[test]
+    fn long_lines_are_cut_when_shown() {
+        let mut lines = Lines::default();
+        let long = format!(
+            "[\"/bin/sh\",\"-c\",\"x\",\"pip\",\"{}\",\"six\"]",
+            "C".repeat(100_000)
+        );
+        lines.push(&format!("Step 2/3 : RUN {long}\n"));
+        assert_eq!(
+            lines.step.as_deref(),
+            Some("pip"),
+            "named from the whole line"
+        );
+        let shown = lines.last.back().unwrap();
+        assert!(shown.starts_with("Step 2/3 : RUN [\"/bin/sh\""), "{shown}");
+        assert!(shown.len() < SHOWN_CHARS + 100, "{}", shown.len());
+        assert!(shown.ends_with(" more characters)"), "{shown}");
+        assert_eq!(shortened("short"), "short");
+        // Cut on a character, not inside one.
+        let cut = shortened(&"é".repeat(SHOWN_CHARS + 5));
+        assert_eq!(
+            cut,
+            format!("{} ... (5 more characters)", "é".repeat(SHOWN_CHARS))
         );
     }
 }

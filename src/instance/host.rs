@@ -4,9 +4,11 @@
 use super::Instance;
 use crate::engine::Engine;
 use crate::instance::spec::{self, HostFacts, Owner};
+use crate::support::certs::{self, Certificate};
 use crate::support::error::WithHint;
 use crate::support::{fs as fsutil, output};
 use anyhow::{Context, Result};
+use std::path::PathBuf;
 
 /// For `user = "host"`: finds the worktree's owner, and makes the host
 /// directories mounted for them (HOME, state, logs) theirs, for when devinst
@@ -70,13 +72,34 @@ pub fn host_facts(instance: &Instance, owner: Option<Owner>, image: &str) -> Res
     })
 }
 
-fn host_ca_bundle() -> Option<std::path::PathBuf> {
-    [
-        "/etc/ssl/certs/ca-certificates.crt",
-        "/etc/pki/tls/certs/ca-bundle.crt",
-        "/etc/ssl/cert.pem",
-    ]
-    .into_iter()
-    .map(std::path::PathBuf::from)
-    .find(|p| p.is_file())
+/// Where the host's CA bundle may be, first found wins (Debian and Ubuntu,
+/// Fedora and RHEL, Alpine and macOS). Images keep theirs in the same places.
+pub const CA_BUNDLE_PATHS: [&str; 3] = [
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+];
+
+fn host_ca_bundle() -> Option<PathBuf> {
+    CA_BUNDLE_PATHS
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+}
+
+/// The host's CA bundle, read.
+pub struct HostBundle {
+    pub certificates: Vec<Certificate>,
+}
+
+/// The host's CA bundle and its certificates; `None` when there is no
+/// bundle, or one without a certificate in it.
+pub fn read_host_ca() -> Result<Option<HostBundle>> {
+    let Some(path) = host_ca_bundle() else {
+        return Ok(None);
+    };
+    let bytes = std::fs::read(&path)
+        .with_context(|| format!("cannot read the host's CA bundle `{}`", path.display()))?;
+    let certificates = certs::certificates(&bytes);
+    Ok((!certificates.is_empty()).then_some(HostBundle { certificates }))
 }

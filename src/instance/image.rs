@@ -3,10 +3,12 @@
 
 use super::Instance;
 use crate::engine::Engine;
-use crate::recipe::image::BuildContext;
+use crate::recipe::image::{BuildContext, HostCa};
+use crate::recipe::settings::Settings;
 use crate::support::error::WithHint;
 use crate::support::output;
 use anyhow::{Context, Result};
+use std::path::Path;
 
 /// The image an instance's container should run.
 pub enum ImageChoice {
@@ -26,13 +28,12 @@ impl ImageChoice {
             let image = super::snapshot::image_ref(&instance.record.name, &snapshot);
             return Ok(ImageChoice::Snapshot(image));
         }
-        let Some(recipe) = &instance.settings.build else {
-            return Ok(ImageChoice::Pulled(instance.settings.image.clone()));
-        };
-        let config = instance.layout.root.join(crate::recipe::config::FILE_NAME);
-        BuildContext::collect(recipe, &instance.layout.root)
-            .map(ImageChoice::Built)
-            .with_context(|| format!("invalid `{}`", config.display()))
+        Ok(
+            match build_context(&instance.settings, &instance.layout.root)? {
+                Some(context) => ImageChoice::Built(context),
+                None => ImageChoice::Pulled(instance.settings.image.clone()),
+            },
+        )
     }
 
     pub fn reference(&self) -> &str {
@@ -57,6 +58,31 @@ impl ImageChoice {
     }
 }
 
+/// The build context of the worktree's `[container.build]`, if it has one:
+/// its files read and, under `host_ca`, the host's CA bundle for the steps
+/// that fetch.
+pub fn build_context(settings: &Settings, root: &Path) -> Result<Option<BuildContext>> {
+    let Some(recipe) = &settings.build else {
+        return Ok(None);
+    };
+    let wants_ca = settings.host_ca && recipe.fetches();
+    let bundle = match wants_ca {
+        true => super::host::read_host_ca()?,
+        false => None,
+    };
+    let certificates = bundle.as_ref().map(|b| b.certificates.as_slice());
+    let mut context = BuildContext::collect(recipe, root, certificates).with_context(|| {
+        format!(
+            "invalid `{}`",
+            root.join(crate::recipe::config::FILE_NAME).display()
+        )
+    })?;
+    if wants_ca && bundle.is_none() {
+        context.host_ca = HostCa::NotFound;
+    }
+    Ok(Some(context))
+}
+
 /// Builds the recipe's image unless its tag exists; whether it built.
 pub async fn ensure_built(engine: &Engine, build: &BuildContext) -> Result<bool> {
     let tag = &build.tag;
@@ -64,6 +90,15 @@ pub async fn ensure_built(engine: &Engine, build: &BuildContext) -> Result<bool>
         return Ok(false);
     }
     output::note(format!("building image `{tag}` from `[container.build]`"));
+    match build.host_ca {
+        HostCa::Used => output::note(
+            "the steps that fetch (apt, pip) trust the host's CA bundle (`host_ca`); no layer keeps a copy",
+        ),
+        HostCa::NotFound => output::warn(
+            "`host_ca` is on but no CA bundle was found on the host: the build's steps trust only the image's own",
+        ),
+        HostCa::Off => {}
+    }
     let started = std::time::Instant::now();
     let labels = [(
         super::spec::LABEL_MANAGED_BY.to_owned(),
