@@ -1,5 +1,6 @@
 //! What the container takes from the host rather than the recipe: existing
-//! credential directories, git's common directory, the CA bundle, the owner.
+//! credential directories, git's common directory, the CA bundle (and how it
+//! compares with an image's), the owner.
 
 use super::Instance;
 use crate::engine::Engine;
@@ -89,6 +90,7 @@ fn host_ca_bundle() -> Option<PathBuf> {
 
 /// The host's CA bundle, read.
 pub struct HostBundle {
+    pub path: PathBuf,
     pub certificates: Vec<Certificate>,
 }
 
@@ -101,5 +103,49 @@ pub fn read_host_ca() -> Result<Option<HostBundle>> {
     let bytes = std::fs::read(&path)
         .with_context(|| format!("cannot read the host's CA bundle `{}`", path.display()))?;
     let certificates = certs::certificates(&bytes);
-    Ok((!certificates.is_empty()).then_some(HostBundle { certificates }))
+    Ok((!certificates.is_empty()).then_some(HostBundle { path, certificates }))
+}
+
+/// How the host's CA bundle compares with an image's.
+#[derive(Debug, PartialEq)]
+pub enum CaComparison {
+    /// The host has no CA bundle.
+    NoHostBundle,
+    /// The image is not on the engine (nothing is pulled to compare).
+    ImageAbsent,
+    /// The image has no CA bundle where the host keeps its own.
+    NoImageBundle,
+    Compared {
+        host: PathBuf,
+        image_path: String,
+        host_total: usize,
+        /// How many of the host's certificates the image's bundle lacks.
+        lacking: usize,
+    },
+}
+
+/// Which of the host's trusted certificates `image`'s own bundle lacks: what
+/// TLS through a proxy that re-signs it needs and the image does not have.
+/// Reads the image's bundle from a container made for it and never started.
+pub async fn compare_ca(engine: &Engine, image: &str) -> Result<CaComparison> {
+    let Some(host) = read_host_ca()? else {
+        return Ok(CaComparison::NoHostBundle);
+    };
+    if !engine.image_exists(image).await? {
+        return Ok(CaComparison::ImageAbsent);
+    }
+    let labels = [(spec::LABEL_MANAGED_BY.to_owned(), "devinst".to_owned())];
+    let Some((image_path, bytes)) = engine
+        .read_image_file(image, &CA_BUNDLE_PATHS, &labels)
+        .await?
+    else {
+        return Ok(CaComparison::NoImageBundle);
+    };
+    let theirs = certs::certificates(&bytes);
+    Ok(CaComparison::Compared {
+        host_total: host.certificates.len(),
+        lacking: certs::missing_from(&host.certificates, &theirs).len(),
+        host: host.path,
+        image_path,
+    })
 }

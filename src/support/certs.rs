@@ -63,6 +63,12 @@ fn is_base64(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=')
 }
 
+/// The certificates of `bundle` that `other` does not hold.
+pub fn missing_from<'a>(bundle: &'a [Certificate], other: &[Certificate]) -> Vec<&'a Certificate> {
+    let other: HashSet<&Certificate> = other.iter().collect();
+    bundle.iter().filter(|c| !other.contains(c)).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,5 +96,15 @@ mod tests {
         assert_eq!(found[2].pem(), block("REVG"));
         assert!(certificates(b"no certificates here\n").is_empty());
         assert!(certificates(&[0xff, 0xfe, b'\n']).is_empty());
+    }
+
+    #[test]
+    fn the_certificates_another_bundle_lacks() {
+        let host =
+            certificates(format!("{}{}{}", block("QQ=="), block("Qg=="), block("Qw==")).as_bytes());
+        let image = certificates(format!("{}{}", block("Qw=="), block("QQ==")).as_bytes());
+        let missing = missing_from(&host, &image);
+        assert_eq!(missing, vec![&host[1]]);
+        assert!(missing_from(&image, &host).is_empty());
     }
 }

@@ -540,3 +540,75 @@ fn host_ca_lets_builds_through_a_re_signing_proxy_and_no_layer_keeps_the_bundle(
 fn recipe_repo_toml(build: &str) -> String {
     format!("{build}\n[ports]\nhost_range = [47520, 47529]\n")
 }
+
+#[test]
+fn doctor_says_when_the_image_lacks_a_ca_the_host_trusts() {
+    let base = StockCaBase::build("doctor");
+    let env = TestEnv::new();
+    let repo = env.repo("doctorca");
+    let doctor = |container: &str| -> (String, Run) {
+        write(
+            &repo.join("devinst.toml"),
+            &format!("[container]\n{container}\n"),
+        );
+        let run = env.run(&repo, &["doctor"]);
+        let mut rows = run
+            .stdout
+            .lines()
+            .skip_while(|l| l.split_whitespace().nth(1) != Some("ca"));
+        let row = rows
+            .next()
+            .unwrap_or_else(|| panic!("no `ca` check\n{run}"));
+        let fix = rows.next().filter(|l| l.trim_start().starts_with("fix:"));
+        let row = format!("{row}\n{}", fix.unwrap_or_default());
+        (row, run)
+    };
+    let before: Vec<String> = docker_out(&["ps", "-aq"])
+        .lines()
+        .map(str::to_owned)
+        .collect();
+
+    let (row, run) = doctor(&format!("image = \"{}\"", base.tag));
+    assert_eq!(run.code, 0, "a problem, not a blocking one\n{run}");
+    assert!(row.starts_with("problem  ca"), "{row}");
+    assert!(
+        row.contains(&format!("certificates that image `{}` lacks", base.tag))
+            || row.contains(&format!("certificate that image `{}` lacks", base.tag)),
+        "{row}"
+    );
+    assert!(
+        row.contains("fix: set `host_ca = true` under `[container]`"),
+        "{row}"
+    );
+
+    // The test image trusts what the host does (test-env gave it the bundle).
+    let (row, _) = doctor(&format!("image = \"{PYTHON_IMAGE}\""));
+    assert!(
+        row.starts_with("ok       ca") && row.contains("trusts all"),
+        "{row}"
+    );
+
+    // Nothing is pulled to compare.
+    let (row, _) = doctor("image = \"devinst-test/not-here:1\"");
+    assert!(
+        row.starts_with("ok") && row.contains("not compared"),
+        "{row}"
+    );
+    assert!(row.contains("not present"), "{row}");
+
+    // With host_ca on, there is nothing to compare.
+    let (row, _) = doctor(&format!("image = \"{}\"\nhost_ca = true", base.tag));
+    assert!(
+        row.starts_with("ok") && row.contains("`host_ca` is on"),
+        "{row}"
+    );
+
+    // The image's bundle was read from a container that is gone again.
+    let after: Vec<String> =
+        docker_out(&["ps", "-aq", "--filter", &format!("ancestor={}", base.tag)])
+            .lines()
+            .map(str::to_owned)
+            .filter(|id| !before.contains(id))
+            .collect();
+    assert!(after.is_empty(), "left behind: {after:?}");
+}
