@@ -3,28 +3,22 @@
 
 use super::Invocation;
 use crate::engine::Engine;
-use crate::recipe::image::BuildContext;
+use crate::instance::image::build_context;
 use crate::recipe::settings::Settings;
 use crate::state::worktree::Worktree;
 use crate::support::output;
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 pub async fn run(ctx: &Invocation) -> Result<i32> {
     let root = Worktree::discover(&ctx.cwd)?.root;
     let settings = Settings::load(&root)?;
-    let Some(recipe) = &settings.build else {
+    let Some(context) = build_context(&settings, &root)? else {
         output::note(format!(
             "nothing to build: devinst.toml has no `[container.build]` (the instance runs `{}`)",
             settings.image
         ));
         return Ok(0);
     };
-    let context = BuildContext::collect(recipe, &root).with_context(|| {
-        format!(
-            "invalid `{}`",
-            root.join(crate::recipe::config::FILE_NAME).display()
-        )
-    })?;
     let engine = Engine::connect(&ctx.engine_choice(Some(&settings))).await?;
     if !crate::instance::image::ensure_built(&engine, &context).await? {
         output::note(format!("image `{}` is built already (cached)", context.tag));

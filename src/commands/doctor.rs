@@ -4,6 +4,7 @@
 
 use super::Invocation;
 use crate::engine::{self, Engine};
+use crate::instance::host::{self, CaComparison};
 use crate::recipe::settings::Settings;
 use crate::state::layout::Layout;
 use crate::state::ports;
@@ -78,6 +79,7 @@ pub async fn run(ctx: &Invocation) -> Result<i32> {
         Ok(engine) => {
             checks.push(engine_check(engine).await);
             checks.push(runtime_check(engine, &settings).await);
+            checks.push(ca_check(engine, &settings).await);
         }
         Err(err) => checks.push(
             Check::problem("engine", without_hints(err), engine::START_ENGINE_HINT).blocking(),
@@ -153,6 +155,81 @@ async fn runtime_check(engine: &Engine, settings: &Settings) -> Check {
         .blocking(),
         Some(wanted) => Check::ok("runtimes", format!("{detail}; devinst.toml uses `{wanted}`")),
         None => Check::ok("runtimes", detail),
+    }
+}
+
+/// Whether TLS from inside would fail where the host's succeeds: the host
+/// trusts certificates (a proxy's CA that re-signs HTTPS) that the image the
+/// instance starts from lacks. Compared only when that image is present:
+/// nothing is pulled for it.
+async fn ca_check(engine: &Engine, settings: &Settings) -> Check {
+    const NAME: &str = "ca";
+    let image = &settings.image;
+    if settings.host_ca {
+        return match host::read_host_ca() {
+            Ok(Some(bundle)) => Check::ok(
+                NAME,
+                format!(
+                    "`host_ca` is on: the instance and its builds trust the host's `{}`",
+                    bundle.path.display()
+                ),
+            ),
+            Ok(None) => Check::problem(
+                NAME,
+                format!(
+                    "`host_ca` is on, but the host has no CA bundle (looked at {})",
+                    host::CA_BUNDLE_PATHS.join(", ")
+                ),
+                "install the host's CA certificates (Debian: `apt-get install ca-certificates`), or remove `host_ca` from devinst.toml",
+            ),
+            Err(err) => Check::problem(NAME, format!("{err:#}"), "make the host's CA bundle readable"),
+        };
+    }
+    match host::compare_ca(engine, image).await {
+        Ok(CaComparison::NoHostBundle) => Check::ok(NAME, "the host has no CA bundle to compare"),
+        Ok(CaComparison::ImageAbsent) => Check::ok(
+            NAME,
+            format!("not compared: image `{image}` is not present yet (`devinst start` gets it)"),
+        ),
+        Ok(CaComparison::NoImageBundle) => Check::ok(
+            NAME,
+            format!(
+                "not compared: image `{image}` has no CA bundle at {}",
+                host::CA_BUNDLE_PATHS.join(", ")
+            ),
+        ),
+        Ok(CaComparison::Compared {
+            host,
+            image_path,
+            host_total,
+            lacking: 0,
+        }) => Check::ok(
+            NAME,
+            format!(
+                "image `{image}` trusts all {host_total} certificates of the host's `{}` (its `{image_path}`)",
+                host.display()
+            ),
+        ),
+        Ok(CaComparison::Compared {
+            host,
+            image_path,
+            lacking,
+            ..
+        }) => Check::problem(
+            NAME,
+            format!(
+                "the host trusts {lacking} certificate{} that image `{image}` lacks (its `{image_path}` against the host's `{}`): \
+                 behind a proxy that re-signs HTTPS, TLS fails inside the instance and its builds",
+                if lacking == 1 { "" } else { "s" },
+                host.display()
+            ),
+            "set `host_ca = true` under `[container]` in devinst.toml",
+        ),
+        Err(err) => Check::problem(
+            NAME,
+            format!("could not compare with image `{image}`: {}", without_hints(&err)),
+            "check the engine's own logs",
+        ),
     }
 }
 

@@ -5,7 +5,7 @@
 
 use super::Engine;
 use crate::support::output;
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use bollard::errors::Error as ApiError;
 use bollard::query_parameters::BuildImageOptions;
 use futures_util::StreamExt;
@@ -14,11 +14,35 @@ use std::collections::{HashMap, VecDeque};
 /// Build output lines kept for the error message: with `-q` they were not
 /// shown, and the last ones usually say what went wrong.
 const TAIL_LINES: usize = 8;
+/// The failing step's output kept for the caller to read (the last lines
+/// of it), so it can tell what kind of failure it was.
+const STEP_LINES: usize = 400;
+/// Longer lines are cut when shown: a step's command line can carry
+/// hundreds of KiB of arguments.
+const SHOWN_CHARS: usize = 1000;
+
+/// A build the builder ran and a step of it failed (rather than the engine
+/// refusing or going away).
+#[derive(Debug)]
+pub struct BuildFailed {
+    /// What failed, and with `-q` the output's last lines.
+    pub message: String,
+    /// The failing step's output, its last lines, without colour codes.
+    pub output: Vec<String>,
+}
+
+impl std::fmt::Display for BuildFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for BuildFailed {}
 
 impl Engine {
     /// Builds the image `tag` from a build context (a tar archive with a
     /// Dockerfile), labelled with `labels`; its output goes to stderr as it
-    /// comes.
+    /// comes. A step that fails is a [`BuildFailed`].
     pub async fn build(
         &self,
         tag: &str,
@@ -58,11 +82,15 @@ impl Engine {
                 }
             };
             lines.flush();
-            return Err(anyhow!(
-                "building image `{tag}` failed: {}{}",
-                lines.failure(&failure),
-                lines.tail()
-            ));
+            return Err(BuildFailed {
+                message: format!(
+                    "building image `{tag}` failed: {}{}",
+                    lines.failure(&failure),
+                    lines.tail()
+                ),
+                output: lines.step_output.into(),
+            }
+            .into());
         }
         lines.flush();
         Ok(())
@@ -89,6 +117,26 @@ fn strip_colors(line: &str) -> String {
     out
 }
 
+fn push_bounded(lines: &mut VecDeque<String>, line: String, max: usize) {
+    if lines.len() == max {
+        lines.pop_front();
+    }
+    lines.push_back(line);
+}
+
+/// `line`, cut after [`SHOWN_CHARS`] characters with a note of how much more
+/// there was.
+fn shortened(line: &str) -> String {
+    match line.char_indices().nth(SHOWN_CHARS) {
+        None => line.to_owned(),
+        Some((end, _)) => format!(
+            "{} ... ({} more characters)",
+            &line[..end],
+            line[end..].chars().count()
+        ),
+    }
+}
+
 /// `apt` from `Step 2/5 : RUN ["/bin/sh","-c","...","apt","jq"]` (Docker)
 /// or `STEP 2/5: RUN [...]` (Podman).
 fn run_step_name(line: &str) -> Option<String> {
@@ -105,6 +153,8 @@ fn run_step_name(line: &str) -> Option<String> {
 struct Lines {
     partial: String,
     last: VecDeque<String>,
+    /// What the running step printed so far (its last [`STEP_LINES`]).
+    step_output: VecDeque<String>,
     /// The recipe step running now (`apt`, `pip`), from the builder's
     /// `Step i/n : RUN [...]` line: the script's `$0`.
     step: Option<String>,
@@ -129,14 +179,15 @@ impl Lines {
         if line.trim().is_empty() {
             return;
         }
-        output::note(format!("  {line}"));
         if line.starts_with("Step ") || line.starts_with("STEP ") {
             self.step = run_step_name(line);
+            self.step_output.clear();
+        } else {
+            push_bounded(&mut self.step_output, line.to_owned(), STEP_LINES);
         }
-        if self.last.len() == TAIL_LINES {
-            self.last.pop_front();
-        }
-        self.last.push_back(line.to_owned());
+        let line = shortened(line);
+        output::note(format!("  {line}"));
+        push_bounded(&mut self.last, line, TAIL_LINES);
     }
 
     /// The engine's message names the failed command by its whole script;
@@ -153,7 +204,7 @@ impl Lines {
             (Some(step), Some(code)) => {
                 format!("the `[container.build] {step}` step exited with code {code}")
             }
-            _ => message.to_owned(),
+            _ => shortened(message),
         }
     }
 
@@ -216,5 +267,52 @@ mod tests {
             lines.failure(message),
             "the `[container.build] apt` step exited with code 100"
         );
+    }
+
+    #[test]
+    fn long_lines_are_cut_when_shown() {
+        let mut lines = Lines::default();
+        let long = format!(
+            "[\"/bin/sh\",\"-c\",\"x\",\"pip\",\"{}\",\"six\"]",
+            "C".repeat(100_000)
+        );
+        lines.push(&format!("Step 2/3 : RUN {long}\n"));
+        assert_eq!(
+            lines.step.as_deref(),
+            Some("pip"),
+            "named from the whole line"
+        );
+        let shown = lines.last.back().unwrap();
+        assert!(shown.starts_with("Step 2/3 : RUN [\"/bin/sh\""), "{shown}");
+        assert!(shown.len() < SHOWN_CHARS + 100, "{}", shown.len());
+        assert!(shown.ends_with(" more characters)"), "{shown}");
+        assert_eq!(shortened("short"), "short");
+        // Cut on a character, not inside one.
+        let cut = shortened(&"é".repeat(SHOWN_CHARS + 5));
+        assert_eq!(
+            cut,
+            format!("{} ... (5 more characters)", "é".repeat(SHOWN_CHARS))
+        );
+    }
+
+    #[test]
+    fn the_failing_steps_output_is_kept_whole_for_the_caller() {
+        let mut lines = Lines::default();
+        lines.push("Step 1/3 : RUN [\"/bin/sh\",\"-c\",\"x\",\"apt\",\"jq\"]\nGet:1 http://deb\n");
+        lines.push("Step 2/3 : RUN [\"/bin/sh\",\"-c\",\"x\",\"pip\",\"six\"]\n");
+        let long = format!("WARNING: {}", "x".repeat(2 * SHOWN_CHARS));
+        lines.push(&format!(
+            "{long}\n\u{1b}[91mERROR: No matching distribution\n\u{1b}[0m"
+        ));
+        for i in 0..STEP_LINES {
+            lines.push(&format!("line {i}\n"));
+        }
+        lines.flush();
+        let output = Vec::from(lines.step_output.clone());
+        assert_eq!(output.len(), STEP_LINES, "its last lines");
+        assert_eq!(output[0], "line 0", "only the running step's");
+        lines.push("Step 3/3 : RUN [\"/bin/sh\",\"-c\",\"x\",\"pip\",\"six\"]\n");
+        lines.push(&format!("{long}\n"));
+        assert_eq!(Vec::from(lines.step_output.clone()), [long], "not cut");
     }
 }

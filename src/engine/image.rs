@@ -1,15 +1,20 @@
 //! Images: present or pulled (with progress on stderr), listed by label,
-//! made from a container, removed.
+//! made from a container, removed, a file read out of one.
 
 use super::{http_status, Engine};
 use crate::support::output;
 use anyhow::{anyhow, Result};
-use bollard::models::ContainerConfig;
+use bollard::models::{ContainerConfig, ContainerCreateBody};
 use bollard::query_parameters::{
-    CommitContainerOptions, CreateImageOptions, ListImagesOptions, RemoveImageOptions,
+    CommitContainerOptions, CreateContainerOptions, CreateImageOptions,
+    DownloadFromContainerOptions, ListImagesOptions, RemoveImageOptions,
 };
 use futures_util::StreamExt;
 use std::collections::HashMap;
+
+/// [`Engine::read_image_file`] reads files of a few hundred KiB (CA
+/// bundles); a directory by that name, or a file far larger, is not one.
+const MAX_FILE_BYTES: usize = 16 << 20;
 
 /// An image as a listing shows it.
 #[derive(Debug, Clone, Default)]
@@ -108,6 +113,76 @@ impl Engine {
         Ok(())
     }
 
+    /// The first of `paths` that is a file in `image` (a symlink in the
+    /// image followed), and its bytes; `None` when none is. Reads from a
+    /// container made for it, labelled `labels`, never started, and removed.
+    pub async fn read_image_file(
+        &self,
+        image: &str,
+        paths: &[&str],
+        labels: &[(String, String)],
+    ) -> Result<Option<(String, Vec<u8>)>> {
+        let body = ContainerCreateBody {
+            image: Some(image.to_owned()),
+            // Never run; an image without a command still needs one to be
+            // created.
+            cmd: Some(vec!["true".to_owned()]),
+            network_disabled: Some(true),
+            labels: Some(labels.iter().cloned().collect()),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_container(None::<CreateContainerOptions>, body)
+            .await
+            .map_err(|e| self.explain(e))?;
+        let mut found = Ok(None);
+        for path in paths {
+            found = self.read_container_file(&created.id, path).await;
+            if !matches!(found, Ok(None)) {
+                break;
+            }
+        }
+        self.remove(&created.id).await?;
+        found
+    }
+
+    /// A file's bytes from a container, following symlinks (a few hops);
+    /// `None` when there is no file there.
+    async fn read_container_file(
+        &self,
+        container: &str,
+        path: &str,
+    ) -> Result<Option<(String, Vec<u8>)>> {
+        let mut path = path.to_owned();
+        for _ in 0..8 {
+            let options = DownloadFromContainerOptions { path: path.clone() };
+            let mut stream = self
+                .docker
+                .download_from_container(container, Some(options));
+            let mut archive = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                match chunk {
+                    Ok(bytes) if archive.len() + bytes.len() > MAX_FILE_BYTES => {
+                        return Err(anyhow!(
+                            "`{path}` in the container is larger than {} MiB",
+                            MAX_FILE_BYTES >> 20
+                        ))
+                    }
+                    Ok(bytes) => archive.extend_from_slice(&bytes),
+                    Err(err) if http_status(&err) == Some(404) => return Ok(None),
+                    Err(err) => return Err(self.explain(err)),
+                }
+            }
+            match first_entry(&archive)? {
+                Entry::File(bytes) => return Ok(Some((path, bytes))),
+                Entry::Link(target) => path = resolve_link(&path, &target),
+                Entry::Other => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
+
     async fn pull(&self, image: &str) -> Result<()> {
         let options = CreateImageOptions {
             from_image: Some(image.to_owned()),
@@ -138,5 +213,97 @@ impl Engine {
             }
         }
         Ok(())
+    }
+}
+
+/// The first entry of a tar archive, as the engine's archive call sends it.
+#[derive(Debug, PartialEq)]
+enum Entry {
+    File(Vec<u8>),
+    /// A symlink, by its target.
+    Link(String),
+    Other,
+}
+
+fn first_entry(archive: &[u8]) -> Result<Entry> {
+    let mut tar = tar::Archive::new(archive);
+    let Some(entry) = tar.entries()?.next() else {
+        return Ok(Entry::Other);
+    };
+    let mut entry = entry?;
+    let kind = entry.header().entry_type();
+    if kind.is_file() {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes)?;
+        return Ok(Entry::File(bytes));
+    }
+    if kind.is_symlink() {
+        if let Some(target) = entry.link_name()? {
+            return Ok(Entry::Link(target.to_string_lossy().into_owned()));
+        }
+    }
+    Ok(Entry::Other)
+}
+
+/// Where a symlink at `path` pointing to `target` leads, as an absolute path
+/// without `.` or `..`.
+fn resolve_link(path: &str, target: &str) -> String {
+    let dir = path.rsplit_once('/').map_or("", |(dir, _)| dir);
+    let joined = if target.starts_with('/') {
+        target.to_owned()
+    } else {
+        format!("{dir}/{target}")
+    };
+    let mut parts: Vec<&str> = Vec::new();
+    for part in joined.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            part => parts.push(part),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn archive(kind: tar::EntryType, name: &str, data: &[u8], link: Option<&str>) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(kind);
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        if let Some(link) = link {
+            header.set_link_name(link).unwrap();
+        }
+        builder.append_data(&mut header, name, data).unwrap();
+        builder.into_inner().unwrap()
+    }
+
+    #[test]
+    fn files_and_links_are_read_from_the_engines_archive() {
+        let file = archive(tar::EntryType::Regular, "ca.crt", b"PEM", None);
+        assert_eq!(first_entry(&file).unwrap(), Entry::File(b"PEM".to_vec()));
+        let link = archive(tar::EntryType::Symlink, "ca.crt", b"", Some("../x/y.pem"));
+        assert_eq!(
+            first_entry(&link).unwrap(),
+            Entry::Link("../x/y.pem".into())
+        );
+        let dir = archive(tar::EntryType::Directory, "certs", b"", None);
+        assert_eq!(first_entry(&dir).unwrap(), Entry::Other);
+
+        assert_eq!(
+            resolve_link("/etc/ssl/cert.pem", "/etc/x.pem"),
+            "/etc/x.pem"
+        );
+        assert_eq!(
+            resolve_link("/etc/pki/tls/certs/ca-bundle.crt", "../../ca-trust/./x.pem"),
+            "/etc/pki/ca-trust/x.pem"
+        );
+        assert_eq!(resolve_link("/a", "../../../b"), "/b");
     }
 }

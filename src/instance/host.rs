@@ -1,12 +1,15 @@
 //! What the container takes from the host rather than the recipe: existing
-//! credential directories, git's common directory, the CA bundle, the owner.
+//! credential directories, git's common directory, the CA bundle (and how it
+//! compares with an image's), the owner.
 
 use super::Instance;
 use crate::engine::Engine;
 use crate::instance::spec::{self, HostFacts, Owner};
+use crate::support::certs::{self, Certificate};
 use crate::support::error::WithHint;
 use crate::support::{fs, output};
 use anyhow::{Context, Result};
+use std::path::PathBuf;
 
 /// For `user = "host"`: finds the worktree's owner, and makes the host
 /// directories mounted for them (HOME, state, logs) theirs, for when devinst
@@ -70,13 +73,79 @@ pub fn host_facts(instance: &Instance, owner: Option<Owner>, image: &str) -> Res
     })
 }
 
-fn host_ca_bundle() -> Option<std::path::PathBuf> {
-    [
-        "/etc/ssl/certs/ca-certificates.crt",
-        "/etc/pki/tls/certs/ca-bundle.crt",
-        "/etc/ssl/cert.pem",
-    ]
-    .into_iter()
-    .map(std::path::PathBuf::from)
-    .find(|p| p.is_file())
+/// Where the host's CA bundle may be, first found wins (Debian and Ubuntu,
+/// Fedora and RHEL, Alpine and macOS). Images keep theirs in the same places.
+pub const CA_BUNDLE_PATHS: [&str; 3] = [
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+];
+
+fn host_ca_bundle() -> Option<PathBuf> {
+    CA_BUNDLE_PATHS
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+}
+
+/// The host's CA bundle, read.
+pub struct HostBundle {
+    pub path: PathBuf,
+    pub certificates: Vec<Certificate>,
+}
+
+/// The host's CA bundle and its certificates; `None` when there is no
+/// bundle, or one without a certificate in it.
+pub fn read_host_ca() -> Result<Option<HostBundle>> {
+    let Some(path) = host_ca_bundle() else {
+        return Ok(None);
+    };
+    let bytes = std::fs::read(&path)
+        .with_context(|| format!("cannot read the host's CA bundle `{}`", path.display()))?;
+    let certificates = certs::certificates(&bytes);
+    Ok((!certificates.is_empty()).then_some(HostBundle { path, certificates }))
+}
+
+/// How the host's CA bundle compares with an image's.
+#[derive(Debug, PartialEq)]
+pub enum CaComparison {
+    /// The host has no CA bundle.
+    NoHostBundle,
+    /// The image is not on the engine (nothing is pulled to compare).
+    ImageAbsent,
+    /// The image has no CA bundle where the host keeps its own.
+    NoImageBundle,
+    Compared {
+        host: PathBuf,
+        image_path: String,
+        host_total: usize,
+        /// How many of the host's certificates the image's bundle lacks.
+        lacking: usize,
+    },
+}
+
+/// Which of the host's trusted certificates `image`'s own bundle lacks: what
+/// TLS through a proxy that re-signs it needs and the image does not have.
+/// Reads the image's bundle from a container made for it and never started.
+pub async fn compare_ca(engine: &Engine, image: &str) -> Result<CaComparison> {
+    let Some(host) = read_host_ca()? else {
+        return Ok(CaComparison::NoHostBundle);
+    };
+    if !engine.image_exists(image).await? {
+        return Ok(CaComparison::ImageAbsent);
+    }
+    let labels = [(spec::LABEL_MANAGED_BY.to_owned(), "devinst".to_owned())];
+    let Some((image_path, bytes)) = engine
+        .read_image_file(image, &CA_BUNDLE_PATHS, &labels)
+        .await?
+    else {
+        return Ok(CaComparison::NoImageBundle);
+    };
+    let theirs = certs::certificates(&bytes);
+    Ok(CaComparison::Compared {
+        host_total: host.certificates.len(),
+        lacking: certs::missing_from(&host.certificates, &theirs).len(),
+        host: host.path,
+        image_path,
+    })
 }

@@ -2,11 +2,14 @@
 //! `status` and snapshots alike.
 
 use super::Instance;
+use crate::engine::build::BuildFailed;
 use crate::engine::Engine;
-use crate::recipe::image::BuildContext;
-use crate::support::error::WithHint;
+use crate::recipe::image::{BuildContext, HostCa};
+use crate::recipe::settings::Settings;
+use crate::support::error::{Hint, WithHint};
 use crate::support::output;
 use anyhow::{Context, Result};
+use std::path::Path;
 
 /// The image an instance's container should run.
 pub enum ImageChoice {
@@ -26,13 +29,12 @@ impl ImageChoice {
             let image = super::snapshot::image_ref(&instance.record.name, &snapshot);
             return Ok(ImageChoice::Snapshot(image));
         }
-        let Some(recipe) = &instance.settings.build else {
-            return Ok(ImageChoice::Pulled(instance.settings.image.clone()));
-        };
-        let config = instance.layout.root.join(crate::recipe::config::FILE_NAME);
-        BuildContext::collect(recipe, &instance.layout.root)
-            .map(ImageChoice::Built)
-            .with_context(|| format!("invalid `{}`", config.display()))
+        Ok(
+            match build_context(&instance.settings, &instance.layout.root)? {
+                Some(context) => ImageChoice::Built(context),
+                None => ImageChoice::Pulled(instance.settings.image.clone()),
+            },
+        )
     }
 
     pub fn reference(&self) -> &str {
@@ -57,6 +59,31 @@ impl ImageChoice {
     }
 }
 
+/// The build context of the worktree's `[container.build]`, if it has one:
+/// its files read and, under `host_ca`, the host's CA bundle for the steps
+/// that fetch.
+pub fn build_context(settings: &Settings, root: &Path) -> Result<Option<BuildContext>> {
+    let Some(recipe) = &settings.build else {
+        return Ok(None);
+    };
+    let wants_ca = settings.host_ca && recipe.fetches();
+    let bundle = match wants_ca {
+        true => super::host::read_host_ca()?,
+        false => None,
+    };
+    let certificates = bundle.as_ref().map(|b| b.certificates.as_slice());
+    let mut context = BuildContext::collect(recipe, root, certificates).with_context(|| {
+        format!(
+            "invalid `{}`",
+            root.join(crate::recipe::config::FILE_NAME).display()
+        )
+    })?;
+    if wants_ca && bundle.is_none() {
+        context.host_ca = HostCa::NotFound;
+    }
+    Ok(Some(context))
+}
+
 /// Builds the recipe's image unless its tag exists; whether it built.
 pub async fn ensure_built(engine: &Engine, build: &BuildContext) -> Result<bool> {
     let tag = &build.tag;
@@ -64,18 +91,157 @@ pub async fn ensure_built(engine: &Engine, build: &BuildContext) -> Result<bool>
         return Ok(false);
     }
     output::note(format!("building image `{tag}` from `[container.build]`"));
+    match build.host_ca {
+        HostCa::Used => output::note(
+            "the steps that fetch (apt, pip) trust the host's CA bundle (`host_ca`); no layer keeps a copy",
+        ),
+        HostCa::NotFound => output::warn(
+            "`host_ca` is on but no CA bundle was found on the host: the build's steps trust only the image's own",
+        ),
+        HostCa::Off => {}
+    }
     let started = std::time::Instant::now();
     let labels = [(
         super::spec::LABEL_MANAGED_BY.to_owned(),
         "devinst".to_owned(),
     )];
-    engine.build(tag, &labels, build.archive()?).await.hint(
-        "fix `[container.build]` in devinst.toml (a package name or version?) \
-         and run the command again; the build's output says what failed",
-    )?;
+    if let Err(err) = engine.build(tag, &labels, build.archive()?).await {
+        let hint = build_hint(&err, build.host_ca);
+        return Err(err.context(Hint(hint)));
+    }
     output::note(format!(
         "built image `{tag}` in {:.1} s",
         started.elapsed().as_secs_f64()
     ));
     Ok(true)
+}
+
+/// What to try after a failed build: a failure to verify TLS points at
+/// `host_ca`, anything else at the recipe.
+fn build_hint(err: &anyhow::Error, host_ca: HostCa) -> String {
+    let tls = err
+        .downcast_ref::<BuildFailed>()
+        .is_some_and(|failed| shows_tls_failure(&failed.output));
+    if !tls {
+        return "fix `[container.build]` in devinst.toml (a package name or version?) \
+                and run the command again; the build's output says what failed"
+            .to_owned();
+    }
+    let what = "the build could not verify a server's TLS certificate";
+    match host_ca {
+        HostCa::Off => format!(
+            "{what}: HTTPS from here seems to pass through a proxy that re-signs it with a CA \
+             only the host trusts. Set `host_ca = true` under `[container]` in devinst.toml: \
+             the build's steps then trust the host's CA bundle (and the instance mounts it)"
+        ),
+        HostCa::NotFound => format!(
+            "{what}, and `host_ca` found no CA bundle on the host (it looks at {}): \
+             put the host's bundle there, with the proxy's CA in it",
+            super::host::CA_BUNDLE_PATHS.join(", ")
+        ),
+        HostCa::Used => format!(
+            "{what}, even with the host's CA bundle (`host_ca`): does the host itself trust \
+             the server? (`curl -sSI https://pypi.org` on the host)"
+        ),
+    }
+}
+
+/// Whether a step's output says a TLS certificate could not be verified:
+/// Python and pip (pip's "from versions: none" comes after SSL errors),
+/// OpenSSL, curl, wget, apt (GnuTLS), git, Node and Go.
+fn shows_tls_failure(output: &[String]) -> bool {
+    const SIGNS: [&str; 12] = [
+        "certificate_verify_failed",
+        "certificate verify failed",
+        "ssl certificate problem",
+        "certificate verification failed",
+        "unable to get local issuer certificate",
+        "self signed certificate in certificate chain",
+        "self-signed certificate in certificate chain",
+        "unable to locally verify the issuer's authority",
+        "self_signed_cert_in_chain",
+        "unable_to_get_issuer_cert_locally",
+        "certificate signed by unknown authority",
+        "the certificate is not trusted",
+    ];
+    let lower: Vec<String> = output.iter().map(|l| l.to_lowercase()).collect();
+    let says = |needle: &str| lower.iter().any(|l| l.contains(needle));
+    SIGNS.iter().any(|sign| says(sign))
+        || (says("(from versions: none)") && (says("sslerror") || says("ssl certificate")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(text: &str) -> Vec<String> {
+        text.lines().map(str::to_owned).collect()
+    }
+
+    /// pip 23 in Debian 12 behind a proxy whose CA the image lacks, verbatim
+    /// but for the retries.
+    const PIP: &str = "\
+WARNING: Retrying (Retry(total=0, connect=None, read=None, redirect=None, status=None)) after connection broken by 'SSLError(SSLCertVerificationError(1, '[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: self-signed certificate in certificate chain (_ssl.c:992)'))': /simple/six/
+Could not fetch URL https://pypi.org/simple/six/: There was a problem confirming the ssl certificate: HTTPSConnectionPool(host='pypi.org', port=443): Max retries exceeded with url: /simple/six/ (Caused by SSLError(SSLCertVerificationError(1, '[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: self-signed certificate in certificate chain (_ssl.c:992)'))) - skipping
+ERROR: Could not find a version that satisfies the requirement six==1.16.0 (from versions: none)
+ERROR: No matching distribution found for six==1.16.0";
+
+    #[test]
+    fn tls_failures_are_told_from_other_failures() {
+        assert!(shows_tls_failure(&lines(PIP)));
+        // pip that words it without the OpenSSL code.
+        assert!(shows_tls_failure(&lines(
+            "Could not fetch URL https://pypi.org/simple/six/: There was a problem confirming the ssl certificate: - skipping\n\
+             ERROR: Could not find a version that satisfies the requirement six (from versions: none)"
+        )));
+        for line in [
+            // apt (GnuTLS)
+            "Err:1 https://deb.example bookworm InRelease\n  Certificate verification failed: The certificate is NOT trusted. The certificate issuer is unknown.",
+            // curl
+            "curl: (60) SSL certificate problem: unable to get local issuer certificate",
+            // wget
+            "ERROR: cannot verify pypi.org's certificate, issued by 'CN=Proxy CA': Unable to locally verify the issuer's authority.",
+            // git
+            "fatal: unable to access 'https://github.com/x/y/': server certificate verification failed. CAfile: none CRLfile: none",
+            // npm
+            "npm ERR! code SELF_SIGNED_CERT_IN_CHAIN",
+            // Go
+            "x509: certificate signed by unknown authority",
+        ] {
+            assert!(shows_tls_failure(&lines(line)), "{line}");
+        }
+        // A missing package is not a TLS failure, with or without "from versions: none".
+        assert!(!shows_tls_failure(&lines(
+            "ERROR: Could not find a version that satisfies the requirement nope==9 (from versions: 1.0, 2.0)\n\
+             ERROR: No matching distribution found for nope==9"
+        )));
+        assert!(!shows_tls_failure(&lines(
+            "ERROR: Could not find a version that satisfies the requirement devinst-nope (from versions: none)"
+        )));
+        assert!(!shows_tls_failure(&lines(
+            "E: Unable to locate package devinst-no-such-package"
+        )));
+    }
+
+    #[test]
+    fn the_hint_follows_the_failure_and_host_ca() {
+        let failed = |output: &str| -> anyhow::Error {
+            anyhow::Error::new(BuildFailed {
+                message: "building image `x` failed".into(),
+                output: lines(output),
+            })
+            .context("while starting")
+        };
+        let tls = failed(PIP);
+        assert!(build_hint(&tls, HostCa::Off).contains("Set `host_ca = true` under `[container]`"));
+        assert!(!build_hint(&tls, HostCa::Off).contains("package name"));
+        assert!(build_hint(&tls, HostCa::Used).contains("even with the host's CA bundle"));
+        assert!(build_hint(&tls, HostCa::NotFound).contains("found no CA bundle on the host"));
+        let other = failed("E: Unable to locate package nope");
+        for host_ca in [HostCa::Off, HostCa::Used, HostCa::NotFound] {
+            assert!(build_hint(&other, host_ca).contains("a package name or version?"));
+        }
+        let refused = anyhow::anyhow!("the engine answered 500: no space left on device");
+        assert!(build_hint(&refused, HostCa::Off).contains("a package name or version?"));
+    }
 }

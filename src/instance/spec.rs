@@ -4,7 +4,9 @@
 
 use crate::engine::{BindMount, ContainerSpec, Published, UserMapping};
 use crate::recipe::config::Limits;
-use crate::recipe::settings::{parse_memory, Service, Settings, User, HOST_USER_HOME};
+use crate::recipe::settings::{
+    parse_memory, Service, Settings, User, HOST_CA_VARIABLES, HOST_USER_HOME,
+};
 use crate::state::layout::{path_text, Layout, Record};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -114,13 +116,7 @@ fn container_env(settings: &Settings, host: &HostFacts) -> Vec<String> {
         .map(|(key, value)| format!("{key}={value}"))
         .collect();
     if host.host_ca.is_some() {
-        for key in [
-            "SSL_CERT_FILE",
-            "REQUESTS_CA_BUNDLE",
-            "PIP_CERT",
-            "NODE_EXTRA_CA_CERTS",
-            "CURL_CA_BUNDLE",
-        ] {
+        for key in HOST_CA_VARIABLES {
             env.push(format!("{key}={HOST_CA_TARGET}"));
         }
     }

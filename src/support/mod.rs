@@ -1,6 +1,7 @@
 //! Layer 1: what every other layer leans on. Nothing here knows about
 //! instances, recipes or engines.
 
+pub mod certs;
 pub mod error;
 pub mod fs;
 pub mod names;

@@ -297,3 +297,318 @@ fn assert_image(container: &str, tag: &str) {
         "{image} is not {tag}"
     );
 }
+
+/// The host's CA bundle, as the tests compare it with images'.
+const HOST_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// The base64 bodies of the certificates in a PEM bundle, as PEM writes
+/// them (lines of 64 characters).
+fn pem_bodies(pem: &str) -> Vec<Vec<String>> {
+    let mut found = Vec::new();
+    let mut body: Option<Vec<String>> = None;
+    for line in pem.lines().map(str::trim) {
+        match line {
+            "-----BEGIN CERTIFICATE-----" => body = Some(Vec::new()),
+            "-----END CERTIFICATE-----" => found.extend(body.take()),
+            line => {
+                if let Some(body) = body.as_mut() {
+                    body.push(line.to_owned());
+                }
+            }
+        }
+    }
+    found
+}
+
+/// An image like the Python test image but holding only the stock CA bundle
+/// (test-env hands that image the host's, so pip works in it), as a base
+/// image straight from a distribution has. Removed when dropped; declare it
+/// before the [`Images`] built on it, which must go first.
+struct StockCaBase {
+    tag: String,
+    /// The second line of a certificate the host trusts and this image does
+    /// not: a line of text no file holds unless it holds that certificate.
+    host_only_line: String,
+}
+
+impl StockCaBase {
+    fn build(name: &str) -> StockCaBase {
+        require_engine();
+        let tag = format!("devinst-test/stock-ca-{name}:{}", std::process::id());
+        // Without test-env's extras, and the bundle made again from the
+        // stock certificates alone.
+        let dockerfile = format!(
+            "FROM {PYTHON_IMAGE}\n\
+             RUN rm -f /etc/pip.conf /usr/local/share/ca-certificates/*.crt \
+             && update-ca-certificates --fresh >/dev/null\n"
+        );
+        let mut child = Command::new("docker")
+            .args(["build", "-q", "-t", &tag, "-"])
+            .env("DOCKER_BUILDKIT", "0")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), dockerfile.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let mut base = StockCaBase {
+            tag,
+            host_only_line: String::new(),
+        };
+        assert!(
+            out.status.success(),
+            "building {}: {}",
+            base.tag,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let theirs = docker_out(&["run", "--rm", &base.tag, "cat", HOST_CA_BUNDLE]);
+        let theirs = pem_bodies(&theirs);
+        let host = pem_bodies(&std::fs::read_to_string(HOST_CA_BUNDLE).unwrap());
+        let host_only = host
+            .into_iter()
+            .find(|cert| !theirs.contains(cert) && cert.len() > 2)
+            .expect(
+                "these tests need a host that trusts a CA stock bundles lack: one whose HTTPS \
+                 passes through a proxy that re-signs it (as on the project's machines)",
+            );
+        base.host_only_line = host_only[1].clone();
+        base
+    }
+}
+
+impl Drop for StockCaBase {
+    fn drop(&mut self) {
+        quiet_docker(&["rmi", &self.tag]);
+    }
+}
+
+/// `docker ARGS`' stdout; it must succeed.
+fn docker_out(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The layers of `image` above those of `base` that hold `needle` in any
+/// file, by their place in the image (from `docker save`).
+fn added_layers_holding(image: &str, base: &str, needle: &str, dir: &Path) -> Vec<usize> {
+    let layers = |image: &str| -> Vec<String> {
+        let json = docker_out(&["image", "inspect", "-f", "{{json .RootFS.Layers}}", image]);
+        serde_json::from_str(&json).unwrap()
+    };
+    let (ours, theirs) = (layers(image), layers(base));
+    assert_eq!(
+        ours[..theirs.len()],
+        theirs[..],
+        "{image} is built on {base}"
+    );
+    let saved = dir.join("saved.tar");
+    docker_out(&["save", "-o", saved.to_str().unwrap(), image]);
+    // Each entry whose path `wanted` accepts, read whole.
+    let read = |wanted: &dyn Fn(&str) -> bool| -> Vec<(String, Vec<u8>)> {
+        let file = std::fs::File::open(&saved).unwrap();
+        let mut archive = tar::Archive::new(file);
+        let mut found = Vec::new();
+        for entry in archive.entries_with_seek().unwrap() {
+            let mut entry = entry.unwrap();
+            let path = entry.path().unwrap().display().to_string();
+            if wanted(&path) {
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+                found.push((path, bytes));
+            }
+        }
+        found
+    };
+    // The manifest lists the layers' files in order (Docker and Podman name
+    // them differently); only those above the base's are read: small, what
+    // the build added.
+    let manifest = read(&|path| path == "manifest.json");
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest[0].1).unwrap();
+    let paths: Vec<String> = manifest[0]["Layers"]
+        .as_array()
+        .expect("a docker save manifest")
+        .iter()
+        .map(|p| p.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(paths.len(), ours.len());
+    let added = &paths[theirs.len()..];
+    assert!(!added.is_empty(), "the build added layers");
+    let layers = read(&|path| added.iter().any(|p| p == path));
+    assert_eq!(layers.len(), added.len(), "every added layer read");
+    let mut holding = Vec::new();
+    for (path, bytes) in layers {
+        // A layer is a tar of its files, stored as they are.
+        if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+            let i = added.iter().position(|p| *p == path).unwrap();
+            holding.push(theirs.len() + i);
+        }
+    }
+    holding
+}
+
+#[test]
+fn host_ca_lets_builds_through_a_re_signing_proxy_and_no_layer_keeps_the_bundle() {
+    let base = StockCaBase::build("build");
+    let images = Images::default();
+    let env = TestEnv::new();
+    let build = |host_ca: &str, apt: &str| {
+        format!(
+            "[container]\n{host_ca}\n[container.build]\nbase = \"{}\"\n{apt}\n\
+             pip = [\"six==1.16.0\"]\n[setup]\ncommands = []\n",
+            base.tag
+        )
+    };
+    let repo = recipe_repo(&env, "hostca", &build("", ""), [47520, 47529]);
+
+    // Without `host_ca`, pip cannot verify the index through the proxy, and
+    // the hint says why rather than suspecting the package.
+    let run = env.run(&repo, &["build"]);
+    images.track(&run);
+    let run = run.fails_with(1, "the `[container.build] pip` step exited with code 1");
+    assert!(run.stderr.contains("CERTIFICATE_VERIFY_FAILED"), "{run}");
+    assert!(
+        run.stderr
+            .contains("hint: the build could not verify a server's TLS certificate"),
+        "{run}"
+    );
+    assert!(
+        run.stderr
+            .contains("Set `host_ca = true` under `[container]`"),
+        "{run}"
+    );
+    assert!(!run.stderr.contains("a package name or version?"), "{run}");
+
+    // With it, both steps that fetch trust the host's bundle (apt too, which
+    // is told through its own option).
+    let toml = recipe_repo_toml(&build("host_ca = true", "apt = [\"jq\"]"));
+    write(&repo.join("devinst.toml"), &toml);
+    let started = std::time::Instant::now();
+    let run = env.run(&repo, &["build"]);
+    images.track(&run);
+    let run = run.ok();
+    eprintln!("build with host_ca: {:?}", started.elapsed());
+    let tag = run.stdout.trim().to_owned();
+    assert!(tag.starts_with("devinst-build/"), "{run}");
+    assert!(run.stderr.contains("trust the host's CA bundle"), "{run}");
+    // The step's command line is shown cut, not with the whole bundle.
+    assert!(run.stderr.contains("more characters)"), "{run}");
+    assert!(!run.stderr.contains(&base.host_only_line), "{run}");
+    let inside = |script: &str| docker_out(&["run", "--rm", &tag, "sh", "-c", script]);
+    assert_eq!(
+        inside("python3 -c 'import six; print(six.__version__)'"),
+        "1.16.0\n"
+    );
+    assert!(inside("jq --version").starts_with("jq-"));
+
+    // What the image holds: no copy of the host's bundle in any file, not in
+    // the filesystem a container sees and not in any layer the build added,
+    // and no variable pointing at one.
+    let found = inside(&format!(
+        "ls -A /tmp; grep -rlF -e '{}' /etc /tmp /root /usr/local /var /opt; env | grep -E 'CERT|CA_BUNDLE'; true",
+        base.host_only_line
+    ));
+    assert_eq!(found, "", "left in the image");
+    let holding = added_layers_holding(&tag, &base.tag, &base.host_only_line, env.tmp.path());
+    assert!(
+        holding.is_empty(),
+        "layers {holding:?} of {tag} hold the host's certificate"
+    );
+    // What the docs say stays: the steps' command lines, in the history.
+    let history = docker_out(&["history", "--no-trunc", "--format", "{{.CreatedBy}}", &tag]);
+    let carrying = history
+        .split("/bin/sh -c ")
+        .filter(|step| step.contains(&base.host_only_line))
+        .count();
+    assert_eq!(
+        carrying, 2,
+        "the apt and pip steps' command lines\n{history}"
+    );
+
+    // The same recipe and the same bundle: the same tag, built once.
+    let again = env.run(&repo, &["build"]).ok();
+    assert_eq!(again.stdout.trim(), tag);
+    assert!(again.stderr.contains("cached"), "{again}");
+}
+
+/// The recipe file `recipe_repo` writes, for a later rewrite.
+fn recipe_repo_toml(build: &str) -> String {
+    format!("{build}\n[ports]\nhost_range = [47520, 47529]\n")
+}
+
+#[test]
+fn doctor_says_when_the_image_lacks_a_ca_the_host_trusts() {
+    let base = StockCaBase::build("doctor");
+    let env = TestEnv::new();
+    let repo = env.repo("doctorca");
+    let doctor = |container: &str| -> (String, Run) {
+        write(
+            &repo.join("devinst.toml"),
+            &format!("[container]\n{container}\n"),
+        );
+        let run = env.run(&repo, &["doctor"]);
+        let mut rows = run
+            .stdout
+            .lines()
+            .skip_while(|l| l.split_whitespace().nth(1) != Some("ca"));
+        let row = rows
+            .next()
+            .unwrap_or_else(|| panic!("no `ca` check\n{run}"));
+        let fix = rows.next().filter(|l| l.trim_start().starts_with("fix:"));
+        let row = format!("{row}\n{}", fix.unwrap_or_default());
+        (row, run)
+    };
+    let before: Vec<String> = docker_out(&["ps", "-aq"])
+        .lines()
+        .map(str::to_owned)
+        .collect();
+
+    let (row, run) = doctor(&format!("image = \"{}\"", base.tag));
+    assert_eq!(run.code, 0, "a problem, not a blocking one\n{run}");
+    assert!(row.starts_with("problem  ca"), "{row}");
+    assert!(
+        row.contains(&format!("certificates that image `{}` lacks", base.tag))
+            || row.contains(&format!("certificate that image `{}` lacks", base.tag)),
+        "{row}"
+    );
+    assert!(
+        row.contains("fix: set `host_ca = true` under `[container]`"),
+        "{row}"
+    );
+
+    // The test image trusts what the host does (test-env gave it the bundle).
+    let (row, _) = doctor(&format!("image = \"{PYTHON_IMAGE}\""));
+    assert!(
+        row.starts_with("ok       ca") && row.contains("trusts all"),
+        "{row}"
+    );
+
+    // Nothing is pulled to compare.
+    let (row, _) = doctor("image = \"devinst-test/not-here:1\"");
+    assert!(
+        row.starts_with("ok") && row.contains("not compared"),
+        "{row}"
+    );
+    assert!(row.contains("not present"), "{row}");
+
+    // With host_ca on, there is nothing to compare.
+    let (row, _) = doctor(&format!("image = \"{}\"\nhost_ca = true", base.tag));
+    assert!(
+        row.starts_with("ok") && row.contains("`host_ca` is on"),
+        "{row}"
+    );
+
+    // The image's bundle was read from a container that is gone again.
+    let after: Vec<String> =
+        docker_out(&["ps", "-aq", "--filter", &format!("ancestor={}", base.tag)])
+            .lines()
+            .map(str::to_owned)
+            .filter(|id| !before.contains(id))
+            .collect();
+    assert!(after.is_empty(), "left behind: {after:?}");
+}

@@ -1,8 +1,9 @@
 //! The build context: the included files found under the worktree, hashed
 //! with the Dockerfile into the image's tag, and archived for the engine.
 
-use super::dockerfile::dockerfile;
-use super::{ImageRecipe, CONTEXT_DIR, TAG_REPOSITORY};
+use super::dockerfile::{dockerfile, HOST_CA_PIECE_BYTES};
+use super::{HostCa, ImageRecipe, CONTEXT_DIR, TAG_REPOSITORY};
+use crate::support::certs::Certificate;
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use std::os::unix::ffi::OsStrExt;
@@ -12,10 +13,13 @@ use std::path::{Path, PathBuf};
 /// The Dockerfile and the included files, ready to hash and archive.
 #[derive(Debug)]
 pub struct BuildContext {
+    /// Under `host_ca`, it carries the host's certificates, so they are in
+    /// the hash too.
     pub dockerfile: String,
     entries: Vec<Entry>,
     /// `devinst-build/<hash>:1`.
     pub tag: String,
+    pub host_ca: HostCa,
 }
 
 #[derive(Debug)]
@@ -43,8 +47,13 @@ enum Kind {
 impl BuildContext {
     /// Finds the included files under `root` and hashes them with the
     /// Dockerfile. Sources must exist and stay inside the worktree, symlinks
-    /// on the way included.
-    pub fn collect(recipe: &ImageRecipe, root: &Path) -> Result<BuildContext> {
+    /// on the way included. `host_ca`, the host's certificates, reach the
+    /// steps that fetch, when there are any.
+    pub fn collect(
+        recipe: &ImageRecipe,
+        root: &Path,
+        host_ca: Option<&[Certificate]>,
+    ) -> Result<BuildContext> {
         let root = root
             .canonicalize()
             .with_context(|| format!("cannot read `{}`", root.display()))?;
@@ -61,10 +70,19 @@ impl BuildContext {
                 )
             })?;
         }
+        let pieces = match host_ca {
+            Some(certificates) if recipe.fetches() => pem_pieces(certificates),
+            _ => Vec::new(),
+        };
         let mut context = BuildContext {
-            dockerfile: dockerfile(recipe, &is_dir),
+            dockerfile: dockerfile(recipe, &is_dir, &pieces),
             entries,
             tag: String::new(),
+            host_ca: if pieces.is_empty() {
+                HostCa::Off
+            } else {
+                HostCa::Used
+            },
         };
         context.tag = context.visit(|_, _| Ok(()))?;
         Ok(context)
@@ -133,6 +151,24 @@ impl BuildContext {
         let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
         Ok(format!("{TAG_REPOSITORY}/{hex}:1"))
     }
+}
+
+/// The certificates in PEM, cut between certificates into pieces of at most
+/// [`HOST_CA_PIECE_BYTES`] (a certificate is a few KiB).
+fn pem_pieces(certificates: &[Certificate]) -> Vec<String> {
+    let mut pieces = Vec::new();
+    let mut piece = String::new();
+    for certificate in certificates {
+        let pem = certificate.pem();
+        if !piece.is_empty() && piece.len() + pem.len() > HOST_CA_PIECE_BYTES {
+            pieces.push(std::mem::take(&mut piece));
+        }
+        piece.push_str(&pem);
+    }
+    if !piece.is_empty() {
+        pieces.push(piece);
+    }
+    pieces
 }
 
 /// Each field length-prefixed, so no two different contexts hash alike by
@@ -222,7 +258,7 @@ fn walk(host: &Path, path: &Path, entries: &mut Vec<Entry>) -> Result<()> {
 mod tests {
     use super::*;
     use crate::recipe::image::tests::recipe;
-    use crate::recipe::image::Include;
+    use crate::recipe::image::{HostCa, Include};
     use std::collections::BTreeMap;
 
     fn tree() -> (tempfile::TempDir, ImageRecipe) {
@@ -247,32 +283,32 @@ mod tests {
     #[test]
     fn tag_is_stable_and_tracks_every_byte_and_mode() {
         let (dir, r) = tree();
-        let first = BuildContext::collect(&r, dir.path()).unwrap();
+        let first = BuildContext::collect(&r, dir.path(), None).unwrap();
         assert!(first.tag.starts_with("devinst-build/"), "{}", first.tag);
         assert!(first.tag.ends_with(":1"), "{}", first.tag);
         assert_eq!(first.tag.len(), "devinst-build/".len() + 16 + 2);
-        let again = BuildContext::collect(&r, dir.path()).unwrap();
+        let again = BuildContext::collect(&r, dir.path(), None).unwrap();
         assert_eq!(first.tag, again.tag);
 
         std::fs::write(dir.path().join("tools/sub/data"), "datA").unwrap();
-        let changed = BuildContext::collect(&r, dir.path()).unwrap();
+        let changed = BuildContext::collect(&r, dir.path(), None).unwrap();
         assert_ne!(first.tag, changed.tag, "a changed byte");
 
         let script = dir.path().join("tools/x.sh");
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let moded = BuildContext::collect(&r, dir.path()).unwrap();
+        let moded = BuildContext::collect(&r, dir.path(), None).unwrap();
         assert_ne!(changed.tag, moded.tag, "a changed mode");
 
         let mut other = r.clone();
         other.env.insert("BAR".into(), "1".into());
-        let env = BuildContext::collect(&other, dir.path()).unwrap();
+        let env = BuildContext::collect(&other, dir.path(), None).unwrap();
         assert_ne!(moded.tag, env.tag, "a changed Dockerfile");
     }
 
     #[test]
     fn archive_holds_the_dockerfile_and_the_files() {
         let (dir, r) = tree();
-        let context = BuildContext::collect(&r, dir.path()).unwrap();
+        let context = BuildContext::collect(&r, dir.path(), None).unwrap();
         let bytes = context.archive().unwrap();
         let mut archive = tar::Archive::new(bytes.as_slice());
         let mut found = BTreeMap::new();
@@ -294,13 +330,71 @@ mod tests {
     fn sources_must_exist_inside_the_worktree() {
         let (dir, mut r) = tree();
         r.include[0].source = "missing.txt".into();
-        let err = format!("{:#}", BuildContext::collect(&r, dir.path()).unwrap_err());
+        let err = format!(
+            "{:#}",
+            BuildContext::collect(&r, dir.path(), None).unwrap_err()
+        );
         assert!(err.contains("`missing.txt` does not exist"), "{err}");
 
         let outside = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(outside.path(), dir.path().join("escape")).unwrap();
         r.include[0].source = "escape".into();
-        let err = format!("{:#}", BuildContext::collect(&r, dir.path()).unwrap_err());
+        let err = format!(
+            "{:#}",
+            BuildContext::collect(&r, dir.path(), None).unwrap_err()
+        );
         assert!(err.contains("leads outside the worktree"), "{err}");
+    }
+
+    #[test]
+    fn the_hosts_certificates_are_in_the_tag_when_a_step_fetches() {
+        let (dir, r) = tree();
+        let pem = |bodies: &[&str]| -> Vec<Certificate> {
+            let text: String = bodies
+                .iter()
+                .map(|b| format!("-----BEGIN CERTIFICATE-----\n{b}\n-----END CERTIFICATE-----\n"))
+                .collect();
+            crate::support::certs::certificates(text.as_bytes())
+        };
+        let (one, two) = (pem(&["QQ=="]), pem(&["QQ==", "Qg=="]));
+        let tag = |r: &ImageRecipe, ca: Option<&[Certificate]>| {
+            BuildContext::collect(r, dir.path(), ca).unwrap()
+        };
+        let plain = tag(&r, None);
+        assert_eq!(plain.host_ca, HostCa::Off);
+        let with = tag(&r, Some(&one));
+        assert_eq!(with.host_ca, HostCa::Used);
+        assert!(with.dockerfile.contains("QQ=="), "{}", with.dockerfile);
+        assert_ne!(plain.tag, with.tag, "with the bundle");
+        assert_eq!(with.tag, tag(&r, Some(&one)).tag, "deterministic");
+        assert_ne!(with.tag, tag(&r, Some(&two)).tag, "another bundle");
+        // The archive holds nothing more than the Dockerfile and the files.
+        let archive = with.archive().unwrap();
+        let mut names = Vec::new();
+        for entry in tar::Archive::new(archive.as_slice()).entries().unwrap() {
+            names.push(entry.unwrap().path().unwrap().display().to_string());
+        }
+        assert_eq!(names.len(), 1 + plain.entries.len(), "{names:?}");
+
+        // No step fetches: the bundle is not used, and not in the tag.
+        let mut quiet = r.clone();
+        quiet.apt.clear();
+        quiet.pip.clear();
+        let unused = tag(&quiet, Some(&one));
+        assert_eq!(unused.host_ca, HostCa::Off);
+        assert_eq!(unused.tag, tag(&quiet, None).tag);
+
+        // A bundle of many pieces: each at most the piece size, cut between
+        // certificates, in order.
+        let body = "A".repeat(3000);
+        let many: Vec<Certificate> = (0..100)
+            .flat_map(|i| pem(&[&format!("{body}{i:04}")]))
+            .collect();
+        let pieces = pem_pieces(&many);
+        assert!(pieces.len() > 2, "{}", pieces.len());
+        assert!(pieces.iter().all(|p| p.len() <= HOST_CA_PIECE_BYTES));
+        let joined: String = pieces.concat();
+        let expected: String = many.iter().map(Certificate::pem).collect();
+        assert_eq!(joined, expected);
     }
 }

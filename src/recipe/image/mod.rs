@@ -25,6 +25,19 @@ pub const TAG_REPOSITORY: &str = "devinst-build";
 /// The build context's folder of included files: include `i` is `files/<i>`.
 const CONTEXT_DIR: &str = "files";
 
+/// Whether the recipe's steps that fetch (apt, pip) trust the host's CA
+/// bundle (`[container] host_ca`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HostCa {
+    /// Not asked for, or no step fetches.
+    #[default]
+    Off,
+    /// Handed to each step that fetches, and removed in the same step.
+    Used,
+    /// Asked for, but the host has no CA bundle.
+    NotFound,
+}
+
 /// The validated `[container.build]` table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageRecipe {
@@ -60,6 +73,12 @@ impl ImageRecipe {
         };
         recipe.validate()?;
         Ok(recipe)
+    }
+
+    /// Whether any step downloads (apt, pip): those are the steps a
+    /// TLS-intercepting proxy breaks, and the ones `host_ca` reaches.
+    pub fn fetches(&self) -> bool {
+        !self.apt.is_empty() || !self.pip.is_empty()
     }
 
     /// Refuses anything that could not be passed to apt-get, pip or the

@@ -25,6 +25,16 @@ use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 use std::path::Path;
 
+/// The variables `host_ca` points at the host's CA bundle, in the instance
+/// and in the build steps that fetch (apt also gets `Acquire::https::CAInfo`).
+pub const HOST_CA_VARIABLES: [&str; 5] = [
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+    "PIP_CERT",
+    "NODE_EXTRA_CA_CERTS",
+    "CURL_CA_BUNDLE",
+];
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// The image to pull; with `[container.build]`, the recipe's base (the
