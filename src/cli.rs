@@ -24,7 +24,7 @@ pub struct Cli {
     pub quiet: bool,
 
     /// The engine to use, as in DOCKER_HOST (`unix:///...`, `tcp://...`);
-    /// wins over `[engine] host`, DOCKER_HOST and the docker context.
+    /// wins over DOCKER_HOST, `[engine] host` and the docker context.
     #[arg(long, global = true, value_name = "URI")]
     pub host: Option<String>,
 

@@ -20,6 +20,7 @@ pub fn run(ctx: &Invocation, args: SetupArgs) -> Result<i32> {
         bail!("the worktree path `{}` is not valid UTF-8", root.display());
     }
     let settings = Settings::load(&root)?;
+    settings.overridden.iter().for_each(output::warn);
     let layout = Layout::new(&root);
     let previous = layout.read_record().ok();
     if let Some(explicit) = &args.name {

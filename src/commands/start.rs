@@ -11,6 +11,7 @@ use anyhow::Result;
 
 pub async fn run(ctx: &Invocation, args: StartArgs) -> Result<i32> {
     let instance = Instance::find(&ctx.cwd)?;
+    instance.settings.overridden.iter().for_each(output::warn);
     // An image recipe's files are found and checked before the engine is
     // asked anything.
     let image = ImageChoice::of(&instance)?;

@@ -1,6 +1,6 @@
 //! Where the engine is: the endpoints to try, in order, from the flag, the
-//! recipe, the environment, the Docker CLI's current context, then the usual
-//! Docker and Podman sockets. No network here, and files are read only when the
+//! environment, the user's config, the Docker CLI's current context, the
+//! recipe, then the usual Docker and Podman sockets. No network here, and files are read only when the
 //! environment points at them: this runs on every shim's path.
 
 use crate::support::error::WithHint;
@@ -27,14 +27,21 @@ impl Endpoint {
     }
 }
 
-/// What the user said about the engine, strongest first.
+/// Where the engine was named, strongest first (`DOCKER_HOST` and the
+/// context, from [`Env`], come between `user` and `config`).
 #[derive(Debug, Clone, Default)]
 pub struct Choice {
     /// `--host URI` on the command line.
     pub flag: Option<String>,
-    /// `[engine] host` in devinst.toml.
+    /// `[engine] host` in the user's own config file.
+    pub user: Option<String>,
+    /// `[engine] host` in devinst.toml: the repository's word, so the last
+    /// of the named ones.
     pub config: Option<String>,
 }
+
+/// Why devinst looked at the recipe's endpoint.
+pub const RECIPE_SOURCE: &str = "[engine] host in devinst.toml";
 
 /// The parts of the process environment discovery reads, gathered in one place
 /// so tests can give their own.
@@ -62,20 +69,12 @@ impl Env {
     }
 }
 
-/// The endpoints to try, in order. An endpoint the user named (flag, recipe,
-/// `DOCKER_HOST`, a context) is the only one: falling back to another engine
-/// behind their back would hide their mistake. Otherwise the usual sockets.
+/// The endpoints to try, in order. A named endpoint (flag, `DOCKER_HOST`,
+/// the user's config, a context, the recipe) is the only one: falling back
+/// to another engine behind the user's back would hide their mistake.
+/// Otherwise the usual sockets.
 pub fn candidates(choice: &Choice, env: &Env) -> Result<Vec<Endpoint>> {
-    if let Some(uri) = &choice.flag {
-        return Ok(vec![Endpoint::new(uri, "--host")]);
-    }
-    if let Some(uri) = &choice.config {
-        return Ok(vec![Endpoint::new(uri, "[engine] host in devinst.toml")]);
-    }
-    if let Some(uri) = &env.docker_host {
-        return Ok(vec![Endpoint::new(uri, "DOCKER_HOST")]);
-    }
-    if let Some(endpoint) = context_endpoint(env)? {
+    if let Some(endpoint) = named(choice, env)? {
         return Ok(vec![endpoint]);
     }
     let mut found = vec![Endpoint::new(DOCKER_SOCKET, "the default Docker socket")];
@@ -87,6 +86,26 @@ pub fn candidates(choice: &Choice, env: &Env) -> Result<Vec<Endpoint>> {
     }
     found.push(Endpoint::new(PODMAN_SOCKET, "the Podman socket"));
     Ok(found)
+}
+
+/// The first named endpoint: the user's words before the repository's.
+fn named(choice: &Choice, env: &Env) -> Result<Option<Endpoint>> {
+    if let Some(uri) = &choice.flag {
+        return Ok(Some(Endpoint::new(uri, "--host")));
+    }
+    if let Some(uri) = &env.docker_host {
+        return Ok(Some(Endpoint::new(uri, "DOCKER_HOST")));
+    }
+    if let Some(uri) = &choice.user {
+        return Ok(Some(Endpoint::new(uri, "[engine] host in your config")));
+    }
+    if let Some(endpoint) = context_endpoint(env)? {
+        return Ok(Some(endpoint));
+    }
+    Ok(choice
+        .config
+        .as_ref()
+        .map(|uri| Endpoint::new(uri, RECIPE_SOURCE)))
 }
 
 /// The Docker CLI's current context (`DOCKER_CONTEXT`, else `currentContext`
@@ -171,7 +190,7 @@ pub fn context_meta_path(config_dir: &Path, name: &str) -> PathBuf {
 pub const START_ENGINE_HINT: &str = "start an engine: Docker with `dockerd &` (or `systemctl start docker`); \
 Podman's Docker-compatible API with `podman system service --time=0 unix:///run/podman/podman.sock &` \
 (rootless: `systemctl --user start podman.socket`); gVisor runs under Docker as its `runsc` runtime. \
-Or name a running engine with `--host`, `[engine] host` in devinst.toml, `DOCKER_HOST` or `docker context use`";
+Or name a running engine with `--host`, `DOCKER_HOST`, `[engine] host` in your config or devinst.toml, or `docker context use`";
 
 #[cfg(test)]
 mod tests {
@@ -225,14 +244,15 @@ mod tests {
         };
         let mut choice = Choice {
             flag: Some("unix:///flag.sock".into()),
+            user: Some("unix:///user.sock".into()),
             config: Some("unix:///toml.sock".into()),
         };
         assert_eq!(uris(&choice, &env), ["unix:///flag.sock"]);
         choice.flag = None;
-        assert_eq!(uris(&choice, &env), ["unix:///toml.sock"]);
-        choice.config = None;
         assert_eq!(uris(&choice, &env), ["unix:///env.sock"]);
         env.docker_host = None;
+        assert_eq!(uris(&choice, &env), ["unix:///user.sock"]);
+        choice.user = None;
         assert_eq!(uris(&choice, &env), ["unix:///ctx.sock"]);
         env.docker_context = None;
         assert_eq!(uris(&choice, &env), ["unix:///cfg.sock"]);
@@ -243,6 +263,8 @@ mod tests {
             .collect();
         assert!(sources[0].contains("`cfg`"), "{sources:?}");
         std::fs::remove_file(dir.path().join("config.json")).unwrap();
+        assert_eq!(uris(&choice, &env), ["unix:///toml.sock"]);
+        choice.config = None;
         assert_eq!(
             uris(&choice, &env),
             [

@@ -5,4 +5,5 @@
 pub mod config;
 pub mod image;
 pub mod settings;
+pub mod user_config;
 pub mod validate;

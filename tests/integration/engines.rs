@@ -103,10 +103,16 @@ fn any_engine_the_host_flag_wins_over_the_recipe_and_unreachable_engines_are_lis
         "eng-hostflag",
         &format!("{RANGE}[engine]\nhost = \"unix:///nonexistent/devinst.sock\"\n"),
     );
-    env.run(&repo, &["setup"]).ok();
-    let run = env
-        .run(&repo, &["start"])
-        .fails_with(1, "cannot reach a container engine; tried:");
+    // The recipe's endpoint is used only where nothing of the user's
+    // (DOCKER_HOST here) names another.
+    let without_docker_host = |args: &[&str]| {
+        let mut cmd = env.cmd(&repo);
+        cmd.env_remove("DOCKER_HOST");
+        env.run_cmd(&repo, cmd.args(args))
+    };
+    without_docker_host(&["setup"]).ok();
+    let run =
+        without_docker_host(&["start"]).fails_with(1, "cannot reach a container engine; tried:");
     assert!(
         run.stderr
             .contains("unix:///nonexistent/devinst.sock ([engine] host in devinst.toml)"),
