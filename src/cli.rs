@@ -64,6 +64,9 @@ pub enum Command {
     Gc(GcArgs),
     /// Check the engine, runtimes, ports, registry and credentials.
     Doctor,
+    /// Agree to what this worktree's devinst.toml asks beyond the defaults
+    /// (credentials, engine, network, bind, variables, shims), as it is now.
+    Trust,
     /// Print a shell completion script.
     Completions(CompletionsArgs),
 }

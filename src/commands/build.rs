@@ -3,6 +3,7 @@
 
 use super::Invocation;
 use crate::engine::Engine;
+use crate::instance::consent;
 use crate::recipe::image::BuildContext;
 use crate::recipe::settings::Settings;
 use crate::state::worktree::Worktree;
@@ -12,6 +13,8 @@ use anyhow::{Context, Result};
 pub async fn run(ctx: &Invocation) -> Result<i32> {
     let root = Worktree::discover(&ctx.cwd)?.root;
     let settings = Settings::load(&root)?;
+    let choice = ctx.engine_choice(Some(&settings));
+    consent::require(&root, &settings, &choice)?;
     let Some(recipe) = &settings.build else {
         output::note(format!(
             "nothing to build: devinst.toml has no `[container.build]` (the instance runs `{}`)",
@@ -25,7 +28,7 @@ pub async fn run(ctx: &Invocation) -> Result<i32> {
             root.join(crate::recipe::config::FILE_NAME).display()
         )
     })?;
-    let engine = Engine::connect(&ctx.engine_choice(Some(&settings))).await?;
+    let engine = Engine::connect(&choice).await?;
     if !crate::instance::image::ensure_built(&engine, &context).await? {
         output::note(format!("image `{}` is built already (cached)", context.tag));
     }

@@ -14,6 +14,7 @@ mod start;
 mod stats;
 mod status;
 mod stop;
+mod trust;
 
 use crate::cli::Command;
 use crate::engine;
@@ -71,6 +72,7 @@ pub fn dispatch(command: Command, ctx: &Invocation) -> Result<i32> {
         Command::Stats(args) => block_on(stats::run(ctx, args)),
         Command::Gc(args) => block_on(gc::run(ctx, args)),
         Command::Doctor => block_on(doctor::run(ctx)),
+        Command::Trust => trust::run(ctx),
         Command::Completions(args) => completions::run(args),
     }
 }

@@ -108,6 +108,14 @@ fn named(choice: &Choice, env: &Env) -> Result<Option<Endpoint>> {
         .map(|uri| Endpoint::new(uri, RECIPE_SOURCE)))
 }
 
+/// Whether the recipe's `[engine] host` is the endpoint devinst would use:
+/// nothing the user named beats it. A context that cannot be read is not
+/// the recipe's: the command fails on it before any engine is reached.
+pub fn recipe_endpoint_used(choice: &Choice, env: &Env) -> bool {
+    choice.config.is_some()
+        && matches!(named(choice, env), Ok(Some(e)) if e.source == RECIPE_SOURCE)
+}
+
 /// The Docker CLI's current context (`DOCKER_CONTEXT`, else `currentContext`
 /// in its config.json) as an endpoint; `None` for no context or `default`,
 /// which is the default socket.
@@ -192,6 +200,32 @@ Podman's Docker-compatible API with `podman system service --time=0 unix:///run/
 (rootless: `systemctl --user start podman.socket`); gVisor runs under Docker as its `runsc` runtime. \
 Or name a running engine with `--host`, `DOCKER_HOST`, `[engine] host` in your config or devinst.toml, or `docker context use`";
 
+/// Where engine sockets are on a host like this one: the usual places, and
+/// wherever the environment points. A bind mount holding one hands the
+/// engine (and so the host) to the container.
+pub fn known_sockets(env: &Env) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = [DOCKER_SOCKET, PODMAN_SOCKET, "unix:///run/docker.sock"]
+        .iter()
+        .filter_map(|uri| uri.strip_prefix("unix://"))
+        .map(PathBuf::from)
+        .collect();
+    if let Some(dir) = &env.xdg_runtime_dir {
+        found.push(dir.join("podman/podman.sock"));
+        found.push(dir.join("docker.sock"));
+    }
+    if let Some(dir) = &env.docker_config {
+        found.push(dir.join("run/docker.sock"));
+    }
+    if let Some(path) = env
+        .docker_host
+        .as_deref()
+        .and_then(|h| h.strip_prefix("unix://"))
+    {
+        found.push(PathBuf::from(path));
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,9 +296,12 @@ mod tests {
             .map(|e| e.source)
             .collect();
         assert!(sources[0].contains("`cfg`"), "{sources:?}");
+        assert!(!recipe_endpoint_used(&choice, &env), "the context beats it");
         std::fs::remove_file(dir.path().join("config.json")).unwrap();
         assert_eq!(uris(&choice, &env), ["unix:///toml.sock"]);
+        assert!(recipe_endpoint_used(&choice, &env));
         choice.config = None;
+        assert!(!recipe_endpoint_used(&choice, &env));
         assert_eq!(
             uris(&choice, &env),
             [

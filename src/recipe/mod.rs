@@ -3,6 +3,7 @@
 //! [`image::ImageRecipe`]). `validate` holds the checks both share.
 
 pub mod config;
+pub mod consent;
 pub mod image;
 pub mod settings;
 pub mod user_config;

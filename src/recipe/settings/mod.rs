@@ -144,6 +144,13 @@ impl Settings {
         Ok(settings)
     }
 
+    /// Whether shim `name` running `argv` is one of the default shims, unchanged.
+    pub fn is_default_shim(&self, name: &str, argv: &[String]) -> bool {
+        defaults::shims(&defaults::venv(&self.workdir))
+            .get(name)
+            .is_some_and(|default| default == argv)
+    }
+
     /// Whether host variable `name` passes into commands run in the instance.
     pub fn passes_env(&self, name: &str) -> bool {
         self.env_pass
