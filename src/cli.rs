@@ -24,7 +24,7 @@ pub struct Cli {
     pub quiet: bool,
 
     /// The engine to use, as in DOCKER_HOST (`unix:///...`, `tcp://...`);
-    /// wins over `[engine] host`, DOCKER_HOST and the docker context.
+    /// wins over DOCKER_HOST, `[engine] host` and the docker context.
     #[arg(long, global = true, value_name = "URI")]
     pub host: Option<String>,
 
@@ -64,6 +64,9 @@ pub enum Command {
     Gc(GcArgs),
     /// Check the engine, runtimes, ports, registry and credentials.
     Doctor,
+    /// Agree to what this worktree's devinst.toml asks beyond the defaults
+    /// (credentials, engine, network, bind, variables, shims), as it is now.
+    Trust,
     /// Print a shell completion script.
     Completions(CompletionsArgs),
 }

@@ -3,6 +3,7 @@
 
 use super::Invocation;
 use crate::engine::Engine;
+use crate::instance::consent;
 use crate::instance::image::build_context;
 use crate::recipe::settings::Settings;
 use crate::state::worktree::Worktree;
@@ -12,6 +13,8 @@ use anyhow::Result;
 pub async fn run(ctx: &Invocation) -> Result<i32> {
     let root = Worktree::discover(&ctx.cwd)?.root;
     let settings = Settings::load(&root)?;
+    let choice = ctx.engine_choice(Some(&settings));
+    consent::require(&root, &settings, &choice)?;
     let Some(context) = build_context(&settings, &root)? else {
         output::note(format!(
             "nothing to build: devinst.toml has no `[container.build]` (the instance runs `{}`)",
@@ -19,7 +22,7 @@ pub async fn run(ctx: &Invocation) -> Result<i32> {
         ));
         return Ok(0);
     };
-    let engine = Engine::connect(&ctx.engine_choice(Some(&settings))).await?;
+    let engine = Engine::connect(&choice).await?;
     if !crate::instance::image::ensure_built(&engine, &context).await? {
         output::note(format!("image `{}` is built already (cached)", context.tag));
     }

@@ -4,7 +4,7 @@ use super::Invocation;
 use crate::cli::{ExecArgs, ShellArgs};
 use crate::engine::Engine;
 use crate::instance::exec::{exec_spec, run_in};
-use crate::instance::Instance;
+use crate::instance::{consent, Instance};
 use crate::support::terminal;
 use anyhow::Result;
 
@@ -37,7 +37,10 @@ async fn run(
     instance: &Instance,
     spec: crate::engine::exec::ExecSpec,
 ) -> Result<i32> {
-    let engine = Engine::connect_lazy(&ctx.engine_choice(Some(&instance.settings)))?;
+    // Every exec passes variables, and may create the container.
+    let choice = ctx.engine_choice(Some(&instance.settings));
+    consent::require(&instance.layout.root, &instance.settings, &choice)?;
+    let engine = Engine::connect_lazy(&choice)?;
     let code = run_in(engine, instance, &spec).await?;
     Ok(exit_code(code))
 }

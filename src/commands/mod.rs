@@ -14,10 +14,13 @@ mod start;
 mod stats;
 mod status;
 mod stop;
+mod trust;
 
 use crate::cli::Command;
 use crate::engine;
 use crate::recipe::settings::Settings;
+use crate::recipe::user_config::UserConfig;
+use crate::support::output;
 use anyhow::Result;
 use std::future::Future;
 use std::path::PathBuf;
@@ -30,10 +33,24 @@ pub struct Invocation {
 }
 
 impl Invocation {
-    /// The engine the user named: `--host` over the recipe's `[engine] host`.
+    /// The engines named: `--host`, the user's config, the recipe's
+    /// `[engine] host` (see `engine::discover` for the whole order).
     pub fn engine_choice(&self, settings: Option<&Settings>) -> engine::Choice {
+        let user = match settings {
+            Some(s) => s.user_config.engine.host.clone(),
+            None => {
+                UserConfig::load()
+                    .unwrap_or_else(|err| {
+                        output::warn(format!("{err:#}; going on without it"));
+                        UserConfig::default()
+                    })
+                    .engine
+                    .host
+            }
+        };
         engine::Choice {
             flag: self.host.clone(),
+            user,
             config: settings.and_then(|s| s.engine_host.clone()),
         }
     }
@@ -55,6 +72,7 @@ pub fn dispatch(command: Command, ctx: &Invocation) -> Result<i32> {
         Command::Stats(args) => block_on(stats::run(ctx, args)),
         Command::Gc(args) => block_on(gc::run(ctx, args)),
         Command::Doctor => block_on(doctor::run(ctx)),
+        Command::Trust => trust::run(ctx),
         Command::Completions(args) => completions::run(args),
     }
 }

@@ -2,6 +2,7 @@
 
 use super::Invocation;
 use crate::cli::SetupArgs;
+use crate::instance::consent;
 use crate::instance::holdings::engine_holdings;
 use crate::recipe::settings::Settings;
 use crate::state::allocate::{self, Request};
@@ -20,6 +21,10 @@ pub fn run(ctx: &Invocation, args: SetupArgs) -> Result<i32> {
         bail!("the worktree path `{}` is not valid UTF-8", root.display());
     }
     let settings = Settings::load(&root)?;
+    // Before anything is written or any engine asked: the shims, the
+    // endpoint and the rest are the recipe's word until the user agrees.
+    consent::require(&root, &settings, &ctx.engine_choice(Some(&settings)))?;
+    settings.overridden.iter().for_each(output::warn);
     let layout = Layout::new(&root);
     let previous = layout.read_record().ok();
     if let Some(explicit) = &args.name {

@@ -4,14 +4,22 @@ use super::Invocation;
 use crate::cli::{JsonArgs, SnapshotCommand};
 use crate::engine::Engine;
 use crate::instance::snapshot::{self, SnapshotView};
-use crate::instance::Instance;
+use crate::instance::{consent, Instance};
 use crate::support::table::Table;
 use crate::support::{output, units};
 use anyhow::Result;
 
 pub async fn run(ctx: &Invocation, action: SnapshotCommand) -> Result<i32> {
     let instance = Instance::find(&ctx.cwd)?;
-    let engine = Engine::connect(&ctx.engine_choice(Some(&instance.settings))).await?;
+    let choice = ctx.engine_choice(Some(&instance.settings));
+    if matches!(
+        action,
+        SnapshotCommand::Restore { .. } | SnapshotCommand::Reset
+    ) {
+        // Both make the container anew.
+        consent::require(&instance.layout.root, &instance.settings, &choice)?;
+    }
+    let engine = Engine::connect(&choice).await?;
     match action {
         SnapshotCommand::Save { name } => {
             output::data(snapshot::save(&engine, &instance, name).await?)

@@ -5,16 +5,19 @@ use super::Invocation;
 use crate::cli::StartArgs;
 use crate::engine::Engine;
 use crate::instance::image::ImageChoice;
-use crate::instance::{lifecycle, Instance};
+use crate::instance::{consent, lifecycle, Instance};
 use crate::support::output;
 use anyhow::Result;
 
 pub async fn run(ctx: &Invocation, args: StartArgs) -> Result<i32> {
     let instance = Instance::find(&ctx.cwd)?;
+    let choice = ctx.engine_choice(Some(&instance.settings));
+    consent::require(&instance.layout.root, &instance.settings, &choice)?;
+    instance.settings.overridden.iter().for_each(output::warn);
     // An image recipe's files are found and checked before the engine is
     // asked anything.
     let image = ImageChoice::of(&instance)?;
-    let engine = Engine::connect(&ctx.engine_choice(Some(&instance.settings))).await?;
+    let engine = Engine::connect(&choice).await?;
     lifecycle::ensure_running_with(&engine, &instance, args.recreate, &image).await?;
     let s = &instance.settings;
     output::data(format!(

@@ -1,6 +1,6 @@
 //! Where the engine is: the endpoints to try, in order, from the flag, the
-//! recipe, the environment, the Docker CLI's current context, then the usual
-//! Docker and Podman sockets. No network here, and files are read only when the
+//! environment, the user's config, the Docker CLI's current context, the
+//! recipe, then the usual Docker and Podman sockets. No network here, and files are read only when the
 //! environment points at them: this runs on every shim's path.
 
 use crate::support::error::WithHint;
@@ -27,14 +27,21 @@ impl Endpoint {
     }
 }
 
-/// What the user said about the engine, strongest first.
+/// Where the engine was named, strongest first (`DOCKER_HOST` and the
+/// context, from [`Env`], come between `user` and `config`).
 #[derive(Debug, Clone, Default)]
 pub struct Choice {
     /// `--host URI` on the command line.
     pub flag: Option<String>,
-    /// `[engine] host` in devinst.toml.
+    /// `[engine] host` in the user's own config file.
+    pub user: Option<String>,
+    /// `[engine] host` in devinst.toml: the repository's word, so the last
+    /// of the named ones.
     pub config: Option<String>,
 }
+
+/// Why devinst looked at the recipe's endpoint.
+pub const RECIPE_SOURCE: &str = "[engine] host in devinst.toml";
 
 /// The parts of the process environment discovery reads, gathered in one place
 /// so tests can give their own.
@@ -62,20 +69,12 @@ impl Env {
     }
 }
 
-/// The endpoints to try, in order. An endpoint the user named (flag, recipe,
-/// `DOCKER_HOST`, a context) is the only one: falling back to another engine
-/// behind their back would hide their mistake. Otherwise the usual sockets.
+/// The endpoints to try, in order. A named endpoint (flag, `DOCKER_HOST`,
+/// the user's config, a context, the recipe) is the only one: falling back
+/// to another engine behind the user's back would hide their mistake.
+/// Otherwise the usual sockets.
 pub fn candidates(choice: &Choice, env: &Env) -> Result<Vec<Endpoint>> {
-    if let Some(uri) = &choice.flag {
-        return Ok(vec![Endpoint::new(uri, "--host")]);
-    }
-    if let Some(uri) = &choice.config {
-        return Ok(vec![Endpoint::new(uri, "[engine] host in devinst.toml")]);
-    }
-    if let Some(uri) = &env.docker_host {
-        return Ok(vec![Endpoint::new(uri, "DOCKER_HOST")]);
-    }
-    if let Some(endpoint) = context_endpoint(env)? {
+    if let Some(endpoint) = named(choice, env)? {
         return Ok(vec![endpoint]);
     }
     let mut found = vec![Endpoint::new(DOCKER_SOCKET, "the default Docker socket")];
@@ -87,6 +86,34 @@ pub fn candidates(choice: &Choice, env: &Env) -> Result<Vec<Endpoint>> {
     }
     found.push(Endpoint::new(PODMAN_SOCKET, "the Podman socket"));
     Ok(found)
+}
+
+/// The first named endpoint: the user's words before the repository's.
+fn named(choice: &Choice, env: &Env) -> Result<Option<Endpoint>> {
+    if let Some(uri) = &choice.flag {
+        return Ok(Some(Endpoint::new(uri, "--host")));
+    }
+    if let Some(uri) = &env.docker_host {
+        return Ok(Some(Endpoint::new(uri, "DOCKER_HOST")));
+    }
+    if let Some(uri) = &choice.user {
+        return Ok(Some(Endpoint::new(uri, "[engine] host in your config")));
+    }
+    if let Some(endpoint) = context_endpoint(env)? {
+        return Ok(Some(endpoint));
+    }
+    Ok(choice
+        .config
+        .as_ref()
+        .map(|uri| Endpoint::new(uri, RECIPE_SOURCE)))
+}
+
+/// Whether the recipe's `[engine] host` is the endpoint devinst would use:
+/// nothing the user named beats it. A context that cannot be read is not
+/// the recipe's: the command fails on it before any engine is reached.
+pub fn recipe_endpoint_used(choice: &Choice, env: &Env) -> bool {
+    choice.config.is_some()
+        && matches!(named(choice, env), Ok(Some(e)) if e.source == RECIPE_SOURCE)
 }
 
 /// The Docker CLI's current context (`DOCKER_CONTEXT`, else `currentContext`
@@ -171,7 +198,33 @@ pub fn context_meta_path(config_dir: &Path, name: &str) -> PathBuf {
 pub const START_ENGINE_HINT: &str = "start an engine: Docker with `dockerd &` (or `systemctl start docker`); \
 Podman's Docker-compatible API with `podman system service --time=0 unix:///run/podman/podman.sock &` \
 (rootless: `systemctl --user start podman.socket`); gVisor runs under Docker as its `runsc` runtime. \
-Or name a running engine with `--host`, `[engine] host` in devinst.toml, `DOCKER_HOST` or `docker context use`";
+Or name a running engine with `--host`, `DOCKER_HOST`, `[engine] host` in your config or devinst.toml, or `docker context use`";
+
+/// Where engine sockets are on a host like this one: the usual places, and
+/// wherever the environment points. A bind mount holding one hands the
+/// engine (and so the host) to the container.
+pub fn known_sockets(env: &Env) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = [DOCKER_SOCKET, PODMAN_SOCKET, "unix:///run/docker.sock"]
+        .iter()
+        .filter_map(|uri| uri.strip_prefix("unix://"))
+        .map(PathBuf::from)
+        .collect();
+    if let Some(dir) = &env.xdg_runtime_dir {
+        found.push(dir.join("podman/podman.sock"));
+        found.push(dir.join("docker.sock"));
+    }
+    if let Some(dir) = &env.docker_config {
+        found.push(dir.join("run/docker.sock"));
+    }
+    if let Some(path) = env
+        .docker_host
+        .as_deref()
+        .and_then(|h| h.strip_prefix("unix://"))
+    {
+        found.push(PathBuf::from(path));
+    }
+    found
+}
 
 #[cfg(test)]
 mod tests {
@@ -225,14 +278,15 @@ mod tests {
         };
         let mut choice = Choice {
             flag: Some("unix:///flag.sock".into()),
+            user: Some("unix:///user.sock".into()),
             config: Some("unix:///toml.sock".into()),
         };
         assert_eq!(uris(&choice, &env), ["unix:///flag.sock"]);
         choice.flag = None;
-        assert_eq!(uris(&choice, &env), ["unix:///toml.sock"]);
-        choice.config = None;
         assert_eq!(uris(&choice, &env), ["unix:///env.sock"]);
         env.docker_host = None;
+        assert_eq!(uris(&choice, &env), ["unix:///user.sock"]);
+        choice.user = None;
         assert_eq!(uris(&choice, &env), ["unix:///ctx.sock"]);
         env.docker_context = None;
         assert_eq!(uris(&choice, &env), ["unix:///cfg.sock"]);
@@ -242,7 +296,12 @@ mod tests {
             .map(|e| e.source)
             .collect();
         assert!(sources[0].contains("`cfg`"), "{sources:?}");
+        assert!(!recipe_endpoint_used(&choice, &env), "the context beats it");
         std::fs::remove_file(dir.path().join("config.json")).unwrap();
+        assert_eq!(uris(&choice, &env), ["unix:///toml.sock"]);
+        assert!(recipe_endpoint_used(&choice, &env));
+        choice.config = None;
+        assert!(!recipe_endpoint_used(&choice, &env));
         assert_eq!(
             uris(&choice, &env),
             [

@@ -207,6 +207,12 @@ impl Config {
     /// dotted path of the key (`ports.container`), which toml alone names only
     /// in the excerpt.
     pub fn parse(text: &str) -> Result<Config> {
+        Config::parse_as(text)
+    }
+
+    /// Parses any TOML file of devinst's (the recipe, the user's config) with
+    /// the same errors.
+    pub fn parse_as<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
         let deserializer = toml::de::Deserializer::parse(text)?;
         serde_path_to_error::deserialize(deserializer).map_err(|err| {
             let path = err.path().to_string();

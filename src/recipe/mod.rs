@@ -3,6 +3,8 @@
 //! [`image::ImageRecipe`]). `validate` holds the checks both share.
 
 pub mod config;
+pub mod consent;
 pub mod image;
 pub mod settings;
+pub mod user_config;
 pub mod validate;

@@ -6,4 +6,5 @@ pub mod layout;
 pub mod ports;
 pub mod registry;
 pub mod scripts;
+pub mod trust;
 pub mod worktree;

@@ -1,5 +1,5 @@
 //! The user's terminal during a TTY exec: raw mode, restored on every way out,
-//! and its size.
+//! and its size; a yes-or-no question when someone is there to answer.
 
 use rustix::termios::{self, OptionalActions, Termios};
 use std::io::IsTerminal;
@@ -19,6 +19,27 @@ pub fn stdin_is_null() -> bool {
     };
     FileType::from_raw_mode(ours.st_mode) == FileType::CharacterDevice
         && ours.st_rdev == null.st_rdev
+}
+
+/// Whether someone is there to answer a question: stdin and stderr are
+/// both terminals.
+pub fn can_ask() -> bool {
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+/// Asks `question` on stderr and reads one line of answer from stdin: yes
+/// only for `y` or `yes`. Always printed, even with `-q`: it waits for the user.
+pub fn ask_yes(question: &str) -> std::io::Result<bool> {
+    use std::io::{BufRead, Write};
+    let mut err = std::io::stderr().lock();
+    write!(err, "{question} [y/N] ")?;
+    err.flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    ))
 }
 
 /// The terminal's size as (rows, columns), if stdout is one.

@@ -103,10 +103,17 @@ fn any_engine_the_host_flag_wins_over_the_recipe_and_unreachable_engines_are_lis
         "eng-hostflag",
         &format!("{RANGE}[engine]\nhost = \"unix:///nonexistent/devinst.sock\"\n"),
     );
-    env.run(&repo, &["setup"]).ok();
-    let run = env
-        .run(&repo, &["start"])
-        .fails_with(1, "cannot reach a container engine; tried:");
+    // The recipe's endpoint is used only with the user's consent, and only
+    // where nothing of the user's (DOCKER_HOST here) names another.
+    env.trust(&repo);
+    let without_docker_host = |args: &[&str]| {
+        let mut cmd = env.cmd(&repo);
+        cmd.env_remove("DOCKER_HOST");
+        env.run_cmd(&repo, cmd.args(args))
+    };
+    without_docker_host(&["setup"]).ok();
+    let run =
+        without_docker_host(&["start"]).fails_with(1, "cannot reach a container engine; tried:");
     assert!(
         run.stderr
             .contains("unix:///nonexistent/devinst.sock ([engine] host in devinst.toml)"),
@@ -486,6 +493,8 @@ fn any_engine_user_host_runs_everything_as_the_worktree_owner_with_a_writable_ho
             .env("GIT_CONFIG_VALUE_0", "*");
         env.run_cmd(&repo, cmd.args(args))
     };
+    // A shim named `make` shadows the host's: the user agrees first.
+    devinst(&["trust"]).ok();
     devinst(&["setup"]).ok();
     devinst(&["start"]).ok();
     let container = instance_value(&repo, "DEVINST_CONTAINER").unwrap();

@@ -12,43 +12,6 @@ fn started_busybox(env: &TestEnv, rel: &str, extra: &str) -> PathBuf {
     repo
 }
 
-#[derive(Debug, serde::Deserialize)]
-struct PtyRun {
-    output: String,
-    code: i32,
-    restored: bool,
-}
-
-/// Runs devinst on a real pseudo-terminal of `rows` x `cols`, scripted.
-fn on_pty(env: &TestEnv, dir: &Path, size: (u16, u16), steps: &str, args: &[&str]) -> PtyRun {
-    let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration/pty_driver.py");
-    let mut cmd = Command::new("python3");
-    cmd.arg(driver)
-        .args([
-            size.0.to_string(),
-            size.1.to_string(),
-            steps.to_owned(),
-            "--".to_owned(),
-        ])
-        .arg(env!("CARGO_BIN_EXE_devinst"))
-        .args(args)
-        .current_dir(dir)
-        .env("HOME", &env.home)
-        .env("TERM", "xterm-256color");
-    for (key, value) in env.cmd(dir).get_envs() {
-        if let Some(value) = value {
-            cmd.env(key, value);
-        }
-    }
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "pty driver: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 #[test]
 fn a_terminal_gets_a_tty_of_its_size_and_is_restored_after() {
     let env = TestEnv::new();
@@ -214,11 +177,14 @@ fn signals_reach_the_command_and_nothing_is_left_running() {
 #[test]
 fn chosen_environment_variables_pass_through_and_are_never_logged() {
     let env = TestEnv::new();
-    let repo = started_busybox(
-        &env,
+    let repo = env.busybox_repo(
         "envpass",
         "[env]\npass = [\"AWS_*\", \"EXACT\"]\nset = { FIXED = \"f\" }\n",
     );
+    // `EXACT` is beyond the default list: the user agrees to pass it.
+    env.trust(&repo);
+    env.run(&repo, &["setup"]).ok();
+    env.run(&repo, &["start"]).ok();
     let out = env
         .cmd(&repo)
         .args([

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod consent;
 mod core;
 mod engines;
 mod errors;

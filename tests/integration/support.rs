@@ -133,12 +133,30 @@ impl TestEnv {
 
     pub fn cmd(&self, dir: &Path) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_devinst"));
-        cmd.current_dir(dir)
-            .env("HOME", &self.home)
+        cmd.current_dir(dir).stdin(Stdio::null());
+        self.isolate(&mut cmd);
+        cmd
+    }
+
+    /// The test's own HOME, data directory and user config (under HOME), and
+    /// no consent but what the test gives.
+    fn isolate(&self, cmd: &mut Command) {
+        cmd.env("HOME", &self.home)
+            .env("XDG_CONFIG_HOME", self.home.join(".config"))
             .env("DEVINST_DATA_DIR", data_dir())
             .env_remove("DEVINST_INSTANCE")
-            .stdin(Stdio::null());
-        cmd
+            .env_remove("DEVINST_TRUST");
+    }
+
+    /// Writes the user's own config file (`~/.config/devinst/config.toml`).
+    pub fn user_config(&self, text: &str) {
+        write(&self.home.join(".config/devinst/config.toml"), text);
+    }
+
+    /// Agrees to what the recipe of `dir` asks for beyond the defaults, as
+    /// a user would with `devinst trust`.
+    pub fn trust(&self, dir: &Path) -> Run {
+        self.run(dir, &["trust"]).ok()
     }
 
     /// Runs devinst in `dir`; remembers the instance so it is cleaned up.
@@ -190,11 +208,8 @@ impl TestEnv {
     /// Runs a script (a shim, start-container, ...) with the test's env.
     pub fn script(&self, dir: &Path, program: &Path, args: &[&str]) -> Run {
         let mut cmd = Command::new(program);
-        cmd.args(args)
-            .current_dir(dir)
-            .env("HOME", &self.home)
-            .env("DEVINST_DATA_DIR", data_dir())
-            .stdin(Stdio::null());
+        cmd.args(args).current_dir(dir).stdin(Stdio::null());
+        self.isolate(&mut cmd);
         let out = output_within(&mut cmd, None);
         self.track(dir);
         Run::from(out)
@@ -459,4 +474,42 @@ pub fn inspect(container: &str, format: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct PtyRun {
+    pub output: String,
+    pub code: i32,
+    pub restored: bool,
+}
+
+/// Runs devinst on a real pseudo-terminal of `rows` x `cols`, scripted.
+pub fn on_pty(env: &TestEnv, dir: &Path, size: (u16, u16), steps: &str, args: &[&str]) -> PtyRun {
+    let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration/pty_driver.py");
+    let mut cmd = Command::new("python3");
+    cmd.arg(driver)
+        .args([
+            size.0.to_string(),
+            size.1.to_string(),
+            steps.to_owned(),
+            "--".to_owned(),
+        ])
+        .arg(env!("CARGO_BIN_EXE_devinst"))
+        .args(args)
+        .current_dir(dir)
+        .env("HOME", &env.home)
+        .env("TERM", "xterm-256color");
+    for (key, value) in env.cmd(dir).get_envs() {
+        match value {
+            Some(value) => cmd.env(key, value),
+            None => cmd.env_remove(key),
+        };
+    }
+    let out = output_within(&mut cmd, None);
+    assert!(
+        out.status.success(),
+        "pty driver: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }

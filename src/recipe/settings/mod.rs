@@ -16,10 +16,12 @@ pub use validate::is_engine_network_mode;
 
 use crate::recipe::config::{BuildConfig, CommandLine, Config, Limits, SetupConfig};
 use crate::recipe::image::ImageRecipe;
+use crate::recipe::user_config::UserConfig;
 use anyhow::{bail, Context, Result};
+pub use defaults::{DEFAULT_BIND, DEFAULT_CREDENTIALS, DEFAULT_ENV_PASS};
 use defaults::{
-    DEFAULT_BIND, DEFAULT_CONTAINER_PORT, DEFAULT_CREDENTIALS, DEFAULT_ENV_PASS,
-    DEFAULT_HOST_RANGE, DEFAULT_IMAGE, DEFAULT_PREFIX, DEFAULT_SETUP_INPUTS, DEFAULT_WORKDIR,
+    DEFAULT_CONTAINER_PORT, DEFAULT_HOST_RANGE, DEFAULT_IMAGE, DEFAULT_PREFIX,
+    DEFAULT_SETUP_INPUTS, DEFAULT_WORKDIR,
 };
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
@@ -65,16 +67,24 @@ pub struct Settings {
     pub setup_commands: Vec<String>,
     pub setup_inputs: Vec<String>,
     pub setup_outputs: Vec<String>,
+    /// `[engine] host` in the recipe (the user's own endpoint is in `user_config`).
     pub engine_host: Option<String>,
+    /// The user's own config: what it adds to every instance, and what a
+    /// recipe may ask for without the user's consent.
+    pub user_config: UserConfig,
+    /// What the user's config overrode in the recipe, for `setup` and `start` to say.
+    pub overridden: Vec<String>,
     pub tiers: BTreeMap<String, Limits>,
     pub services: BTreeMap<String, Service>,
 }
 
 impl Settings {
-    /// Loads `devinst.toml` from the worktree `root` and resolves it.
+    /// Loads `devinst.toml` from the worktree `root` and resolves it under
+    /// the user's own config.
     pub fn load(root: &Path) -> Result<Settings> {
         let config = Config::load(root)?;
-        Settings::resolve(config).with_context(|| {
+        let user = UserConfig::load()?;
+        Settings::resolve_with(config, user).with_context(|| {
             format!(
                 "invalid `{}`",
                 root.join(crate::recipe::config::FILE_NAME).display()
@@ -84,8 +94,16 @@ impl Settings {
 
     /// Each key's value or its default, then the checks on the whole.
     pub fn resolve(config: Config) -> Result<Settings> {
+        Settings::resolve_with(config, UserConfig::default())
+    }
+
+    /// [`Settings::resolve`] under the user's config, whose word wins: its
+    /// runtime replaces the recipe's, its credential paths and variables are
+    /// added to the recipe's (or the defaults).
+    pub fn resolve_with(config: Config, mine: UserConfig) -> Result<Settings> {
         let c = config.container;
         let limits = c.limits();
+        let (runtime, overridden) = user_runtime(c.runtime, &mine);
         let (image, build) = image_or_build(c.image, c.build)?;
         let workdir = c.workdir.unwrap_or_else(|| DEFAULT_WORKDIR.to_owned());
         let venv = defaults::venv(&workdir);
@@ -104,7 +122,7 @@ impl Settings {
             hostname: c.hostname,
             command: c.command.unwrap_or_else(defaults::command),
             user,
-            runtime: c.runtime,
+            runtime,
             network: c.network,
             init: c.init.unwrap_or(true),
             host_ca: c.host_ca.unwrap_or(false),
@@ -114,21 +132,33 @@ impl Settings {
             bind: config.ports.bind.unwrap_or_else(|| DEFAULT_BIND.to_owned()),
             state_mount: mounts.state.unwrap_or_else(|| defaults::state_mount(home)),
             logs_mount: mounts.logs.unwrap_or_else(|| defaults::logs_mount(home)),
-            credential_paths: or_strings(credentials.paths, DEFAULT_CREDENTIALS),
+            credential_paths: with_users(
+                or_strings(credentials.paths, DEFAULT_CREDENTIALS),
+                &mine.credentials.paths,
+            ),
             credential_home: credentials.home.unwrap_or_else(|| home.to_owned()),
-            env_pass: or_strings(env.pass, DEFAULT_ENV_PASS),
+            env_pass: with_users(or_strings(env.pass, DEFAULT_ENV_PASS), &mine.env.pass),
             env_set: env.set.unwrap_or_else(defaults::env_set),
             shims: resolve_shims(config.shims, &venv),
             setup_commands,
             setup_inputs,
             setup_outputs,
             engine_host: config.engine.host,
+            user_config: mine,
+            overridden,
             tiers: config.tiers,
             services: service::resolve_services(config.services)?,
             workdir,
         };
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// Whether shim `name` running `argv` is one of the default shims, unchanged.
+    pub fn is_default_shim(&self, name: &str, argv: &[String]) -> bool {
+        defaults::shims(&defaults::venv(&self.workdir))
+            .get(name)
+            .is_some_and(|default| default == argv)
     }
 
     /// Whether host variable `name` passes into commands run in the instance.
@@ -189,6 +219,31 @@ fn resolve_setup(
         .unwrap_or_else(|| defaults::setup_commands(workdir, venv));
     let inputs = or_strings(setup.inputs, DEFAULT_SETUP_INPUTS);
     (commands, inputs, outputs)
+}
+
+/// The user's required runtime replaces the recipe's, and says so when
+/// they differ.
+fn user_runtime(recipe: Option<String>, user: &UserConfig) -> (Option<String>, Vec<String>) {
+    match (&user.container.runtime, recipe) {
+        (Some(theirs), Some(asked)) if *theirs != asked => (
+            Some(theirs.clone()),
+            vec![format!(
+                "`[container] runtime = \"{asked}\"` in devinst.toml is ignored: your config requires `runtime = \"{theirs}\"`"
+            )],
+        ),
+        (Some(theirs), _) => (Some(theirs.clone()), Vec::new()),
+        (None, recipe) => (recipe, Vec::new()),
+    }
+}
+
+/// `list` with the user's own entries added after it, each once.
+fn with_users(mut list: Vec<String>, users: &[String]) -> Vec<String> {
+    for entry in users {
+        if !list.contains(entry) {
+            list.push(entry.clone());
+        }
+    }
+    list
 }
 
 fn or_strings(value: Option<Vec<String>>, default: &[&str]) -> Vec<String> {
@@ -276,6 +331,34 @@ mod tests {
             let err = format!("{:#}", resolve(text).unwrap_err());
             assert!(err.contains(key), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn the_users_config_adds_to_the_recipe_and_its_runtime_wins() {
+        let user = UserConfig::parse(
+            "[container]\nruntime = \"runsc\"\n[credentials]\npaths = [\"~/.netrc\", \"~/.aws\"]\n\
+             [env]\npass = [\"NPM_TOKEN\"]\n",
+        )
+        .unwrap();
+        let recipe = "[container]\nruntime = \"runc\"\n[env]\npass = [\"A\"]\n";
+        let s = Settings::resolve_with(Config::parse(recipe).unwrap(), user.clone()).unwrap();
+        assert_eq!(s.runtime.as_deref(), Some("runsc"));
+        assert!(
+            s.overridden[0].contains("`[container] runtime = \"runc\"`"),
+            "{:?}",
+            s.overridden
+        );
+        assert_eq!(s.env_pass, ["A", "NPM_TOKEN"]);
+        assert_eq!(s.credential_paths.last().unwrap(), "~/.netrc");
+        assert_eq!(
+            s.credential_paths.iter().filter(|p| *p == "~/.aws").count(),
+            1
+        );
+        // The same runtime, or none, overrides nothing.
+        let s = Settings::resolve_with(Config::default(), user).unwrap();
+        assert_eq!(s.runtime.as_deref(), Some("runsc"));
+        assert!(s.overridden.is_empty());
+        assert_eq!(resolve("").unwrap().runtime, None);
     }
 
     #[test]
