@@ -1,6 +1,7 @@
 //! Integration tests: the real `devinst` binary against a real engine. One
 //! test binary (see Cargo.toml); start the engine with `scripts/test-env.sh`.
 
+mod poll;
 mod support;
 
 mod core;
