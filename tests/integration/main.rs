@@ -8,6 +8,7 @@ mod core;
 mod engines;
 mod errors;
 mod exec;
+mod flags;
 mod fleet;
 mod recipe;
 mod scripts;
