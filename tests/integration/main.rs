@@ -4,6 +4,7 @@
 mod poll;
 mod support;
 
+mod claims;
 mod core;
 mod engines;
 mod errors;
