@@ -758,13 +758,13 @@ fn a_closed_stdout_ends_quietly_and_quiet_and_verbose_set_stderr() {
 }
 
 /// How long a normal run takes: the shortest of three, each run on what
-/// `prepare` makes.
-fn run_length(mut prepare: impl FnMut(), mut run: impl FnMut()) -> Duration {
+/// `prepare` makes (not timed).
+fn run_length<T>(mut prepare: impl FnMut() -> T, mut run: impl FnMut(T)) -> Duration {
     (0..3)
         .map(|_| {
-            prepare();
+            let made = prepare();
             let started = Instant::now();
-            run();
+            run(made);
             started.elapsed()
         })
         .min()
@@ -847,18 +847,17 @@ fn a_setup_killed_at_any_point_is_completed_by_the_next() {
     let env = TestEnv::new();
     let range = [47180, 47199];
     let mut probes = 0..;
-    let span = run_length(
-        || (),
-        || {
-            let probe = fleet_repo(
-                &env,
-                &format!("kill-probe{}", probes.next().unwrap()),
-                "",
-                range,
-            );
-            env.run(&probe, &["setup"]).ok();
-        },
-    );
+    let new_repo = || {
+        fleet_repo(
+            &env,
+            &format!("kill-probe{}", probes.next().unwrap()),
+            "",
+            range,
+        )
+    };
+    let span = run_length(new_repo, |probe| {
+        env.run(&probe, &["setup"]).ok();
+    });
     let n = 6;
     let mut landed = 0;
     for (i, delay) in kill_delays(span, n).into_iter().enumerate() {
@@ -893,7 +892,7 @@ fn a_start_killed_at_any_point_is_completed_by_the_next() {
             String::from_utf8_lossy(&rm.stderr)
         );
     };
-    let span = run_length(remove, || {
+    let span = run_length(remove, |()| {
         env.run(&repo, &["start"]).ok();
     });
     let n = 6;
