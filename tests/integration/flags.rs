@@ -4,7 +4,7 @@
 use crate::exec::on_pty;
 use crate::support::*;
 
-/// `fl-<what>-<pid>`: unique on this engine.
+/// `flag-<what>-<pid>`: unique on this engine.
 fn unique(what: &str) -> String {
     format!("flag-{what}-{}", std::process::id())
 }
