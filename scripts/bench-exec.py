@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
 """Measures what a devinst shim costs against `docker exec`, in one session.
 
-usage: python3 scripts/bench-exec.py [--runs N] [--mib M]
+usage: python3 scripts/bench-exec.py [--runs N] [--mib M] [--debug]
 
-Builds devinst (release), sets up a throwaway worktree whose instance runs
+Builds devinst (release; the debug build with --debug), sets up a throwaway worktree whose instance runs
 the test image `devinst-test/busybox:1` (scripts/test-env.sh builds it),
 then, interleaving the two so drift hits both alike:
   1. a shim running `true` vs `docker exec <container> true`: median wall
      time, the ratio, and the shim's peak memory (max RSS, from wait4);
   2. M MiB piped through a shim's `cat` vs `docker exec -i <container> cat`.
-Everything it creates is removed at the end.
+Everything it creates is removed at the end. It exits non-zero when a step
+fails (a command fails, or the bytes piped through come back changed), never
+because of a ratio: CI runs it with few runs (`--runs 5 --mib 16 --debug`)
+so that it keeps working, not to judge the figures.
 """
 
 import argparse
@@ -44,6 +47,18 @@ def peak_rss_mib(argv):
     return int(out.stderr.strip().splitlines()[-1]) / 1024
 
 
+def same_bytes_back(cat_shim, data):
+    """The shim's `cat` gives back exactly what it was fed."""
+    with open(data, "rb") as stdin:
+        proc = subprocess.run([cat_shim], stdin=stdin, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    with open(data, "rb") as f:
+        fed = f.read()
+    if proc.returncode != 0 or proc.stdout != fed:
+        sys.exit(f"{cat_shim} gave back {len(proc.stdout)} bytes of {len(fed)} "
+                 f"(exit {proc.returncode}): {proc.stderr.decode()}")
+
+
 def interleaved(a, b, runs):
     results = {"a": [], "b": []}
     for _ in range(runs):
@@ -56,10 +71,13 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=60)
     parser.add_argument("--mib", type=int, default=256)
+    parser.add_argument("--debug", action="store_true",
+                        help="use the debug build (quick to build; slower figures)")
     args = parser.parse_args()
     repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=repo_root, check=True)
-    devinst = os.path.join(repo_root, "target", "release", "devinst")
+    profile = [] if args.debug else ["--release"]
+    subprocess.run(["cargo", "build", *profile, "--quiet"], cwd=repo_root, check=True)
+    devinst = os.path.join(repo_root, "target", "debug" if args.debug else "release", "devinst")
 
     tmp = tempfile.mkdtemp(prefix="devinst-bench")
     env = dict(os.environ, DEVINST_DATA_DIR=os.path.join(tmp, "data"))
@@ -98,6 +116,7 @@ def main():
             for _ in range(args.mib):
                 f.write(chunk)
         cat_shim = os.path.join(work, ".sky-dev", "bin", "cat")
+        same_bytes_back(cat_shim, data)
         walls = {"a": [], "b": []}
         for _ in range(5):
             for key, argv in (("a", [cat_shim]), ("b", ["docker", "exec", "-i", container, "cat"])):

@@ -11,6 +11,7 @@ mod support;
 #[cfg(test)]
 mod layering;
 
+use anyhow::Context;
 use clap::Parser;
 use support::error::{code, SilentExit};
 use support::output;
@@ -41,11 +42,14 @@ pub fn main() -> i32 {
 }
 
 fn run(cli: cli::Cli) -> anyhow::Result<i32> {
+    // `-C DIR` is the directory a `cd DIR` would give: a path without `..`
+    // or symlinks, as the current directory always is, so the worktree
+    // found from it compares equal to the paths devinst records.
     let cwd = match &cli.dir {
-        Some(dir) => dir.clone(),
-        None => std::env::current_dir()?,
+        Some(dir) => std::fs::canonicalize(dir)
+            .with_context(|| format!("cannot run in `{}`", dir.display()))?,
+        None => std::path::absolute(std::env::current_dir()?)?,
     };
-    let cwd = std::path::absolute(&cwd)?;
     let host = cli.host.filter(|h| !h.is_empty());
     commands::dispatch(cli.command, &commands::Invocation { cwd, host })
 }

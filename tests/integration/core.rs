@@ -7,12 +7,14 @@ use std::path::Path;
 #[test]
 fn zero_config_flow_installs_the_project_and_runs_its_sky_shim() {
     let env = TestEnv::new();
-    let repo = env.repo("skyproj");
+    // Unique on this engine, so two test runs never share the name.
+    let name = format!("skyproj-{}", std::process::id());
+    let repo = env.repo(&name);
     copy_fixture(Path::new("tests/fixtures/skypkg"), &repo);
 
     env.run(&repo, &["setup"]).ok();
     let container = instance_value(&repo, "DEVINST_CONTAINER").unwrap();
-    assert_eq!(container, "skypilot-dev-skyproj");
+    assert_eq!(container, format!("skypilot-dev-{name}"));
     let start = env.run(&repo, &["start"]).ok();
     let port = std::fs::read_to_string(repo.join(".sky-dev/.port")).unwrap();
     assert_eq!(
@@ -68,7 +70,7 @@ fn zero_config_flow_installs_the_project_and_runs_its_sky_shim() {
     );
     assert_eq!(
         inspect(&container, "{{index .Config.Labels \"devinst.instance\"}}"),
-        "skyproj"
+        name
     );
 
     env.script(&repo, &repo.join(".sky-dev/bin/stop-container"), &[])
@@ -199,20 +201,24 @@ fn a_port_something_listens_on_is_skipped() {
 #[test]
 fn worktrees_with_the_same_directory_name_get_different_instances() {
     let env = TestEnv::new();
-    let a = env.busybox_repo("one/same", "");
-    let b = env.busybox_repo("two/same", "");
+    let same = format!("same-{}", std::process::id());
+    let a = env.busybox_repo(&format!("one/{same}"), "");
+    let b = env.busybox_repo(&format!("two/{same}"), "");
     env.run(&a, &["setup"]).ok();
     let run = env.run(&b, &["setup"]).ok();
     let name_a = instance_value(&a, "DEVINST_NAME").unwrap();
     let name_b = instance_value(&b, "DEVINST_NAME").unwrap();
-    assert_eq!(name_a, "same");
-    assert!(name_b.starts_with("same-") && name_b != name_a, "{name_b}");
+    assert_eq!(name_a, same);
+    assert!(
+        name_b.starts_with(&format!("{same}-")) && name_b != name_a,
+        "{name_b}"
+    );
     assert!(run.stderr.contains("taken"), "{run}");
     // Stable: re-running keeps the suffixed name.
     env.run(&b, &["setup"]).ok();
     assert_eq!(instance_value(&b, "DEVINST_NAME").unwrap(), name_b);
     // Asking for a taken name explicitly is refused.
-    env.run(&b, &["setup", "same"]).fails_with(1, "taken");
+    env.run(&b, &["setup", &same]).fails_with(1, "taken");
     // Both run side by side.
     env.run(&a, &["start"]).ok();
     env.run(&b, &["start"]).ok();
@@ -228,17 +234,15 @@ fn linked_worktrees_are_instances_of_their_own() {
     let main = env.busybox_repo("lmain", "");
     git(&main, &["add", "devinst.toml"]);
     git(&main, &["commit", "-q", "-m", "recipe"]);
-    let linked = env.tmp.path().join("linked-feature");
+    let feature = format!("linked-feature-{}", std::process::id());
+    let linked = env.tmp.path().join(&feature);
     git(&main, &["worktree", "add", "-q", linked.to_str().unwrap()]);
     let linked = linked.canonicalize().unwrap();
     let sub = linked.join("deep/er");
     std::fs::create_dir_all(&sub).unwrap();
     env.run(&sub, &["setup"]).ok();
     assert!(linked.join(".sky-dev/.instance").is_file());
-    assert_eq!(
-        instance_value(&linked, "DEVINST_NAME").unwrap(),
-        "linked-feature"
-    );
+    assert_eq!(instance_value(&linked, "DEVINST_NAME").unwrap(), feature);
     env.run(&main, &["setup"]).ok();
     assert_ne!(
         instance_value(&main, "DEVINST_PORT"),
@@ -291,9 +295,20 @@ fn a_missing_image_is_pulled_with_progress() {
     let env = TestEnv::new();
     // scripts/test-env.sh pushed the busybox image to a registry on loopback.
     let image = format!("127.0.0.1:5000/{BUSYBOX}");
-    let _ = std::process::Command::new("docker")
+    // Absent, or this test would not pull.
+    let rmi = std::process::Command::new("docker")
         .args(["rmi", &image])
-        .output();
+        .output()
+        .unwrap();
+    let present = std::process::Command::new("docker")
+        .args(["image", "inspect", &image])
+        .output()
+        .unwrap();
+    assert!(
+        !present.status.success(),
+        "`docker rmi {image}` left it: {}",
+        String::from_utf8_lossy(&rmi.stderr)
+    );
     let repo = env.repo("pulled");
     write(
         &repo.join("devinst.toml"),

@@ -592,25 +592,55 @@ fn any_engine_a_sandbox_runtime_is_applied_or_refused_never_ignored() {
 #[test]
 fn any_engine_concurrent_starts_of_one_instance_all_succeed() {
     let env = TestEnv::new();
-    let repo = env.busybox_repo("eng-race", RANGE);
+    let repo = env.busybox_repo(
+        "eng-race",
+        &format!("{RANGE}[shims]\nhello = [\"echo\", \"hello\"]\n"),
+    );
     env.run(&repo, &["setup"]).ok();
-    // Each start finds no container and creates one: all but one lose the
-    // race for the name, and must use the winner's container.
-    let children: Vec<_> = (0..4)
-        .map(|_| {
-            env.cmd(&repo)
-                .arg("start")
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
+    // Each start, and each shim (which starts a missing container too),
+    // finds no container and creates one: all but one lose the race for the
+    // name, and must use the winner's container.
+    let shim = repo.join(".sky-dev/bin/hello");
+    let racers: Vec<_> = (0..6)
+        .map(|i| {
+            let mut cmd = if i % 2 == 0 {
+                let mut cmd = env.cmd(&repo);
+                cmd.arg("start");
+                cmd
+            } else {
+                let mut cmd = std::process::Command::new(&shim);
+                for (key, value) in env.cmd(&repo).get_envs() {
+                    match value {
+                        Some(value) => cmd.env(key, value),
+                        None => cmd.env_remove(key),
+                    };
+                }
+                cmd.current_dir(&repo).stdin(std::process::Stdio::null());
+                cmd
+            };
+            std::thread::spawn(move || Run::from(output_within(&mut cmd, None)))
         })
         .collect();
     env.track(&repo);
-    for child in children {
-        let run = Run::from(child.wait_with_output().unwrap());
-        run.ok();
+    for (i, racer) in racers.into_iter().enumerate() {
+        let run = racer.join().unwrap().ok();
+        if i % 2 == 1 {
+            assert_eq!(run.stdout, "hello\n", "the shim ran its command\n{run}");
+        }
     }
+    // One container for this worktree: the instance's, running.
     let container = instance_value(&repo, "DEVINST_CONTAINER").unwrap();
+    let label = format!("label=devinst.worktree={}", repo.display());
+    let listed = std::process::Command::new("docker")
+        .args(["ps", "-a", "--filter", &label, "--format", "{{.Names}}"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), container);
     assert_eq!(inspect(&container, "{{.State.Running}}"), "true");
+    // And it stays the one: neither a start nor a shim replaces it.
+    let id = inspect(&container, "{{.Id}}");
+    env.run(&repo, &["start"]).ok();
+    let run = env.script(&repo, &shim, &[]).ok();
+    assert_eq!(run.stdout, "hello\n");
+    assert_eq!(inspect(&container, "{{.Id}}"), id);
 }

@@ -46,7 +46,8 @@ fn run_with_env(env: &TestEnv, dir: &Path, vars: &[(&str, &str)], args: &[&str])
 #[test]
 fn invalid_explicit_names_are_refused_before_anything_is_made() {
     let env = TestEnv::new();
-    let repo = env.busybox_repo("names", "");
+    let name = format!("names-{}", std::process::id());
+    let repo = env.busybox_repo(&name, "");
     for (args, problem) in [
         (
             &["setup", "Bad Name"][..],
@@ -69,7 +70,7 @@ fn invalid_explicit_names_are_refused_before_anything_is_made() {
     }
     // The registry kept nothing either: the default name is still free.
     env.run(&repo, &["setup"]).ok();
-    assert_eq!(instance_value(&repo, "DEVINST_NAME").unwrap(), "names");
+    assert_eq!(instance_value(&repo, "DEVINST_NAME").unwrap(), name);
 }
 
 #[test]

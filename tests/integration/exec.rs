@@ -1,5 +1,6 @@
 //! Exec that feels local: TTY, signals, exit codes, environment, git inside.
 
+use crate::poll::{wait_until, Streaming};
 use crate::support::*;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -12,39 +13,65 @@ fn started_busybox(env: &TestEnv, rel: &str, extra: &str) -> PathBuf {
     repo
 }
 
+/// The engine's API version, as (major, minor).
+fn engine_api() -> (u32, u32) {
+    let out = Command::new("docker")
+        .args(["version", "--format", "{{.Server.APIVersion}}"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (major, minor) = text.trim().split_once('.').expect("an API version");
+    (major.parse().unwrap(), minor.parse().unwrap())
+}
+
 #[test]
 fn a_terminal_gets_a_tty_of_its_size_and_is_restored_after() {
     let env = TestEnv::new();
     let repo = started_busybox(&env, "tty", "");
+    // The size as the command sees it when it asks at once, then that the
+    // size comes (the loop ends only when it does). busybox `stty size`
+    // prints nothing on stdout for a terminal of 0 x 0.
+    let script = "at_once=$(stty size 2>/dev/null); echo \"at-once=[${at_once:-0 0}]\"; \
+                  until [ \"$(stty size 2>/dev/null)\" = \"30 100\" ]; do sleep 0.05; done; \
+                  echo size-arrived; tty; echo TERM=$TERM";
     let run = on_pty(
         &env,
         &repo,
         (30, 100),
         "[]",
-        &[
-            "exec",
-            "--",
-            "sh",
-            "-c",
-            "tty; sleep 0.3; stty size; echo TERM=$TERM",
-        ],
+        &["exec", "--", "sh", "-c", script],
     );
     assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.output.contains("size-arrived"), "{run:?}");
     assert!(run.output.contains("/dev/pts/"), "{run:?}");
-    assert!(run.output.contains("30 100"), "{run:?}");
     assert!(run.output.contains("TERM=xterm-256color"), "{run:?}");
     assert!(run.restored, "terminal settings restored");
+    // Engines with API 1.42 or later take the size with the exec, so it is
+    // there at once. Older ones (Docker 20.10 and Podman 4 speak 1.41) take
+    // it only by a resize after the command started, as `docker exec -t`
+    // does: a command that asks at once may see 0 0, never another size.
+    if engine_api() >= (1, 42) {
+        assert!(run.output.contains("at-once=[30 100]"), "{run:?}");
+    } else {
+        assert!(
+            run.output.contains("at-once=[30 100]") || run.output.contains("at-once=[0 0]"),
+            "{run:?}"
+        );
+    }
 
-    // A window resize reaches the command.
-    let steps = r#"[["expect","ready"],["resize",41,123],["send","\n"]]"#;
+    // A window resize reaches the command: it waits until it sees it.
+    let steps = r#"[["expect","ready"],["resize",41,123],["expect","resized"]]"#;
+    let script = "echo ready; \
+                  until [ \"$(stty size 2>/dev/null)\" = \"41 123\" ]; do sleep 0.05; done; \
+                  echo resized";
     let run = on_pty(
         &env,
         &repo,
         (30, 100),
         steps,
-        &["exec", "--", "sh", "-c", "echo ready; read x; stty size"],
+        &["exec", "--", "sh", "-c", script],
     );
-    assert!(run.output.contains("41 123"), "{run:?}");
+    assert_eq!(run.code, 0, "{run:?}");
     assert!(run.restored);
 
     // Ctrl-C travels through the terminal to the command.
@@ -76,12 +103,73 @@ fn a_terminal_gets_a_tty_of_its_size_and_is_restored_after() {
 #[test]
 fn shell_is_an_interactive_login_shell() {
     let env = TestEnv::new();
+    // sh (busybox has no bash): a login shell reads /etc/profile.
     let repo = started_busybox(&env, "shell", "");
-    let steps = r##"[["expect","# "],["send","echo hi-$((40+2)) $PWD; exit 3\n"]]"##;
+    env.sh(&repo, "echo 'LOGIN_MARK=profile-read' > /etc/profile")
+        .ok();
+    let steps = r##"[["expect","# "],["send","echo hi-$((40+2)) $PWD $LOGIN_MARK; exit 3\n"]]"##;
     let run = on_pty(&env, &repo, (24, 80), steps, &["shell"]);
-    assert!(run.output.contains("hi-42 /app"), "{run:?}");
+    assert!(run.output.contains("hi-42 /app profile-read"), "{run:?}");
     assert_eq!(run.code, 3);
     assert!(run.restored);
+
+    // bash where the image has it, and bash itself says it is a login shell.
+    let repo = env.repo("shell-bash");
+    write(
+        &repo.join("devinst.toml"),
+        &format!("[container]\nimage = \"{PYTHON_IMAGE}\"\n[setup]\ncommands = []\n"),
+    );
+    env.run(&repo, &["setup"]).ok();
+    env.run(&repo, &["start"]).ok();
+    let steps = r##"[["expect","# "],["send","shopt -q login_shell && echo login-$BASH_VERSINFO; exit\n"]]"##;
+    let run = on_pty(&env, &repo, (24, 80), steps, &["shell"]);
+    assert!(run.output.contains("login-5"), "{run:?}");
+    assert_eq!(run.code, 0, "{run:?}");
+}
+
+#[test]
+fn a_tty_only_when_both_stdin_and_stdout_are_terminals() {
+    let env = TestEnv::new();
+    let repo = started_busybox(&env, "ttyends", "");
+    let devinst = env!("CARGO_BIN_EXE_devinst");
+    let on_terminal = |script: &str| {
+        let run = on_pty_argv(&env, &repo, (24, 80), "[]", &["sh", "-c", script]);
+        assert_eq!(run.code, 0, "{script}: {run:?}");
+        run.output
+    };
+    let both = on_terminal(&format!("'{devinst}' exec -- sh -c 'tty || true'"));
+    assert!(both.contains("/dev/pts/"), "{both}");
+    // stdin a terminal, stdout a pipe.
+    let piped = on_terminal(&format!("'{devinst}' exec -- sh -c 'tty || true' | cat"));
+    assert!(piped.contains("not a tty"), "{piped}");
+    // stdout a terminal, stdin not.
+    let no_input = on_terminal(&format!(
+        "'{devinst}' exec -- sh -c 'tty || true' </dev/null"
+    ));
+    assert!(no_input.contains("not a tty"), "{no_input}");
+    let from_pipe = on_terminal(&format!("echo | '{devinst}' exec -- sh -c 'tty || true'"));
+    assert!(from_pipe.contains("not a tty"), "{from_pipe}");
+}
+
+#[test]
+fn three_interrupts_give_up_on_a_command_that_ignores_them() {
+    let env = TestEnv::new();
+    let repo = started_busybox(&env, "threeint", "");
+    // The command survives SIGINT (it only notes it) and would run on.
+    let script = "trap 'echo noted' INT; echo ready; while :; do sleep 0.1; done";
+    let mut child = Streaming::spawn(env.cmd(&repo).args(["exec", "--", "sh", "-c", script]));
+    child.wait_for_stdout("ready\n");
+    for n in 1..=2 {
+        child.signal("INT");
+        // Passed on, and devinst still runs.
+        wait_until(&format!("interrupt {n} to reach the command"), || {
+            (child.stdout().matches("noted").count() >= n).then_some(())
+        });
+        assert!(child.child.try_wait().unwrap().is_none(), "gave up early");
+    }
+    child.signal("INT");
+    let (status, out, err) = child.finish();
+    assert_eq!(status.code(), Some(130), "{out}{err}");
 }
 
 #[test]
@@ -165,13 +253,11 @@ fn signals_reach_the_command_and_nothing_is_left_running() {
         .status()
         .unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(130));
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let ps = env.run(&repo, &["exec", "--", "ps", "-o", "args"]).ok();
-    assert!(
-        !ps.stdout.contains("sleep 30"),
-        "left running:\n{}",
-        ps.stdout
-    );
+    // The kill is sent as the command ends; the engine reaps a moment later.
+    wait_until("the command's children to end", || {
+        let ps = env.run(&repo, &["exec", "--", "ps", "-o", "args"]).ok();
+        (!ps.stdout.contains("sleep 30")).then_some(())
+    });
 }
 
 #[test]

@@ -1,13 +1,16 @@
 //! Integration tests: the real `devinst` binary against a real engine. One
 //! test binary (see Cargo.toml); start the engine with `scripts/test-env.sh`.
 
+mod poll;
 mod support;
 
+mod claims;
 mod consent;
 mod core;
 mod engines;
 mod errors;
 mod exec;
+mod flags;
 mod fleet;
 mod recipe;
 mod scripts;

@@ -2,6 +2,8 @@
 
 usage: pty_driver.py ROWS COLS STEPS_JSON -- ARGV...
 STEPS_JSON is a list of ["expect", text] | ["send", text] | ["resize", rows, cols].
+An `expect` whose text does not show within 30 s fails the run (exit 1, with
+the output so far on stderr); nothing waits for a guessed time.
 Prints one JSON object: the output, the exit code (128+n for a signal), and
 whether the terminal's settings were the same after the command as before.
 """
@@ -15,6 +17,8 @@ import struct
 import sys
 import termios
 import time
+
+EXPECT_LIMIT = 30
 
 
 def set_size(fd, rows, cols):
@@ -35,6 +39,16 @@ def read_some(master, out, timeout):
     return True
 
 
+def expect(master, out, text, pid):
+    deadline = time.time() + EXPECT_LIMIT
+    while text.encode() not in out:
+        if time.time() > deadline:
+            os.kill(pid, 9)
+            sys.exit(f"pty_driver: {text!r} did not show within {EXPECT_LIMIT} s; "
+                     f"output so far:\n{out.decode(errors='replace')}")
+        read_some(master, out, 0.1)
+
+
 def main():
     rows, cols, steps = int(sys.argv[1]), int(sys.argv[2]), json.loads(sys.argv[3])
     argv = sys.argv[5:]
@@ -51,11 +65,8 @@ def main():
     out = bytearray()
     for step in steps:
         if step[0] == "expect":
-            deadline = time.time() + 30
-            while step[1].encode() not in out and time.time() < deadline:
-                read_some(master, out, 0.1)
+            expect(master, out, step[1], pid)
         elif step[0] == "send":
-            time.sleep(0.2)
             os.write(master, step[1].encode())
         elif step[0] == "resize":
             set_size(master, step[1], step[2])

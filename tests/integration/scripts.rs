@@ -355,7 +355,8 @@ fn setup_leaves_git_status_clean_in_main_and_linked_worktrees() {
 #[test]
 fn outside_git_the_directory_itself_is_the_worktree() {
     let env = TestEnv::new();
-    let dir = env.tmp.path().join("plain");
+    let name = format!("plain-{}", std::process::id());
+    let dir = env.tmp.path().join(&name);
     write(&dir.join("devinst.toml"), &busybox_recipe(""));
     let dir = dir.canonicalize().unwrap();
     let in_git = Command::new("git")
@@ -369,6 +370,6 @@ fn outside_git_the_directory_itself_is_the_worktree() {
     assert!(dir.join(".sky-dev/.instance").is_file());
     assert!(dir.join(".sky-dev/bin/start-container").is_file());
     assert_eq!(sourced_value(&dir, "DEVINST_WORKTREE"), text(&dir));
-    assert_eq!(instance_value(&dir, "DEVINST_NAME").unwrap(), "plain");
+    assert_eq!(instance_value(&dir, "DEVINST_NAME").unwrap(), name);
     assert!(!dir.join(".git").exists(), "no repository was made");
 }

@@ -237,17 +237,40 @@ fn two_instances_with_the_same_service_have_their_own() {
         "b\n"
     );
     assert_eq!(fetch_on_host(port_b, "/file"), "b\n");
-    // A's network does not reach B's service, by any name.
-    let other = format!("http://{}:8080/file", guards[1].services[0]);
-    let run = env.run(
-        &a,
-        &["exec", "--", "wget", "-q", "-T", "2", "-O", "-", &other],
-    );
-    assert_ne!(run.code, 0, "{run}");
+    // A's network does not reach B's service, by any name: `db` is A's own
+    // there, and the name of B's service container does not resolve. (busybox
+    // nslookup asks the network's DNS itself; its wget crashes on a name it
+    // cannot resolve, which would prove nothing.)
+    let db_a = resolve(&env, &a, "db").unwrap_or_else(|run| panic!("{run}"));
+    let db_b = resolve(&env, &b, "db").unwrap_or_else(|run| panic!("{run}"));
+    assert!(!db_a.is_empty() && db_a != db_b, "{db_a:?} {db_b:?}");
+    let other = &guards[1].services[0];
+    let run = resolve(&env, &a, other).expect_err("B's service has no name on A's network");
+    assert_eq!(run.code, 1, "{run}");
+    assert!(run.stdout.contains("NXDOMAIN"), "{run}");
 
     // Re-running setup keeps the ports.
     env.run(&a, &["setup"]).ok();
     assert_eq!(service_port(&a), port_a);
+}
+
+/// The addresses `name` resolves to inside the instance of `repo`, asked of
+/// the network's DNS by busybox nslookup; the failed run when it does not.
+fn resolve(env: &TestEnv, repo: &Path, name: &str) -> Result<Vec<String>, crate::support::Run> {
+    let run = env.run(repo, &["exec", "--", "nslookup", name]);
+    if run.code != 0 {
+        return Err(run);
+    }
+    // The answers follow a `Name:` line; the server's own address precedes.
+    let (_, answers) = run.stdout.split_once("Name:").unwrap_or_default();
+    let mut found: Vec<String> = answers
+        .lines()
+        .filter_map(|l| l.strip_prefix("Address:"))
+        .map(|a| a.trim().to_owned())
+        .collect();
+    found.sort();
+    found.dedup();
+    Ok(found)
 }
 
 /// `status --json`'s services, as far as these tests rely on them.
@@ -374,4 +397,91 @@ fn bad_service_config_is_refused_with_its_key() {
     env.run(&dir, &["setup"])
         .fails_with(1, "`[services.My_DB]`")
         .fails_with(1, "hint:");
+}
+
+#[test]
+fn a_service_dropped_from_the_recipe_is_removed_on_the_next_start() {
+    let env = TestEnv::new();
+    let repo = repo_with_db(&env, "dropped");
+    env.run(&repo, &["setup"]).ok();
+    let cleanup = Cleanup::new(&repo, &["db"]);
+    env.run(&repo, &["start"]).ok();
+    assert_eq!(state(&cleanup.services[0]), "running");
+
+    let toml = std::fs::read_to_string(repo.join("devinst.toml")).unwrap();
+    let (kept, _) = toml.split_once("[services.db]").unwrap();
+    write(&repo.join("devinst.toml"), kept);
+    let run = env.run(&repo, &["start"]).ok();
+    assert!(
+        run.stderr.contains(&format!(
+            "removing service `db` (container `{}`)",
+            cleanup.services[0]
+        )),
+        "{run}"
+    );
+    assert!(
+        !docker_ok(&["container", "inspect", &cleanup.services[0]]),
+        "{run}"
+    );
+    assert!(
+        repo.join(".sky-dev/services/db").is_dir(),
+        "its data directory is kept"
+    );
+}
+
+#[test]
+fn a_service_added_without_setup_runs_and_warns_until_setup_gives_it_a_port() {
+    let env = TestEnv::new();
+    let repo = repo_with_db(&env, "added");
+    let full = std::fs::read_to_string(repo.join("devinst.toml")).unwrap();
+    let (without, _) = full.split_once("[services.db]").unwrap();
+    write(&repo.join("devinst.toml"), without);
+    env.run(&repo, &["setup"]).ok();
+    let cleanup = Cleanup::new(&repo, &["db"]);
+    env.run(&repo, &["start"]).ok();
+
+    // Added to the recipe, but `setup` not run again: no host port yet.
+    write(&repo.join("devinst.toml"), &full);
+    write(&repo.join(".sky-dev/services/db/file"), "early\n");
+    let run = env.run(&repo, &["start"]).ok();
+    assert!(
+        run.stderr.contains(
+            "warning: service `db` has no host port yet, so it is reachable from the instance only"
+        ),
+        "{run}"
+    );
+    assert!(run.stderr.contains("run `devinst setup`"), "{run}");
+    assert_eq!(state(&cleanup.services[0]), "running");
+    let bindings = inspect(&cleanup.services[0], "{{json .HostConfig.PortBindings}}");
+    assert!(!bindings.contains("HostPort"), "published: {bindings}");
+
+    // As the warning says: setup, then start --recreate publishes it.
+    env.run(&repo, &["setup"]).ok();
+    let port = service_port(&repo);
+    let run = env.run(&repo, &["start", "--recreate"]).ok();
+    assert!(!run.stderr.contains("no host port yet"), "{run}");
+    assert_eq!(fetch_on_host(port, "/file"), "early\n");
+}
+
+#[test]
+fn services_on_an_engine_network_mode_are_refused() {
+    let env = TestEnv::new();
+    for mode in ["bridge", "none"] {
+        let repo = repo_with_db(&env, &format!("mode-{mode}"));
+        let toml = std::fs::read_to_string(repo.join("devinst.toml")).unwrap();
+        write(
+            &repo.join("devinst.toml"),
+            &toml.replacen(
+                "[container]\n",
+                &format!("[container]\nnetwork = \"{mode}\"\n"),
+                1,
+            ),
+        );
+        let run = env.run(&repo, &["setup"]).fails_with(
+            1,
+            &format!("`[container] network = \"{mode}\"` cannot carry services"),
+        );
+        assert!(run.stderr.contains("found by name only"), "{run}");
+        assert!(!repo.join(".sky-dev").exists(), "nothing set up");
+    }
 }

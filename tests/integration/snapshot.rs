@@ -99,3 +99,55 @@ fn a_snapshot_brings_back_the_filesystem_state_and_logs() {
     env.run(&repo, &["destroy", "--purge", "--yes"]).ok();
     assert!(!image_exists(&format!("devinst-snapshot/{name}:s2")));
 }
+
+#[test]
+fn a_snapshot_without_a_name_is_named_by_the_time_and_listed_in_text() {
+    let env = TestEnv::new();
+    let name = format!("snapdef-{}", std::process::id());
+    let repo = env.busybox_repo(&name, "[ports]\nhost_range = [47751, 47760]\n");
+    let _images = SnapshotImages(name.clone());
+    env.run(&repo, &["setup"]).ok();
+    env.run(&repo, &["start"]).ok();
+    let before = utc_stamp();
+    let saved = env.run(&repo, &["snapshot", "save"]).ok();
+    let after = utc_stamp();
+    // `20261123-143005`: the UTC time of the save, sortable.
+    let snapshot = saved.stdout.trim().to_owned();
+    assert!(
+        snapshot.len() == 15
+            && snapshot.as_bytes()[8] == b'-'
+            && snapshot
+                .replace('-', "")
+                .bytes()
+                .all(|b| b.is_ascii_digit()),
+        "{saved}"
+    );
+    assert!(
+        before <= snapshot && snapshot <= after,
+        "{before} <= {snapshot} <= {after}"
+    );
+    assert!(image_exists(&format!("devinst-snapshot/{name}:{snapshot}")));
+
+    // The text listing: a header, then the snapshot with its date and size.
+    let list = env.run(&repo, &["snapshot", "list"]).ok();
+    let lines: Vec<&str> = list.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{list}");
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(header, ["NAME", "CREATED", "SIZE"], "{list}");
+    let row: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(row[0], snapshot, "{list}");
+    assert!(row[1].ends_with('Z') && row[1].contains('T'), "{list}");
+    assert!(
+        ["B", "KiB", "MiB", "GiB"].contains(&row[3]),
+        "a size with its unit: {list}"
+    );
+}
+
+/// The current UTC time as `YYYYMMDD-HHMMSS`, from `date`.
+fn utc_stamp() -> String {
+    let out = Command::new("date")
+        .args(["-u", "+%Y%m%d-%H%M%S"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}

@@ -485,6 +485,19 @@ pub struct PtyRun {
 
 /// Runs devinst on a real pseudo-terminal of `rows` x `cols`, scripted.
 pub fn on_pty(env: &TestEnv, dir: &Path, size: (u16, u16), steps: &str, args: &[&str]) -> PtyRun {
+    let mut argv = vec![env!("CARGO_BIN_EXE_devinst")];
+    argv.extend_from_slice(args);
+    on_pty_argv(env, dir, size, steps, &argv)
+}
+
+/// Runs `argv` on a real pseudo-terminal, with the test's environment.
+pub fn on_pty_argv(
+    env: &TestEnv,
+    dir: &Path,
+    size: (u16, u16),
+    steps: &str,
+    argv: &[&str],
+) -> PtyRun {
     let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration/pty_driver.py");
     let mut cmd = Command::new("python3");
     cmd.arg(driver)
@@ -494,8 +507,7 @@ pub fn on_pty(env: &TestEnv, dir: &Path, size: (u16, u16), steps: &str, args: &[
             steps.to_owned(),
             "--".to_owned(),
         ])
-        .arg(env!("CARGO_BIN_EXE_devinst"))
-        .args(args)
+        .args(argv)
         .current_dir(dir)
         .env("HOME", &env.home)
         .env("TERM", "xterm-256color");
@@ -506,6 +518,7 @@ pub fn on_pty(env: &TestEnv, dir: &Path, size: (u16, u16), steps: &str, args: &[
         };
     }
     let out = output_within(&mut cmd, None);
+    env.track(dir);
     assert!(
         out.status.success(),
         "pty driver: {}",
