@@ -5,6 +5,7 @@ use crate::cli::SetupArgs;
 use crate::instance::holdings::engine_holdings;
 use crate::recipe::settings::Settings;
 use crate::state::allocate::{self, Request};
+use crate::state::contained::{self, Owners};
 use crate::state::layout::{path_text, Layout, Record, DIR_NAME};
 use crate::state::registry::Registry;
 use crate::state::scripts;
@@ -19,8 +20,10 @@ pub fn run(ctx: &Invocation, args: SetupArgs) -> Result<i32> {
     if root.to_str().is_none() {
         bail!("the worktree path `{}` is not valid UTF-8", root.display());
     }
-    let settings = Settings::load(&root)?;
     let layout = Layout::new(&root);
+    contained::check_untracked(&root)?;
+    contained::check(&layout, &Owners::of(&ctx.cwd))?;
+    let settings = Settings::load(&root)?;
     let previous = layout.read_record().ok();
     if let Some(explicit) = &args.name {
         names::validate(explicit).hint("pick a name like `feature-x`")?;

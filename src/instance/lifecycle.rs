@@ -37,6 +37,7 @@ pub async fn ensure_running_with(
         ))
         .hint("run `devinst setup` to move it to this worktree");
     }
+    crate::state::contained::check_untracked(&instance.layout.root)?;
     let owner = match instance.settings.user {
         User::Host => Some(prepare_owner_dirs(engine, instance).await?),
         _ => None,

@@ -16,9 +16,10 @@ pub mod view;
 
 use crate::engine::{Engine, Listed};
 use crate::recipe::settings::Settings;
+use crate::state::contained::{self, Owners};
 use crate::state::layout::{Layout, Record};
 use crate::support::error::WithHint;
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 use std::path::Path;
 
 /// A set-up instance: its directory, its `.instance` record and its recipe.
@@ -29,16 +30,22 @@ pub struct Instance {
 }
 
 impl Instance {
-    /// Finds the instance of the worktree containing `dir`.
+    /// Finds the instance of the worktree containing `dir`: the nearest
+    /// `.sky-dev/.instance` up to the worktree's root, in a `.sky-dev/` that
+    /// is contained (no links, not another user's).
     pub fn find(dir: &Path) -> Result<Instance> {
-        let layout = Layout::find(dir)
+        let start = dir
+            .canonicalize()
+            .with_context(|| format!("cannot resolve `{}`", dir.display()))?;
+        let layout = Layout::find(&start)
             .ok_or_else(|| {
                 anyhow!(
-                    "no devinst instance here (`{}` and its parents have no `.sky-dev/.instance`)",
+                    "no devinst instance here (`{}` and its parents up to the worktree's root have no `.sky-dev/.instance`)",
                     dir.display()
                 )
             })
             .hint("run `devinst setup` in the worktree first")?;
+        contained::check(&layout, &Owners::of(&start))?;
         let record = layout
             .read_record()
             .hint("run `devinst setup` again to rewrite it")?;

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod containment;
 mod core;
 mod engines;
 mod errors;

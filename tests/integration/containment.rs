@@ -1,0 +1,177 @@
+//! A repository cannot reach the host through `.sky-dev/`, through files
+//! planted above it, through a copied `.instance` or through its setup
+//! inputs: each hole reproduced, and refused.
+
+use crate::support::*;
+use std::os::unix::fs::{symlink, MetadataExt};
+use std::path::Path;
+use std::process::Command;
+
+const RANGE: &str = "[ports]\nhost_range = [47850, 47899]\n";
+
+/// A git repository whose recipe runs `steps` (TOML strings) on busybox.
+fn repo_with_steps(env: &TestEnv, rel: &str, steps: &str, extra: &str) -> std::path::PathBuf {
+    let repo = env.repo(rel);
+    write(
+        &repo.join("devinst.toml"),
+        &format!(
+            "[container]\nimage = \"{BUSYBOX}\"\n{RANGE}[setup]\ncommands = [{steps}]\n{extra}"
+        ),
+    );
+    repo
+}
+
+fn owner(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().uid()
+}
+
+fn chown(owner: &str, path: &Path) {
+    let status = Command::new("chown")
+        .args(["-R", owner])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn a_committed_state_link_is_refused_until_untracked_and_removed() {
+    let env = TestEnv::new();
+    let repo = env.busybox_repo("contain-link", RANGE);
+    let outside = env.tmp.path().join("host-dir");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::create_dir(repo.join(".sky-dev")).unwrap();
+    symlink(&outside, repo.join(".sky-dev/state")).unwrap();
+    git(&repo, &["add", "-f", ".sky-dev"]);
+    git(&repo, &["commit", "-q", "-m", "plant"]);
+
+    let run = env
+        .run(&repo, &["setup"])
+        .fails_with(1, "git tracks `.sky-dev/state`");
+    assert!(
+        run.stderr
+            .contains("hint: untrack it with `git rm -r --cached .sky-dev`"),
+        "{run}"
+    );
+    git(&repo, &["rm", "-q", "-r", "--cached", ".sky-dev"]);
+    git(&repo, &["commit", "-q", "-m", "untrack"]);
+    // Untracked, the link is still refused: devinst follows none in its own directory.
+    let run = env
+        .run(&repo, &["setup"])
+        .fails_with(1, ".sky-dev/state` is a symbolic link");
+    assert!(run.stderr.contains("hint: remove the link"), "{run}");
+    assert!(!repo.join(".sky-dev/.instance").exists(), "nothing set up");
+
+    std::fs::remove_file(repo.join(".sky-dev/state")).unwrap();
+    env.run(&repo, &["setup"]).ok();
+    env.sh(&repo, "echo x > /root/.sky/written").ok();
+    assert!(repo.join(".sky-dev/state/written").is_file());
+    let left: Vec<_> = std::fs::read_dir(&outside).unwrap().collect();
+    assert!(left.is_empty(), "nothing written outside: {left:?}");
+}
+
+#[test]
+fn a_planted_bin_file_is_refused_committed_and_gone_after_setup() {
+    let env = TestEnv::new();
+    let repo = env.busybox_repo("contain-bin", RANGE);
+    write(&repo.join(".sky-dev/bin/ls"), "#!/bin/sh\necho planted\n");
+    git(&repo, &["add", "-f", ".sky-dev/bin/ls"]);
+    git(&repo, &["commit", "-q", "-m", "plant"]);
+    env.run(&repo, &["setup"])
+        .fails_with(1, "git tracks `.sky-dev/bin/ls`");
+    assert!(repo.join(".sky-dev/bin/ls").exists());
+
+    // Untracked (but still on disk), it does not survive a setup.
+    git(&repo, &["rm", "-q", "--cached", ".sky-dev/bin/ls"]);
+    git(&repo, &["commit", "-q", "-m", "untrack"]);
+    env.run(&repo, &["setup"]).ok();
+    assert!(
+        !repo.join(".sky-dev/bin/ls").exists(),
+        "planted `ls` removed"
+    );
+    assert!(repo.join(".sky-dev/bin/activate").is_file());
+    // Planted again after setup: the next setup removes it too.
+    write(&repo.join(".sky-dev/bin/ls"), "#!/bin/sh\necho planted\n");
+    env.run(&repo, &["setup"]).ok();
+    assert!(
+        !repo.join(".sky-dev/bin/ls").exists(),
+        "planted `ls` removed"
+    );
+}
+
+#[test]
+fn user_host_start_never_chowns_through_a_state_link() {
+    let env = TestEnv::new();
+    let repo = repo_with_steps(&env, "contain-chown", "", "");
+    let toml = std::fs::read_to_string(repo.join("devinst.toml")).unwrap();
+    let toml = toml.replacen("[container]\n", "[container]\nuser = \"host\"\n", 1);
+    write(&repo.join("devinst.toml"), &toml);
+    // As in engines.rs: the worktree belongs to 1234, devinst runs as root.
+    chown("1234:1234", &repo);
+    let devinst = |args: &[&str]| {
+        let mut cmd = env.cmd(&repo);
+        cmd.env("GIT_CONFIG_COUNT", "1")
+            .env("GIT_CONFIG_KEY_0", "safe.directory")
+            .env("GIT_CONFIG_VALUE_0", "*");
+        env.run_cmd(&repo, cmd.args(args))
+    };
+    devinst(&["setup"]).ok();
+    // Root's directory, linked in where the state directory goes.
+    let target = env.tmp.path().join("roots-dir");
+    std::fs::create_dir(&target).unwrap();
+    std::fs::remove_dir(repo.join(".sky-dev/state")).unwrap();
+    symlink(&target, repo.join(".sky-dev/state")).unwrap();
+
+    devinst(&["start"]).fails_with(1, ".sky-dev/state` is a symbolic link");
+    assert_eq!(owner(&target), 0, "the link's target was not given away");
+    let container = instance_value(&repo, "DEVINST_CONTAINER").unwrap();
+    assert!(!container_exists(&container), "nothing was started");
+}
+
+#[test]
+fn a_sky_dev_planted_above_by_another_user_is_never_used() {
+    let env = TestEnv::new();
+    // Another user's directory above the victim's, shared (mode 1777) as
+    // /tmp is, holding a recipe and an instance of their own.
+    let planted = env.tmp.path().join("planted");
+    write(
+        &planted.join("devinst.toml"),
+        &format!("[container]\nimage = \"{BUSYBOX}\"\n{RANGE}[setup]\ncommands = [\"touch /app/pwned\"]\n"),
+    );
+    env.run(&planted, &["setup"]).ok();
+    chown("4321:4321", &planted);
+    let chmod = |mode: &str, path: &Path| {
+        let status = Command::new("chmod").arg(mode).arg(path).status().unwrap();
+        assert!(status.success());
+    };
+    chmod("1777", &planted);
+    chmod("755", env.tmp.path());
+
+    // The victim's own repository below it: the search stops at its root.
+    let victim = env.repo("planted/victim");
+    env.run(&victim, &["start"])
+        .fails_with(1, "no devinst instance here");
+    // A plain directory of root's below it: another user's files.
+    let plain = planted.join("plain");
+    std::fs::create_dir(&plain).unwrap();
+    env.run(&plain, &["start"])
+        .fails_with(1, "belongs to another user (uid 4321)");
+    // An ordinary user (4322) in a directory of their own below it.
+    let own = planted.join("own");
+    std::fs::create_dir(&own).unwrap();
+    chown("4322:4322", &own);
+    let out = Command::new("setpriv")
+        .args(["--reuid=4322", "--regid=4322", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_devinst"))
+        .args(["exec", "--", "true"])
+        .current_dir(&own)
+        .env("HOME", &own)
+        .env("DEVINST_DATA_DIR", own.join("data"))
+        .output()
+        .unwrap();
+    Run::from(out).fails_with(125, "belongs to another user (uid 4321)");
+    assert!(
+        !planted.join("pwned").exists(),
+        "the planted steps never ran"
+    );
+}
