@@ -24,7 +24,13 @@ pub fn run(ctx: &Invocation, args: SetupArgs) -> Result<i32> {
     contained::check_untracked(&root)?;
     contained::check(&layout, &Owners::of(&ctx.cwd))?;
     let settings = Settings::load(&root)?;
-    let previous = layout.read_record().ok();
+    // A record written for a worktree that is still there was copied here:
+    // it is that worktree's, not this one's. One whose worktree is gone came
+    // along with a move.
+    let previous = layout
+        .read_record()
+        .ok()
+        .filter(|p| p.worktree == root || !p.worktree.join(DIR_NAME).is_dir());
     if let Some(explicit) = &args.name {
         names::validate(explicit).hint("pick a name like `feature-x`")?;
     }

@@ -72,6 +72,7 @@ pub fn host_facts(instance: &Instance, owner: Option<Owner>, image: &str) -> Res
         limits: s.limits_for(instance.record.tier.as_deref())?,
         owner,
         image: Some(image.to_owned()),
+        identity: Some(instance.identity.clone()),
     })
 }
 

@@ -18,6 +18,7 @@ use crate::engine::{Engine, Listed};
 use crate::recipe::settings::Settings;
 use crate::state::contained::{self, Owners};
 use crate::state::layout::{Layout, Record};
+use crate::state::registry;
 use crate::support::error::WithHint;
 use anyhow::{anyhow, Context, Result};
 use std::path::Path;
@@ -27,12 +28,16 @@ pub struct Instance {
     pub layout: Layout,
     pub record: Record,
     pub settings: Settings,
+    /// This data directory's identity, which every container made from it
+    /// carries (see [`ownership`]).
+    pub identity: String,
 }
 
 impl Instance {
     /// Finds the instance of the worktree containing `dir`: the nearest
     /// `.sky-dev/.instance` up to the worktree's root, in a `.sky-dev/` that
-    /// is contained (no links, not another user's).
+    /// is contained (no links, not another user's) and set up for this very
+    /// place, by its real path.
     pub fn find(dir: &Path) -> Result<Instance> {
         let start = dir
             .canonicalize()
@@ -49,11 +54,20 @@ impl Instance {
         let record = layout
             .read_record()
             .hint("run `devinst setup` again to rewrite it")?;
+        if record.worktree != layout.root {
+            return Err(anyhow!(
+                "`{}` was written for the worktree `{}`, not this one (it was copied here, or the worktree moved)",
+                layout.instance_file().display(),
+                record.worktree.display()
+            ))
+            .hint("run `devinst setup` to give this worktree its own instance");
+        }
         let settings = Settings::load(&layout.root)?;
         Ok(Instance {
             layout,
             record,
             settings,
+            identity: registry::identity()?,
         })
     }
 }

@@ -65,7 +65,14 @@ async fn ensure_service(
         let layout = &instance.layout;
         crate::state::contained::make_dir(layout, &layout.service_data_dir(&service.name))?;
     }
-    let wanted = spec::service_spec(&instance.settings, record, &instance.layout, service);
+    let identity = Some(instance.identity.as_str());
+    let wanted = spec::service_spec(
+        &instance.settings,
+        record,
+        &instance.layout,
+        service,
+        identity,
+    );
     let image = ImageChoice::Pulled(service.image.clone());
     let info = match engine.inspect(&name).await? {
         Some(info) if !is_ours(&info.labels, instance) => {

@@ -175,3 +175,73 @@ fn a_sky_dev_planted_above_by_another_user_is_never_used() {
         "the planted steps never ran"
     );
 }
+
+#[test]
+fn a_copied_instance_file_neither_execs_in_nor_destroys_the_other_container() {
+    let env = TestEnv::new();
+    let a = env.busybox_repo("contain-copy-a", RANGE);
+    env.run(&a, &["setup"]).ok();
+    env.run(&a, &["start"]).ok();
+    let container = instance_value(&a, "DEVINST_CONTAINER").unwrap();
+    let b = env.busybox_repo("contain-copy-b", RANGE);
+    std::fs::create_dir(b.join(".sky-dev")).unwrap();
+    for file in [".instance", ".port"] {
+        std::fs::copy(a.join(".sky-dev").join(file), b.join(".sky-dev").join(file)).unwrap();
+    }
+
+    let run = env
+        .run(&b, &["exec", "--", "touch", "/app/from-b"])
+        .fails_with(125, "was written for the worktree");
+    assert!(run.stderr.contains("hint: run `devinst setup`"), "{run}");
+    assert!(!a.join("from-b").exists(), "nothing ran in a's container");
+    env.run(&b, &["destroy", "--yes"])
+        .fails_with(1, "was written for the worktree");
+    assert_eq!(inspect(&container, "{{.State.Running}}"), "true");
+
+    // The hint's way out: b's own instance, a's left as it was.
+    env.run(&b, &["setup"]).ok();
+    let name = instance_value(&b, "DEVINST_NAME").unwrap();
+    assert!(
+        name.starts_with("contain-copy-b"),
+        "b's own name, not a's: {name}"
+    );
+    env.run(&b, &["exec", "--", "touch", "/app/from-b"]).ok();
+    assert!(b.join("from-b").exists() && !a.join("from-b").exists());
+}
+
+#[test]
+fn a_container_from_another_data_directory_is_not_ours() {
+    let env = TestEnv::new();
+    let repo = env.busybox_repo("contain-owner", RANGE);
+    env.run(&repo, &["setup"]).ok();
+    let name = instance_value(&repo, "DEVINST_CONTAINER").unwrap();
+    // Labelled for this very worktree, but made from another data directory.
+    let worktree = format!("devinst.worktree={}", repo.display());
+    let _other = Foreign::new(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--label",
+        "devinst.managed-by=devinst",
+        "--label",
+        &worktree,
+        "--label",
+        "devinst.owner=someone-else",
+        BUSYBOX,
+        "sleep",
+        "3600",
+    ]);
+    env.run(&repo, &["exec", "--", "touch", "/tmp/ran"])
+        .fails_with(125, "does not belong to this worktree");
+    let probe = Command::new("docker")
+        .args(["exec", &name, "test", "-e", "/tmp/ran"])
+        .status()
+        .unwrap();
+    assert!(!probe.success(), "nothing ran in the other container");
+    env.run(&repo, &["destroy", "--yes"]).ok();
+    assert!(
+        container_exists(&name),
+        "the other's container is left alone"
+    );
+}
