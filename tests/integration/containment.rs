@@ -245,3 +245,41 @@ fn a_container_from_another_data_directory_is_not_ours() {
         "the other's container is left alone"
     );
 }
+
+#[test]
+fn setup_inputs_outside_the_worktree_are_refused_at_config_time() {
+    let env = TestEnv::new();
+    for (input, line) in [("/dev/zero", 7), ("../../etc/shadow", 7)] {
+        let repo = repo_with_steps(
+            &env,
+            &format!("contain-input-{line}-{}", input.len()),
+            "\"true\"",
+            &format!("inputs = [{input:?}]\n"),
+        );
+        let run = env
+            .run(&repo, &["setup"])
+            .fails_with(1, "not a path inside the worktree");
+        for needle in ["devinst.toml", &format!("line {line}"), "setup.inputs"] {
+            assert!(run.stderr.contains(needle), "{needle}\n{run}");
+        }
+    }
+}
+
+#[test]
+fn a_setup_input_linked_out_of_the_worktree_is_not_read() {
+    let env = TestEnv::new();
+    let secret = env.tmp.path().join("secret");
+    std::fs::write(&secret, "host secret\n").unwrap();
+    let repo = repo_with_steps(
+        &env,
+        "contain-input-link",
+        "\"true\"",
+        "inputs = [\"requirements.txt\"]\n",
+    );
+    symlink(&secret, repo.join("requirements.txt")).unwrap();
+    env.run(&repo, &["setup"]).ok();
+    let run = env
+        .run(&repo, &["start"])
+        .fails_with(1, "`requirements.txt` leads outside the worktree");
+    assert!(run.stderr.contains("hint: list regular files"), "{run}");
+}
