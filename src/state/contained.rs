@@ -13,10 +13,11 @@ use std::io::ErrorKind;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-/// Whose `.sky-dev/` and `devinst.toml` devinst uses: the effective user's.
-/// Run as root, also those of the owner of the directory devinst was started
-/// in: root acting on a user's worktree (`user = "host"`) uses that user's
-/// files, but never a third user's planted above it.
+/// Whose `.sky-dev/` and `devinst.toml` devinst uses: the effective user's,
+/// and root's (who can change any file anyway, and may have set the
+/// worktree up). Run as root, also those of the owner of the directory
+/// devinst was started in: root acting on a user's worktree (`user = "host"`)
+/// uses that user's files, but never a third user's planted above it.
 #[derive(Debug, Clone, Copy)]
 pub struct Owners {
     me: u32,
@@ -35,7 +36,7 @@ impl Owners {
     }
 
     fn trusts(&self, uid: u32) -> bool {
-        uid == self.me || Some(uid) == self.acting_for
+        uid == self.me || uid == 0 || Some(uid) == self.acting_for
     }
 
     /// Refuses `path` when another user owns it; a missing path is fine.
@@ -215,20 +216,26 @@ mod tests {
     }
 
     #[test]
-    fn another_users_files_are_refused() {
+    fn another_users_files_are_refused_roots_are_not() {
         let (_tmp, layout) = layout();
         make_dir(&layout, &layout.state_dir()).unwrap();
-        let me = rustix::process::geteuid().as_raw();
+        // Owned by someone other than root, whoever runs the test.
+        let mut owner = rustix::process::geteuid().as_raw();
+        if owner == 0 {
+            owner = 4321;
+            std::os::unix::fs::lchown(layout.dir(), Some(owner), None).unwrap();
+        }
         let stranger = Owners {
-            me: me + 1,
+            me: owner + 1,
             acting_for: None,
         };
         let err = format!("{:#}", check(&layout, &stranger).unwrap_err());
         assert!(err.contains("belongs to another user"), "{err}");
         let acting = Owners {
-            me: me + 1,
-            acting_for: Some(me),
+            me: 0,
+            acting_for: Some(owner),
         };
         check(&layout, &acting).unwrap();
+        assert!(stranger.trusts(0), "root's files are everyone's to use");
     }
 }

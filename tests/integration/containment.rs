@@ -34,6 +34,28 @@ fn chown(owner: &str, path: &Path) {
     assert!(status.success());
 }
 
+fn chmod(mode: &str, path: &Path) {
+    let status = Command::new("chmod").arg(mode).arg(path).status().unwrap();
+    assert!(status.success());
+}
+
+/// Runs devinst in `dir` as the ordinary user `uid` (no engine access), with
+/// a home and data directory of their own there.
+fn as_user(uid: u32, dir: &Path, args: &[&str]) -> Run {
+    let out = Command::new("setpriv")
+        .arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={uid}"))
+        .arg("--clear-groups")
+        .arg(env!("CARGO_BIN_EXE_devinst"))
+        .args(args)
+        .current_dir(dir)
+        .env("HOME", dir)
+        .env("DEVINST_DATA_DIR", dir.join(".devinst-data"))
+        .output()
+        .unwrap();
+    Run::from(out)
+}
+
 #[test]
 fn a_committed_state_link_is_refused_until_untracked_and_removed() {
     let env = TestEnv::new();
@@ -140,10 +162,6 @@ fn a_sky_dev_planted_above_by_another_user_is_never_used() {
     );
     env.run(&planted, &["setup"]).ok();
     chown("4321:4321", &planted);
-    let chmod = |mode: &str, path: &Path| {
-        let status = Command::new("chmod").arg(mode).arg(path).status().unwrap();
-        assert!(status.success());
-    };
     chmod("1777", &planted);
     chmod("755", env.tmp.path());
 
@@ -160,20 +178,24 @@ fn a_sky_dev_planted_above_by_another_user_is_never_used() {
     let own = planted.join("own");
     std::fs::create_dir(&own).unwrap();
     chown("4322:4322", &own);
-    let out = Command::new("setpriv")
-        .args(["--reuid=4322", "--regid=4322", "--clear-groups"])
-        .arg(env!("CARGO_BIN_EXE_devinst"))
-        .args(["exec", "--", "true"])
-        .current_dir(&own)
-        .env("HOME", &own)
-        .env("DEVINST_DATA_DIR", own.join("data"))
-        .output()
-        .unwrap();
-    Run::from(out).fails_with(125, "belongs to another user (uid 4321)");
+    as_user(4322, &own, &["exec", "--", "true"])
+        .fails_with(125, "belongs to another user (uid 4321)");
     assert!(
         !planted.join("pwned").exists(),
         "the planted steps never ran"
     );
+}
+
+#[test]
+fn a_recipe_root_owns_is_used_by_the_worktree_owner() {
+    let env = TestEnv::new();
+    // The user's own repository, with a recipe an administrator put there.
+    let repo = env.busybox_repo("contain-root-recipe", RANGE);
+    chown("4322:4322", &repo);
+    chown("0:0", &repo.join("devinst.toml"));
+    chmod("755", env.tmp.path());
+    as_user(4322, &repo, &["setup"]).ok();
+    assert_eq!(owner(&repo.join(".sky-dev/.instance")), 4322);
 }
 
 #[test]
