@@ -6,6 +6,7 @@ use crate::instance::consent;
 use crate::instance::holdings::engine_holdings;
 use crate::recipe::settings::Settings;
 use crate::state::allocate::{self, Request};
+use crate::state::contained::{self, Owners};
 use crate::state::layout::{path_text, Layout, Record, DIR_NAME};
 use crate::state::registry::Registry;
 use crate::state::scripts;
@@ -20,13 +21,21 @@ pub fn run(ctx: &Invocation, args: SetupArgs) -> Result<i32> {
     if root.to_str().is_none() {
         bail!("the worktree path `{}` is not valid UTF-8", root.display());
     }
+    let layout = Layout::new(&root);
+    contained::check_untracked(&root)?;
+    contained::check(&layout, &Owners::of(&ctx.cwd))?;
     let settings = Settings::load(&root)?;
     // Before anything is written or any engine asked: the shims, the
     // endpoint and the rest are the recipe's word until the user agrees.
     consent::require(&root, &settings, &ctx.engine_choice(Some(&settings)))?;
     settings.overridden.iter().for_each(output::warn);
-    let layout = Layout::new(&root);
-    let previous = layout.read_record().ok();
+    // A record written for a worktree that is still there was copied here:
+    // it is that worktree's, not this one's. One whose worktree is gone came
+    // along with a move.
+    let previous = layout
+        .read_record()
+        .ok()
+        .filter(|p| p.worktree == root || !p.worktree.join(DIR_NAME).is_dir());
     if let Some(explicit) = &args.name {
         names::validate(explicit).hint("pick a name like `feature-x`")?;
     }

@@ -5,9 +5,10 @@
 use super::Instance;
 use crate::engine::Engine;
 use crate::instance::spec::{self, HostFacts, Owner};
+use crate::state::contained;
 use crate::support::certs::{self, Certificate};
 use crate::support::error::WithHint;
-use crate::support::{fs, output};
+use crate::support::output;
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 
@@ -20,16 +21,20 @@ pub async fn prepare_owner_dirs(engine: &Engine, instance: &Instance) -> Result<
     let meta = std::fs::metadata(&layout.root)
         .with_context(|| format!("cannot stat `{}`", layout.root.display()))?;
     let (uid, gid) = (meta.uid(), meta.gid());
-    fs::create_dir_all(&layout.home_dir())?;
-    for dir in [
+    let dirs = [
         layout.dir(),
         layout.home_dir(),
         layout.state_dir(),
         layout.logs_dir(),
-    ] {
-        let owned = std::fs::metadata(&dir).is_ok_and(|m| m.uid() == uid && m.gid() == gid);
+    ];
+    for dir in &dirs {
+        contained::make_dir(layout, dir)?;
+    }
+    // Never through a link: a planted one would hand its target over.
+    for dir in dirs {
+        let owned = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.uid() == uid && m.gid() == gid);
         if !owned {
-            std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
+            std::os::unix::fs::lchown(&dir, Some(uid), Some(gid))
                 .with_context(|| {
                     format!(
                         "cannot give `{}` to the worktree's owner ({uid}:{gid})",
@@ -70,6 +75,7 @@ pub fn host_facts(instance: &Instance, owner: Option<Owner>, image: &str) -> Res
         limits: s.limits_for(instance.record.tier.as_deref())?,
         owner,
         image: Some(image.to_owned()),
+        identity: Some(instance.identity.clone()),
     })
 }
 

@@ -30,13 +30,7 @@ pub async fn ensure_running_with(
 ) -> Result<()> {
     let _lock = instance.layout.lock()?;
     let record = &instance.record;
-    if record.worktree != instance.layout.root {
-        return Err(anyhow!(
-            "this instance was set up at `{}`, not here",
-            record.worktree.display()
-        ))
-        .hint("run `devinst setup` to move it to this worktree");
-    }
+    crate::state::contained::check_untracked(&instance.layout.root)?;
     let owner = match instance.settings.user {
         User::Host => Some(prepare_owner_dirs(engine, instance).await?),
         _ => None,

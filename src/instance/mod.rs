@@ -17,9 +17,11 @@ pub mod view;
 
 use crate::engine::{Engine, Listed};
 use crate::recipe::settings::Settings;
+use crate::state::contained::{self, Owners};
 use crate::state::layout::{Layout, Record};
+use crate::state::registry;
 use crate::support::error::WithHint;
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 use std::path::Path;
 
 /// A set-up instance: its directory, its `.instance` record and its recipe.
@@ -27,27 +29,46 @@ pub struct Instance {
     pub layout: Layout,
     pub record: Record,
     pub settings: Settings,
+    /// This data directory's identity, which every container made from it
+    /// carries (see [`ownership`]).
+    pub identity: String,
 }
 
 impl Instance {
-    /// Finds the instance of the worktree containing `dir`.
+    /// Finds the instance of the worktree containing `dir`: the nearest
+    /// `.sky-dev/.instance` up to the worktree's root, in a `.sky-dev/` that
+    /// is contained (no links, not another user's) and set up for this very
+    /// place, by its real path.
     pub fn find(dir: &Path) -> Result<Instance> {
-        let layout = Layout::find(dir)
+        let start = dir
+            .canonicalize()
+            .with_context(|| format!("cannot resolve `{}`", dir.display()))?;
+        let layout = Layout::find(&start)
             .ok_or_else(|| {
                 anyhow!(
-                    "no devinst instance here (`{}` and its parents have no `.sky-dev/.instance`)",
+                    "no devinst instance here (`{}` and its parents up to the worktree's root have no `.sky-dev/.instance`)",
                     dir.display()
                 )
             })
             .hint("run `devinst setup` in the worktree first")?;
+        contained::check(&layout, &Owners::of(&start))?;
         let record = layout
             .read_record()
             .hint("run `devinst setup` again to rewrite it")?;
+        if record.worktree != layout.root {
+            return Err(anyhow!(
+                "`{}` was written for the worktree `{}`, not this one (it was copied here, or the worktree moved)",
+                layout.instance_file().display(),
+                record.worktree.display()
+            ))
+            .hint("run `devinst setup` to give this worktree its own instance");
+        }
         let settings = Settings::load(&layout.root)?;
         Ok(Instance {
             layout,
             record,
             settings,
+            identity: registry::identity()?,
         })
     }
 }

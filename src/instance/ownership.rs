@@ -2,7 +2,7 @@
 //! registry, never from what a worktree's files claim alone.
 
 use super::Instance;
-use crate::instance::spec::LABEL_WORKTREE;
+use crate::instance::spec::{LABEL_OWNER, LABEL_WORKTREE};
 use crate::state::layout::{path_text, DIR_NAME};
 use crate::state::registry::Registry;
 use std::path::Path;
@@ -18,9 +18,11 @@ pub enum Ownership {
     Foreign,
 }
 
-/// Judges a container by the worktree its label names.
+/// Judges a container by the worktree its label names, against the real
+/// path of this instance's worktree (never the path `.instance` claims: a
+/// copied `.instance` names another worktree).
 pub fn ownership(labels_worktree: Option<&str>, instance: &Instance) -> Ownership {
-    if labels_worktree == Some(path_text(&instance.record.worktree).as_str()) {
+    if labels_worktree == Some(path_text(&instance.layout.root).as_str()) {
         return Ownership::Ours;
     }
     match labels_worktree {
@@ -37,11 +39,20 @@ pub fn is_ours(labels: &std::collections::BTreeMap<String, String>, instance: &I
     ownership_of(labels, instance) == Ownership::Ours
 }
 
-/// [`ownership`] from a container's labels.
+/// [`ownership`] from a container's labels. A container made from another
+/// data directory (another user's devinst, another `DEVINST_DATA_DIR`) is
+/// never ours; one made before devinst labelled its data directory carries
+/// no such label and is judged by its worktree alone.
 pub fn ownership_of(
     labels: &std::collections::BTreeMap<String, String>,
     instance: &Instance,
 ) -> Ownership {
+    if labels
+        .get(LABEL_OWNER)
+        .is_some_and(|id| *id != instance.identity)
+    {
+        return Ownership::Foreign;
+    }
     ownership(labels.get(LABEL_WORKTREE).map(String::as_str), instance)
 }
 

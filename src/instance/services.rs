@@ -11,7 +11,7 @@ use crate::recipe::settings::{is_engine_network_mode, Service};
 use crate::state::layout::path_text;
 use crate::state::registry::Registry;
 use crate::support::error::WithHint;
-use crate::support::{fs, output};
+use crate::support::output;
 use anyhow::{anyhow, Result};
 use serde::Serialize;
 
@@ -62,9 +62,17 @@ async fn ensure_service(
         ));
     }
     if service.data.is_some() {
-        fs::create_dir_all(&instance.layout.service_data_dir(&service.name))?;
+        let layout = &instance.layout;
+        crate::state::contained::make_dir(layout, &layout.service_data_dir(&service.name))?;
     }
-    let wanted = spec::service_spec(&instance.settings, record, &instance.layout, service);
+    let identity = Some(instance.identity.as_str());
+    let wanted = spec::service_spec(
+        &instance.settings,
+        record,
+        &instance.layout,
+        service,
+        identity,
+    );
     let image = ImageChoice::Pulled(service.image.clone());
     let info = match engine.inspect(&name).await? {
         Some(info) if !is_ours(&info.labels, instance) => {

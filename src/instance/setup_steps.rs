@@ -5,8 +5,12 @@ use crate::engine::exec::{ExecSpec, Output};
 use crate::engine::Engine;
 use crate::support::error::WithHint;
 use crate::support::{fs, output};
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
+use rustix::fs::OFlags;
 use sha2::{Digest, Sha256};
+use std::io::{ErrorKind, Read};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
 
 /// Runs the recipe's setup steps unless they already ran, with the same
 /// inputs, in this very container, and what they made is still there.
@@ -19,7 +23,7 @@ pub async fn run_setup_steps(
     if s.setup_commands.is_empty() {
         return Ok(());
     }
-    let stamp = setup_stamp(instance, container_id);
+    let stamp = setup_stamp(instance, container_id)?;
     let stamp_file = instance.layout.setup_stamp();
     let done = std::fs::read_to_string(&stamp_file).is_ok_and(|old| old.trim() == stamp);
     let outputs_present = s
@@ -54,7 +58,7 @@ pub async fn run_setup_steps(
     fs::write_atomic(&stamp_file, format!("{stamp}\n").as_bytes(), 0o644)
 }
 
-fn setup_stamp(instance: &Instance, container_id: &str) -> String {
+fn setup_stamp(instance: &Instance, container_id: &str) -> Result<String> {
     let mut hasher = Sha256::new();
     hasher.update(container_id.as_bytes());
     for command in &instance.settings.setup_commands {
@@ -64,14 +68,93 @@ fn setup_stamp(instance: &Instance, container_id: &str) -> String {
     for input in &instance.settings.setup_inputs {
         hasher.update(b"\0input\0");
         hasher.update(input.as_bytes());
-        if let Ok(bytes) = std::fs::read(instance.layout.root.join(input)) {
+        if let Some(bytes) = read_input(&instance.layout.root, input)? {
             hasher.update(&bytes);
         }
     }
-    hasher
+    Ok(hasher
         .finalize()
         .iter()
         .take(16)
         .map(|b| format!("{b:02x}"))
-        .collect()
+        .collect())
+}
+
+/// The most of one input that is read: a lock file is far smaller.
+const INPUT_CAP: u64 = 16 << 20;
+
+/// The content of setup input `input` (a path relative to the worktree
+/// `root`, which is canonical), or `None` when it does not exist. Only a
+/// regular file inside the worktree is read, and only up to [`INPUT_CAP`]:
+/// a link out of the worktree, a device or a pipe is refused, never read.
+fn read_input(root: &Path, input: &str) -> Result<Option<Vec<u8>>> {
+    let refuse = |why: String| {
+        Err(anyhow!("`[setup] inputs` entry `{input}` {why}"))
+            .hint("list regular files inside the worktree in `[setup] inputs`")
+    };
+    let real = match root.join(input).canonicalize() {
+        Ok(real) => real,
+        Err(err) if err.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(err) => {
+            return Err(err).with_context(|| format!("cannot resolve setup input `{input}`"))
+        }
+    };
+    if !real.starts_with(root) {
+        return refuse(format!(
+            "leads outside the worktree, to `{}`",
+            real.display()
+        ));
+    }
+    // Opened without blocking (a pipe) and judged by what was opened.
+    let file = std::fs::File::options()
+        .read(true)
+        .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32)
+        .open(&real)
+        .with_context(|| format!("cannot open setup input `{input}`"))?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return refuse("is not a regular file".to_owned());
+    }
+    let mut bytes = Vec::new();
+    file.take(INPUT_CAP + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read setup input `{input}`"))?;
+    if bytes.len() as u64 > INPUT_CAP {
+        return refuse(format!("is larger than {} MiB", INPUT_CAP >> 20));
+    }
+    Ok(Some(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn only_regular_files_inside_the_worktree_are_read_and_only_so_much() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("wt");
+        std::fs::create_dir(&root).unwrap();
+        let root = root.canonicalize().unwrap();
+        std::fs::write(root.join("req.txt"), "a==1\n").unwrap();
+        symlink("req.txt", root.join("alias.txt")).unwrap();
+        assert_eq!(read_input(&root, "req.txt").unwrap().unwrap(), b"a==1\n");
+        assert_eq!(read_input(&root, "alias.txt").unwrap().unwrap(), b"a==1\n");
+        assert!(read_input(&root, "missing.txt").unwrap().is_none());
+
+        std::fs::write(tmp.path().join("secret"), "s").unwrap();
+        symlink(tmp.path().join("secret"), root.join("out")).unwrap();
+        symlink("/dev/zero", root.join("zero")).unwrap();
+        for input in ["out", "zero"] {
+            let err = format!("{:#}", read_input(&root, input).unwrap_err());
+            assert!(err.contains("leads outside the worktree"), "{err}");
+        }
+        rustix::fs::mkfifoat(rustix::fs::CWD, root.join("pipe"), 0o644.into()).unwrap();
+        let err = format!("{:#}", read_input(&root, "pipe").unwrap_err());
+        assert!(err.contains("`pipe` is not a regular file"), "{err}");
+        let big = std::fs::File::create(root.join("big")).unwrap();
+        big.set_len(INPUT_CAP + 1).unwrap();
+        let err = format!("{:#}", read_input(&root, "big").unwrap_err());
+        assert!(err.contains("`big` is larger than 16 MiB"), "{err}");
+    }
 }

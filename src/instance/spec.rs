@@ -16,6 +16,9 @@ pub const LABEL_INSTANCE: &str = "devinst.instance";
 pub const LABEL_WORKTREE: &str = "devinst.worktree";
 pub const LABEL_VERSION: &str = "devinst.version";
 pub const LABEL_SPEC: &str = "devinst.spec";
+/// The identity of the data directory the container was made from (see
+/// `state::registry::identity`); like the version, not part of the spec.
+pub const LABEL_OWNER: &str = "devinst.owner";
 /// On a service's container: the service's name.
 pub const LABEL_SERVICE: &str = "devinst.service";
 
@@ -38,6 +41,8 @@ pub struct HostFacts {
     /// recipe's `image`: a built recipe's tag (which hashes the included
     /// files, so it is known only once they are read) or a snapshot's.
     pub image: Option<String>,
+    /// The data directory's identity, for [`LABEL_OWNER`].
+    pub identity: Option<String>,
 }
 
 /// Who owns the worktree on the host, and how the engine maps user ids.
@@ -105,7 +110,7 @@ pub fn container_spec(
         pids_limit: host.limits.pids,
         ..Default::default()
     };
-    stamp(&mut spec);
+    stamp(&mut spec, host.identity.as_deref());
     spec
 }
 
@@ -136,14 +141,19 @@ fn labels(record: &Record) -> BTreeMap<String, String> {
     ])
 }
 
-/// Adds the spec's digest and devinst's version to the labels.
-fn stamp(spec: &mut ContainerSpec) {
+/// Adds the spec's digest, devinst's version and the data directory's
+/// identity to the labels: the last two after the digest, so neither moves it.
+fn stamp(spec: &mut ContainerSpec, identity: Option<&str>) {
     let digest = spec.digest();
     spec.labels.insert(LABEL_SPEC.to_owned(), digest);
     spec.labels.insert(
         LABEL_VERSION.to_owned(),
         env!("CARGO_PKG_VERSION").to_owned(),
     );
+    if let Some(identity) = identity {
+        spec.labels
+            .insert(LABEL_OWNER.to_owned(), identity.to_owned());
+    }
 }
 
 /// The network the instance and its services share: the recipe's, or with
@@ -179,6 +189,7 @@ pub fn service_spec(
     record: &Record,
     layout: &Layout,
     service: &Service,
+    identity: Option<&str>,
 ) -> ContainerSpec {
     let network =
         instance_network(settings, record).expect("an instance with services always has a network");
@@ -215,7 +226,7 @@ pub fn service_spec(
         aliases: vec![service.name.clone()],
         ..Default::default()
     };
-    stamp(&mut spec);
+    stamp(&mut spec, identity);
     spec
 }
 
@@ -449,7 +460,7 @@ mod tests {
     fn a_service_is_on_the_instances_private_network_under_its_name() {
         let (settings, record, layout) = with_db(None);
         let db = &settings.services["db"];
-        let body = service_spec(&settings, &record, &layout, db);
+        let body = service_spec(&settings, &record, &layout, db, None);
         assert_eq!(body.image, "busybox");
         assert_eq!(body.cmd, Some(vec!["httpd".into(), "-f".into()]));
         assert_eq!(body.env, vec!["A=1".to_owned(), "B=2".to_owned()]);
@@ -479,7 +490,7 @@ mod tests {
     #[test]
     fn a_named_network_is_shared_and_no_services_means_no_network() {
         let (settings, record, layout) = with_db(Some("team-net"));
-        let body = service_spec(&settings, &record, &layout, &settings.services["db"]);
+        let body = service_spec(&settings, &record, &layout, &settings.services["db"], None);
         assert_eq!(body.network.as_deref(), Some("team-net"));
         let (plain, record, _) = fixture();
         assert_eq!(instance_network(&plain, &record), None);
@@ -489,7 +500,7 @@ mod tests {
     fn a_services_spec_hash_tracks_its_recipe() {
         let (settings, record, layout) = with_db(None);
         let hash = |s: &Settings| {
-            service_spec(s, &record, &layout, &s.services["db"]).labels[LABEL_SPEC].clone()
+            service_spec(s, &record, &layout, &s.services["db"], None).labels[LABEL_SPEC].clone()
         };
         let mut changed = settings.clone();
         changed.services.get_mut("db").unwrap().image = "other".into();
@@ -505,10 +516,27 @@ mod tests {
         let main = container_spec(&settings, &record, &layout, &HostFacts::default());
         assert_eq!(main.labels[LABEL_SPEC], "b8c3c71378f72456");
         let (settings, record, layout) = with_db(None);
-        let db = service_spec(&settings, &record, &layout, &settings.services["db"]);
+        let db = service_spec(&settings, &record, &layout, &settings.services["db"], None);
         assert_eq!(db.labels[LABEL_SPEC], "dfcb67cbb7847960");
         let main = container_spec(&settings, &record, &layout, &HostFacts::default());
         assert_eq!(main.labels[LABEL_SPEC], "14a9461ee333ac56");
+    }
+
+    #[test]
+    fn the_owner_label_is_set_but_not_hashed() {
+        let (settings, record, layout) = fixture();
+        let host = HostFacts {
+            identity: Some("0123abcd".into()),
+            ..Default::default()
+        };
+        let main = container_spec(&settings, &record, &layout, &host);
+        assert_eq!(main.labels[LABEL_OWNER], "0123abcd");
+        assert_eq!(main.labels[LABEL_SPEC], "b8c3c71378f72456");
+        let (settings, record, layout) = with_db(None);
+        let db = &settings.services["db"];
+        let body = service_spec(&settings, &record, &layout, db, Some("0123abcd"));
+        assert_eq!(body.labels[LABEL_OWNER], "0123abcd");
+        assert_eq!(body.labels[LABEL_SPEC], "dfcb67cbb7847960");
     }
 
     #[test]

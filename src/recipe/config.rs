@@ -5,7 +5,7 @@
 use anyhow::{Context, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Component, Path};
 
 pub const FILE_NAME: &str = "devinst.toml";
 
@@ -159,9 +159,32 @@ pub struct SetupConfig {
     /// Shell commands `start` runs inside; `[]` means none.
     pub commands: Option<Vec<String>>,
     /// Worktree files whose content, when changed, makes the steps run again.
-    pub inputs: Option<Vec<String>>,
+    pub inputs: Option<Vec<WorktreePath>>,
     /// Worktree paths the steps create; when one is missing they run again.
-    pub outputs: Option<Vec<String>>,
+    pub outputs: Option<Vec<WorktreePath>>,
+}
+
+/// A path inside the worktree, relative to its root, with no `..`: refused
+/// as the file is read, so the error names its line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorktreePath(pub String);
+
+impl<'de> Deserialize<'de> for WorktreePath {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let mut parts = Path::new(&text).components().peekable();
+        let inside = parts.peek().is_some()
+            && parts.all(|part| matches!(part, Component::Normal(_) | Component::CurDir))
+            && Path::new(&text)
+                .components()
+                .any(|part| matches!(part, Component::Normal(_)));
+        if !inside {
+            return Err(serde::de::Error::custom(format!(
+                "`{text}` is not a path inside the worktree: give it relative to the worktree's root, with no `..`"
+            )));
+        }
+        Ok(WorktreePath(text))
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -304,6 +327,28 @@ mod tests {
         let text = format!("{err:#}");
         assert!(text.contains("line 3"), "{text}");
         assert!(text.contains("imgae"), "{text}");
+    }
+
+    #[test]
+    fn setup_paths_stay_inside_the_worktree() {
+        for bad in ["/dev/zero", "../../etc/shadow", "a/../../b", "", ".", "/"] {
+            let text = format!("[setup]\ncommands = []\ninputs = [\"ok\", {bad:?}]\n");
+            let err = format!("{:#}", Config::parse(&text).unwrap_err());
+            assert!(err.contains("line 3"), "{bad}: {err}");
+            assert!(err.contains("setup.inputs"), "{bad}: {err}");
+            assert!(
+                err.contains("not a path inside the worktree"),
+                "{bad}: {err}"
+            );
+            let text = format!("[setup]\noutputs = [{bad:?}]\n");
+            assert!(Config::parse(&text).is_err(), "{bad}");
+        }
+        let config = Config::parse("[setup]\ninputs = [\"a/b.txt\", \"./c\"]\n").unwrap();
+        let inputs = config.setup.inputs.unwrap();
+        assert_eq!(
+            inputs,
+            [WorktreePath("a/b.txt".into()), WorktreePath("./c".into())]
+        );
     }
 
     #[test]

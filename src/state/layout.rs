@@ -1,6 +1,6 @@
 //! The per-worktree instance directory, `.sky-dev/`, and its `.instance` file.
 
-use crate::support::fs::{create_dir_all, write_atomic};
+use crate::support::fs::write_atomic;
 use crate::support::shell;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
@@ -21,13 +21,21 @@ impl Layout {
         }
     }
 
-    /// Walks up from `start` to the nearest directory holding an instance.
-    /// Plain file checks, no git: this is on every shim's path.
+    /// Walks up from `start` to the nearest directory holding an instance,
+    /// never past the worktree's root (the first directory with a `.git`):
+    /// a `.sky-dev/` above the repository is not this worktree's. Plain file
+    /// checks, no git: this is on every shim's path.
     pub fn find(start: &Path) -> Option<Layout> {
-        start
-            .ancestors()
-            .map(Layout::new)
-            .find(|layout| layout.instance_file().is_file())
+        for dir in start.ancestors() {
+            let layout = Layout::new(dir);
+            if layout.instance_file().symlink_metadata().is_ok() {
+                return Some(layout);
+            }
+            if dir.join(".git").symlink_metadata().is_ok() {
+                return None;
+            }
+        }
+        None
     }
 
     pub fn dir(&self) -> PathBuf {
@@ -79,9 +87,11 @@ impl Layout {
         crate::support::fs::lock_file(&self.dir().join(".lock"))
     }
 
+    /// Makes the state and logs directories, following no link (`bin/` is
+    /// made afresh by every `setup`).
     pub fn create_dirs(&self) -> Result<()> {
-        for dir in [self.state_dir(), self.logs_dir(), self.bin_dir()] {
-            create_dir_all(&dir)?;
+        for dir in [self.state_dir(), self.logs_dir()] {
+            super::contained::make_dir(self, &dir)?;
         }
         Ok(())
     }
@@ -208,6 +218,27 @@ pub fn path_text(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn find_stops_at_the_worktree_root() {
+        let tmp = tempfile::tempdir().unwrap();
+        let planted = Layout::new(tmp.path());
+        std::fs::create_dir_all(planted.dir()).unwrap();
+        std::fs::write(planted.instance_file(), "").unwrap();
+        let repo = tmp.path().join("repo");
+        std::fs::create_dir_all(repo.join(".git")).unwrap();
+        std::fs::create_dir_all(repo.join("src/deep")).unwrap();
+        // Inside a repository: never the `.sky-dev/` above it.
+        assert!(Layout::find(&repo.join("src/deep")).is_none());
+        let own = Layout::new(&repo);
+        std::fs::create_dir_all(own.dir()).unwrap();
+        std::fs::write(own.instance_file(), "").unwrap();
+        assert_eq!(Layout::find(&repo.join("src/deep")).unwrap().root, repo);
+        // Outside git, the nearest one up.
+        let plain = tmp.path().join("plain/sub");
+        std::fs::create_dir_all(&plain).unwrap();
+        assert_eq!(Layout::find(&plain).unwrap().root, tmp.path());
+    }
 
     #[test]
     fn record_round_trips_with_hostile_worktree_path() {

@@ -2,6 +2,7 @@
 //! files, the host-wide registry, port choice and the worktree's git facts.
 
 pub mod allocate;
+pub mod contained;
 pub mod layout;
 pub mod ports;
 pub mod registry;

@@ -58,6 +58,52 @@ pub fn data_dir() -> Result<PathBuf> {
         .context("cannot find a data directory: no home directory is set")
 }
 
+/// This data directory's identity: a random id made once and kept beside the
+/// registry. Every container made from here carries it (`devinst.owner`), so
+/// a container is this devinst's only if it was made from this data directory,
+/// whatever a worktree's files say.
+pub fn identity() -> Result<String> {
+    let dir = data_dir()?;
+    let path = dir.join("identity");
+    if let Some(id) = read_identity(&path)? {
+        return Ok(id);
+    }
+    create_dir_all(&dir)?;
+    let id = random_id()?;
+    // Made complete under a name of its own, then linked into place, which
+    // fails if another devinst got there first: then theirs is the one.
+    let fresh = dir.join(format!(".identity.{}", std::process::id()));
+    write_atomic(&fresh, format!("{id}\n").as_bytes(), 0o600)?;
+    let linked = std::fs::hard_link(&fresh, &path);
+    let _ = std::fs::remove_file(&fresh);
+    match linked {
+        Ok(()) => Ok(id),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+            read_identity(&path)?.with_context(|| format!("`{}` is empty", path.display()))
+        }
+        Err(err) => Err(err).with_context(|| format!("cannot write `{}`", path.display())),
+    }
+}
+
+fn read_identity(path: &Path) -> Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) if !text.trim().is_empty() => Ok(Some(text.trim().to_owned())),
+        Ok(_) => Ok(None),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err).with_context(|| format!("cannot read `{}`", path.display())),
+    }
+}
+
+/// 128 random bits, in hex.
+fn random_id() -> Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("cannot read `/dev/urandom`")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 impl Registry {
     /// Takes the host-wide lock (waiting for other devinst processes) and reads
     /// the registry.

@@ -9,6 +9,7 @@ use crate::support::fs;
 use crate::support::templates::VarName;
 use anyhow::{Context, Result};
 use askama::Template;
+use std::path::Path;
 
 #[derive(Template)]
 #[template(path = "start-container.sh")]
@@ -75,18 +76,46 @@ impl Script {
     }
 }
 
-/// Writes every script, then removes shims the recipe no longer has.
+/// Writes every script into a fresh directory and swaps it in for `bin/`:
+/// nothing that was in `bin/` before (a dropped shim, a file planted there)
+/// survives a `setup`.
 pub fn write_scripts(layout: &Layout, settings: &Settings, record: &Record) -> Result<()> {
     let devinst = std::env::current_exe()
         .and_then(|p| p.canonicalize())
         .map(|p| path_text(&p))
         .unwrap_or_else(|_| "devinst".to_owned());
-    let bin = layout.bin_dir();
+    let fresh = layout.dir().join("bin.new");
+    remove_tree(&fresh)?;
+    crate::state::contained::make_dir(layout, &fresh)?;
     for script in render(&devinst, layout, settings, record)? {
-        let path = bin.join(&script.file);
+        let path = fresh.join(&script.file);
         fs::write_atomic(&path, script.text.as_bytes(), script.mode)?;
     }
-    remove_stale_shims(layout, settings)
+    swap_in(&fresh, &layout.bin_dir())
+}
+
+/// Puts the directory `fresh` at `bin` in one step where the file system can
+/// exchange them (shims on PATH never miss), else in two, and removes the old.
+fn swap_in(fresh: &Path, bin: &Path) -> Result<()> {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    let exchanged = std::fs::symlink_metadata(bin).is_ok()
+        && renameat_with(CWD, fresh, CWD, bin, RenameFlags::EXCHANGE).is_ok();
+    if !exchanged {
+        remove_tree(bin)?;
+        std::fs::rename(fresh, bin)
+            .with_context(|| format!("cannot replace `{}`", bin.display()))?;
+    }
+    remove_tree(fresh)
+}
+
+/// Removes `path` (a link itself, never what it points to), if it is there.
+fn remove_tree(path: &Path) -> Result<()> {
+    let removed = match std::fs::symlink_metadata(path) {
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path),
+        _ => std::fs::remove_file(path),
+    };
+    removed.with_context(|| format!("cannot remove `{}`", path.display()))
 }
 
 /// The scripts' names, texts and modes, in the order they are written.
@@ -135,31 +164,6 @@ fn service_vars(record: &Record) -> Result<Vec<ServiceVar>> {
             })
         })
         .collect()
-}
-
-/// Shims dropped from the recipe disappear on the next setup.
-fn remove_stale_shims(layout: &Layout, settings: &Settings) -> Result<()> {
-    let bin = layout.bin_dir();
-    for entry in
-        std::fs::read_dir(&bin).with_context(|| format!("cannot list `{}`", bin.display()))?
-    {
-        let entry = entry?;
-        let file = entry.file_name().to_string_lossy().into_owned();
-        let ours = matches!(
-            file.as_str(),
-            "activate" | "start-container" | "stop-container"
-        ) || settings.shims.contains_key(&file)
-            || file.starts_with('.');
-        if !ours {
-            let path = entry.path();
-            let is_shim = std::fs::read_to_string(&path).is_ok_and(|t| t.contains("devinst setup"));
-            if is_shim {
-                std::fs::remove_file(&path)
-                    .with_context(|| format!("cannot remove `{}`", path.display()))?;
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -222,6 +226,35 @@ mod tests {
         );
         let text = String::from_utf8(out.stdout).unwrap();
         text.split_terminator('\0').map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn setup_makes_bin_afresh() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (_, settings, mut record) = fixture();
+        let layout = Layout::new(&tmp.path().canonicalize().unwrap());
+        record.worktree = layout.root.clone();
+        std::fs::create_dir_all(layout.bin_dir()).unwrap();
+        std::fs::write(layout.bin_dir().join("ls"), "planted").unwrap();
+        std::fs::write(layout.bin_dir().join(".hidden"), "planted").unwrap();
+        for _ in 0..2 {
+            write_scripts(&layout, &settings, &record).unwrap();
+            let mut files: Vec<String> = std::fs::read_dir(layout.bin_dir())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            files.sort();
+            let want = [
+                "activate",
+                "hostile",
+                "sky",
+                "start-container",
+                "stop-container",
+            ];
+            assert_eq!(files, want);
+        }
+        let left: Vec<_> = std::fs::read_dir(layout.dir()).unwrap().collect();
+        assert_eq!(left.len(), 1, "only `bin/` is left: {left:?}");
     }
 
     #[test]

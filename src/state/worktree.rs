@@ -95,6 +95,27 @@ pub fn outside_common_dir(root: &Path) -> Result<Option<PathBuf>> {
     Ok(Some(common).filter(|c| !c.starts_with(root)))
 }
 
+/// The files git tracks under `rel` in the worktree at `root`, as git names
+/// them. None outside git, without git, or when git refuses the repository
+/// (another user's, without `safe.directory`).
+pub fn tracked(root: &Path, rel: &str) -> Result<Vec<String>> {
+    let output = Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(["ls-files", "-z", "--", rel])
+        .output();
+    let output = match output {
+        Ok(output) if output.status.success() => output,
+        _ => return Ok(Vec::new()),
+    };
+    output
+        .stdout
+        .split(|b| *b == 0)
+        .filter(|name| !name.is_empty())
+        .map(|name| String::from_utf8(name.to_vec()).context("git printed a non-UTF-8 path"))
+        .collect()
+}
+
 /// Asks `git rev-parse` one question about `dir`; `None` outside a repository
 /// or without git. Only the one newline git ends its answer with is removed.
 fn rev_parse(dir: &Path, args: &[&str]) -> Result<Option<PathBuf>> {

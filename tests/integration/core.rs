@@ -21,7 +21,10 @@ fn zero_config_flow_installs_the_project_and_runs_its_sky_shim() {
         start.stdout.trim(),
         format!("127.0.0.1:{} -> 46580", port.trim())
     );
-    assert!(start.stderr.contains("pip install -e /app"), "{start}");
+    assert!(
+        start.stderr.contains("/bin/pip' install -e '/app'"),
+        "{start}"
+    );
     assert!(
         repo.join(".sky-dev/venv/bin/python").exists(),
         "venv made in the container"
@@ -275,6 +278,30 @@ fn a_changed_recipe_is_reported_and_recreate_applies_it_keeping_state() {
     assert_eq!(run.stdout, "v2\nkept\n");
     let run = env.run(&repo, &["start"]).ok();
     assert!(!run.stderr.contains("--recreate"), "{run}");
+}
+
+#[test]
+fn the_default_steps_work_with_a_workdir_that_has_a_space() {
+    let env = TestEnv::new();
+    let repo = env.repo("space-workdir");
+    copy_fixture(Path::new("tests/fixtures/skypkg"), &repo);
+    write(
+        &repo.join("devinst.toml"),
+        "[container]\nworkdir = \"/my app\"\n[ports]\nhost_range = [47900, 47909]\n",
+    );
+    env.run(&repo, &["setup"]).ok();
+    let start = env.run(&repo, &["start"]).ok();
+    assert!(
+        start
+            .stderr
+            .contains("'/my app/.sky-dev/venv/bin/pip' install -e '/my app'"),
+        "{start}"
+    );
+    assert!(repo.join(".sky-dev/venv/bin/python").exists(), "{start}");
+    let sky = env
+        .script(&repo, &repo.join(".sky-dev/bin/sky"), &["status"])
+        .ok();
+    assert_eq!(sky.stdout.trim(), r#"skypkg sky ["status"]"#);
 }
 
 fn copy_fixture(from: &Path, to: &Path) {

@@ -6,6 +6,7 @@ mod support;
 
 mod claims;
 mod consent;
+mod containment;
 mod core;
 mod engines;
 mod errors;

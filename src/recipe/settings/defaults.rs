@@ -1,6 +1,7 @@
 //! What each key takes when `devinst.toml` leaves it out: SkyPilot's
 //! multi-instance setup.
 
+use crate::support::shell::quote;
 use std::collections::BTreeMap;
 
 pub const DEFAULT_IMAGE: &str = "ubuntu:22.04";
@@ -73,13 +74,19 @@ pub(super) fn shims(venv: &str) -> BTreeMap<String, Vec<String>> {
     BTreeMap::from([("sky".to_owned(), vec![format!("{venv}/bin/sky")])])
 }
 
+/// Every path in them is quoted: `workdir = "/my app"` is one word.
 pub(super) fn setup_commands(workdir: &str, venv: &str) -> Vec<String> {
+    let (python, pip) = (
+        quote(&format!("{venv}/bin/python")),
+        quote(&format!("{venv}/bin/pip")),
+    );
+    let (venv, workdir) = (quote(venv), quote(workdir));
     vec![
         "if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then \
          apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y python3 python3-pip python3-venv; fi"
             .to_owned(),
-        format!("[ -x {venv}/bin/python ] || python3 -m venv {venv}"),
-        format!("{venv}/bin/pip install -e {workdir}"),
+        format!("[ -x {python} ] || python3 -m venv {venv}"),
+        format!("{pip} install -e {workdir}"),
     ]
 }
 

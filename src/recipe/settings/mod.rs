@@ -14,7 +14,7 @@ pub use service::{service_env_stem, Service};
 pub use user::{User, HOST_USER_HOME};
 pub use validate::is_engine_network_mode;
 
-use crate::recipe::config::{BuildConfig, CommandLine, Config, Limits, SetupConfig};
+use crate::recipe::config::{BuildConfig, CommandLine, Config, Limits, SetupConfig, WorktreePath};
 use crate::recipe::image::ImageRecipe;
 use crate::recipe::user_config::UserConfig;
 use anyhow::{bail, Context, Result};
@@ -211,13 +211,15 @@ fn resolve_setup(
     workdir: &str,
     venv: &str,
 ) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let paths = |paths: Vec<WorktreePath>| paths.into_iter().map(|p| p.0).collect();
     let outputs = setup
         .outputs
+        .map(paths)
         .unwrap_or_else(|| defaults::setup_outputs(setup.commands.is_some()));
     let commands = setup
         .commands
         .unwrap_or_else(|| defaults::setup_commands(workdir, venv));
-    let inputs = or_strings(setup.inputs, DEFAULT_SETUP_INPUTS);
+    let inputs = or_strings(setup.inputs.map(paths), DEFAULT_SETUP_INPUTS);
     (commands, inputs, outputs)
 }
 
@@ -274,7 +276,19 @@ mod tests {
             .setup_commands
             .last()
             .unwrap()
-            .contains("pip install -e /app"));
+            .contains("/bin/pip' install -e '/app'"));
+    }
+
+    #[test]
+    fn the_default_steps_quote_every_path() {
+        let s = resolve("[container]\nworkdir = \"/my app\"\n").unwrap();
+        assert_eq!(
+            s.setup_commands[1..],
+            [
+                "[ -x '/my app/.sky-dev/venv/bin/python' ] || python3 -m venv '/my app/.sky-dev/venv'",
+                "'/my app/.sky-dev/venv/bin/pip' install -e '/my app'",
+            ]
+        );
     }
 
     #[test]
