@@ -139,6 +139,10 @@ pub struct GcArgs {
     /// Print what would be removed; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Judge every devinst container on the engine, not only those this
+    /// data directory made (what cannot be proven gone is still kept).
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Args)]

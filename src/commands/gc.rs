@@ -1,14 +1,17 @@
-//! `devinst gc [--dry-run]`: remove what no live worktree stands behind.
+//! `devinst gc [--dry-run] [--all]`: remove what no live worktree stands
+//! behind, among what this data directory made (`--all`: every devinst
+//! container on the engine).
 //!
 //! An instance whose worktree exists and names its container is never
 //! touched, even when this registry does not know it: another user of the
-//! engine (another data directory) may own it.
+//! engine (another data directory) may own it. Neither is one whose
+//! worktree cannot be seen.
 
 use super::Invocation;
 use crate::cli::GcArgs;
 use crate::engine::Engine;
 use crate::instance::{services, stale};
-use crate::state::registry::{Entry, Registry};
+use crate::state::registry::{data_dir_identity, Entry, Registry};
 use crate::support::output;
 use anyhow::Result;
 
@@ -18,7 +21,12 @@ pub async fn run(ctx: &Invocation, args: GcArgs) -> Result<i32> {
     // its worktree is being judged.
     let mut registry = Registry::lock()?;
     let entries: Vec<Entry> = registry.entries().cloned().collect();
-    let plan = stale::find(&engine, &entries).await?;
+    let scope = if args.all {
+        stale::Scope::All
+    } else {
+        stale::Scope::DataDir(data_dir_identity()?)
+    };
+    let plan = stale::find(&engine, &entries, &scope).await?;
 
     let verb = if args.dry_run {
         "would remove"

@@ -10,6 +10,7 @@ use super::spec::{self, LABEL_SPEC};
 use super::Instance;
 use crate::engine::{Container, ContainerSpec, CreateError, Engine, StartError};
 use crate::recipe::settings::User;
+use crate::state::registry::data_dir_identity;
 use crate::support::error::WithHint;
 use crate::support::output;
 use anyhow::{anyhow, Context, Result};
@@ -128,6 +129,7 @@ pub async fn create(
         super::services::ensure_network(engine, network).await?;
     }
     image.ensure_present(engine).await?;
+    let spec = &spec::from_data_dir(spec, &data_dir_identity()?);
     output::note(format!("creating container `{name}` from `{}`", spec.image));
     let mut result = engine.create(name, spec).await;
     if matches!(result, Err(CreateError::NoInitBinary)) {

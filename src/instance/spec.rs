@@ -16,6 +16,9 @@ pub const LABEL_VERSION: &str = "devinst.version";
 pub const LABEL_SPEC: &str = "devinst.spec";
 /// On a service's container: the service's name.
 pub const LABEL_SERVICE: &str = "devinst.service";
+/// The identity of the data directory whose devinst made the container
+/// (`state::registry::data_dir_identity`): what `gc` acts on by default.
+pub const LABEL_DATA_DIR: &str = "devinst.data-dir";
 
 /// Where the host's CA bundle is mounted when `host_ca` is on.
 pub const HOST_CA_TARGET: &str = "/etc/ssl/certs/devinst-host-ca.crt";
@@ -148,6 +151,17 @@ fn stamp(spec: &mut ContainerSpec) {
         LABEL_VERSION.to_owned(),
         env!("CARGO_PKG_VERSION").to_owned(),
     );
+}
+
+/// `spec` as made by the devinst of data directory `identity`. Added after
+/// the digest, like the version: where a container was made from is not
+/// what it is made of, so containers made before the label existed still
+/// match their recipe.
+pub fn from_data_dir(spec: &ContainerSpec, identity: &str) -> ContainerSpec {
+    let mut spec = spec.clone();
+    spec.labels
+        .insert(LABEL_DATA_DIR.to_owned(), identity.to_owned());
+    spec
 }
 
 /// The network the instance and its services share: the recipe's, or with
@@ -513,6 +527,15 @@ mod tests {
         assert_eq!(db.labels[LABEL_SPEC], "dfcb67cbb7847960");
         let main = container_spec(&settings, &record, &layout, &HostFacts::default());
         assert_eq!(main.labels[LABEL_SPEC], "14a9461ee333ac56");
+    }
+
+    #[test]
+    fn the_data_dir_label_leaves_the_digest_alone() {
+        let (settings, record, layout) = fixture();
+        let main = container_spec(&settings, &record, &layout, &HostFacts::default());
+        let marked = from_data_dir(&main, "abc");
+        assert_eq!(marked.labels[LABEL_DATA_DIR], "abc");
+        assert_eq!(marked.labels[LABEL_SPEC], main.labels[LABEL_SPEC]);
     }
 
     #[test]

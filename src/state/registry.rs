@@ -58,6 +58,49 @@ pub fn data_dir() -> Result<PathBuf> {
         .context("cannot find a data directory: no home directory is set")
 }
 
+/// This data directory's identity: a random id made the first time it is
+/// asked for and kept in the file `identity` beside the registry. Containers
+/// carry it, so `gc` knows which ones this data directory made (another
+/// user, or a CI job with a HOME of its own, shares the engine).
+pub fn data_dir_identity() -> Result<String> {
+    let dir = data_dir()?;
+    create_dir_all(&dir)?;
+    let path = dir.join("identity");
+    if let Some(id) = read_identity(&path)? {
+        return Ok(id);
+    }
+    // Written beside, then linked into place: a link never replaces a file,
+    // so when two processes race, both end up with the first one's id.
+    let fresh = dir.join(format!(".identity.{}", std::process::id()));
+    write_atomic(&fresh, format!("{}\n", random_id()?).as_bytes(), 0o644)?;
+    let linked = std::fs::hard_link(&fresh, &path);
+    let _ = std::fs::remove_file(&fresh);
+    match linked {
+        Ok(()) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(err) => return Err(err).with_context(|| format!("cannot create `{}`", path.display())),
+    }
+    read_identity(&path)?.with_context(|| format!("`{}` is empty", path.display()))
+}
+
+fn read_identity(path: &Path) -> Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text.trim().to_owned()).filter(|id| !id.is_empty())),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err).with_context(|| format!("cannot read `{}`", path.display())),
+    }
+}
+
+/// 16 random bytes, in hex.
+fn random_id() -> Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("cannot read `/dev/urandom`")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 impl Registry {
     /// Takes the host-wide lock (waiting for other devinst processes) and reads
     /// the registry.
@@ -117,6 +160,14 @@ fn read(path: &Path) -> Result<RegistryFile> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn random_ids_are_hex_and_differ() {
+        let (a, b) = (random_id().unwrap(), random_id().unwrap());
+        assert_eq!(a.len(), 32);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
 
     #[test]
     fn registries_from_before_services_still_load() {

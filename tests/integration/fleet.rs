@@ -52,9 +52,11 @@ fn listed<'a>(views: &'a [View], name: &str) -> Option<&'a View> {
 }
 
 /// A devinst-labelled container made behind devinst's back, whose worktree
-/// label is `worktree`.
+/// label is `worktree`, as this run's data directory would have made it.
 fn labelled_foreign(name: &str, worktree: &Path) -> Foreign {
     let label = format!("devinst.worktree={}", worktree.display());
+    let identity = std::fs::read_to_string(data_dir().join("identity")).unwrap_or_default();
+    let made_by = format!("devinst.data-dir={}", identity.trim());
     Foreign::new(&[
         "create",
         "--name",
@@ -63,6 +65,8 @@ fn labelled_foreign(name: &str, worktree: &Path) -> Foreign {
         "devinst.managed-by=devinst",
         "--label",
         &label,
+        "--label",
+        &made_by,
         BUSYBOX,
         "true",
     ])

@@ -11,4 +11,5 @@ mod fleet;
 mod recipe;
 mod scripts;
 mod services;
+mod shared;
 mod snapshot;
