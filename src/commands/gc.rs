@@ -46,6 +46,16 @@ pub async fn run(ctx: &Invocation, args: GcArgs) -> Result<i32> {
             services::remove_private_network(&engine, container).await?;
         }
     }
+    for (volume, why) in &plan.volumes {
+        if !args.dry_run {
+            // One still in use (by a container gc left alone) stays.
+            if let Err(err) = engine.remove_volume(volume).await {
+                output::warn(format!("{err:#}"));
+                continue;
+            }
+        }
+        output::data(format!("{verb} volume `{volume}`: {why}"));
+    }
     for (entry, why) in &plan.entries {
         if !args.dry_run {
             registry.remove(&entry.name);
@@ -61,7 +71,7 @@ pub async fn run(ctx: &Invocation, args: GcArgs) -> Result<i32> {
     for note in &plan.kept {
         output::note(note);
     }
-    if plan.containers.is_empty() && plan.entries.is_empty() {
+    if plan.containers.is_empty() && plan.volumes.is_empty() && plan.entries.is_empty() {
         output::note("nothing to clean up");
     }
     Ok(0)

@@ -41,6 +41,20 @@ impl Engine {
         }
     }
 
+    /// The paths the image declares as volumes (`VOLUME` in its Dockerfile):
+    /// a container gets an anonymous volume at each unless it mounts
+    /// something there.
+    pub async fn image_volumes(&self, image: &str) -> Result<Vec<String>> {
+        let info = self
+            .docker
+            .inspect_image(image)
+            .await
+            .map_err(|err| self.explain(err))?;
+        let mut paths = info.config.and_then(|c| c.volumes).unwrap_or_default();
+        paths.sort();
+        Ok(paths)
+    }
+
     /// Pulls `image` unless it is present.
     pub async fn ensure_image(&self, image: &str) -> Result<()> {
         if self.image_exists(image).await? {

@@ -2,7 +2,7 @@
 //! and the instance, so it can be tested without an engine and hashed to tell
 //! when a container no longer matches its recipe.
 
-use crate::engine::{BindMount, ContainerSpec, Published, UserMapping};
+use crate::engine::{BindMount, ContainerSpec, Published, UserMapping, VolumeMount};
 use crate::recipe::config::Limits;
 use crate::recipe::settings::{parse_memory, Service, Settings, User, HOST_USER_HOME};
 use crate::state::layout::{path_text, Layout, Record};
@@ -191,12 +191,15 @@ fn service_env(settings: &Settings) -> Vec<String> {
 
 /// The container of one service: on the instance's network under its own
 /// name as an alias, its port published on the host port `setup` chose, its
-/// data directory kept in `.sky-dev/services/NAME/`.
+/// data directory kept in `.sky-dev/services/NAME/`, and a named volume of
+/// its own at each path its image declares a volume (`declared`), so what a
+/// database keeps there outlives its container.
 pub fn service_spec(
     settings: &Settings,
     record: &Record,
     layout: &Layout,
     service: &Service,
+    declared: &[String],
 ) -> ContainerSpec {
     let network =
         instance_network(settings, record).expect("an instance with services always has a network");
@@ -229,12 +232,56 @@ pub fn service_spec(
             })
             .into_iter()
             .collect(),
+        volumes: service_volumes(record, service, declared),
         network: Some(network),
         aliases: vec![service.name.clone()],
         ..Default::default()
     };
     stamp(&mut spec);
     spec
+}
+
+/// A named volume for each path the service's image declares one, except
+/// where its `data` directory is mounted: `<service container>-<path>`.
+pub fn service_volumes(
+    record: &Record,
+    service: &Service,
+    declared: &[String],
+) -> Vec<VolumeMount> {
+    let container = record.service_container(&service.name);
+    declared
+        .iter()
+        .filter(|path| service.data.as_deref() != Some(path.as_str()))
+        .map(|path| VolumeMount {
+            name: format!("{container}-{}", volume_stem(path)),
+            target: path.clone(),
+        })
+        .collect()
+}
+
+/// `/var/lib/postgresql/data` as `var-lib-postgresql-data`: what a volume
+/// name may hold.
+fn volume_stem(path: &str) -> String {
+    let stem: String = path
+        .trim_matches('/')
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '_' | '.' | '-' => c,
+            _ => '-',
+        })
+        .collect();
+    if stem.is_empty() {
+        "root".to_owned()
+    } else {
+        stem
+    }
+}
+
+/// The labels of a service's named volume: whose it is, like its container.
+pub fn volume_labels(record: &Record, service: &str) -> BTreeMap<String, String> {
+    let mut labels = labels(record);
+    labels.insert(LABEL_SERVICE.to_owned(), service.to_owned());
+    labels
 }
 
 fn mounts(settings: &Settings, layout: &Layout, host: &HostFacts) -> Vec<BindMount> {
@@ -467,7 +514,7 @@ mod tests {
     fn a_service_is_on_the_instances_private_network_under_its_name() {
         let (settings, record, layout) = with_db(None);
         let db = &settings.services["db"];
-        let body = service_spec(&settings, &record, &layout, db);
+        let body = service_spec(&settings, &record, &layout, db, &[]);
         assert_eq!(body.image, "busybox");
         assert_eq!(body.cmd, Some(vec!["httpd".into(), "-f".into()]));
         assert_eq!(body.env, vec!["A=1".to_owned(), "B=2".to_owned()]);
@@ -497,7 +544,7 @@ mod tests {
     #[test]
     fn a_named_network_is_shared_and_no_services_means_no_network() {
         let (settings, record, layout) = with_db(Some("team-net"));
-        let body = service_spec(&settings, &record, &layout, &settings.services["db"]);
+        let body = service_spec(&settings, &record, &layout, &settings.services["db"], &[]);
         assert_eq!(body.network.as_deref(), Some("team-net"));
         let (plain, record, _) = fixture();
         assert_eq!(instance_network(&plain, &record), None);
@@ -507,12 +554,34 @@ mod tests {
     fn a_services_spec_hash_tracks_its_recipe() {
         let (settings, record, layout) = with_db(None);
         let hash = |s: &Settings| {
-            service_spec(s, &record, &layout, &s.services["db"]).labels[LABEL_SPEC].clone()
+            service_spec(s, &record, &layout, &s.services["db"], &[]).labels[LABEL_SPEC].clone()
         };
         let mut changed = settings.clone();
         changed.services.get_mut("db").unwrap().image = "other".into();
         assert_eq!(hash(&settings), hash(&settings));
         assert_ne!(hash(&settings), hash(&changed));
+    }
+
+    #[test]
+    fn a_services_declared_volumes_become_named_volumes_of_its_own() {
+        let (settings, record, layout) = with_db(None);
+        let db = &settings.services["db"];
+        let declared = ["/var/lib/postgresql/data".to_owned(), "/www".to_owned()];
+        let body = service_spec(&settings, &record, &layout, db, &declared);
+        // `/www` is the data directory's mount already.
+        assert_eq!(
+            body.volumes,
+            [VolumeMount {
+                name: "skypilot-dev-feat-db-var-lib-postgresql-data".into(),
+                target: "/var/lib/postgresql/data".into(),
+            }]
+        );
+        let plain = service_spec(&settings, &record, &layout, db, &[]);
+        assert_ne!(body.labels[LABEL_SPEC], plain.labels[LABEL_SPEC]);
+        assert_eq!(volume_stem("/a b/c:d/"), "a-b-c-d");
+        let labels = volume_labels(&record, "db");
+        assert_eq!(labels[LABEL_WORKTREE], "/w/feat");
+        assert_eq!(labels[LABEL_SERVICE], "db");
     }
 
     #[test]
@@ -523,7 +592,7 @@ mod tests {
         let main = container_spec(&settings, &record, &layout, &HostFacts::default());
         assert_eq!(main.labels[LABEL_SPEC], "b8c3c71378f72456");
         let (settings, record, layout) = with_db(None);
-        let db = service_spec(&settings, &record, &layout, &settings.services["db"]);
+        let db = service_spec(&settings, &record, &layout, &settings.services["db"], &[]);
         assert_eq!(db.labels[LABEL_SPEC], "dfcb67cbb7847960");
         let main = container_spec(&settings, &record, &layout, &HostFacts::default());
         assert_eq!(main.labels[LABEL_SPEC], "14a9461ee333ac56");

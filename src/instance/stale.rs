@@ -41,7 +41,20 @@ pub async fn find(engine: &Engine, entries: &[Entry], scope: &Scope) -> Result<P
             Managed::new(c.name, worktree, service.as_deref()).made_by(data_dir)
         })
         .collect();
-    Ok(plan(entries, &containers, scope, owner_of))
+    let mut plan = plan(entries, &containers, scope, owner_of);
+    let label = format!("{}=devinst", super::spec::LABEL_MANAGED_BY);
+    let volumes: Vec<Managed> = engine
+        .list_volumes(&label)
+        .await?
+        .into_iter()
+        .map(|v| {
+            let worktree = v.label(LABEL_WORKTREE).map(PathBuf::from);
+            let data_dir = v.label(LABEL_DATA_DIR).map(str::to_owned);
+            Managed::new(v.name, worktree, None).made_by(data_dir)
+        })
+        .collect();
+    plan.volumes = stale_volumes(entries, &volumes, scope, owner_of);
+    Ok(plan)
 }
 
 /// What a worktree path holds now.
@@ -118,6 +131,8 @@ pub struct Plan {
     pub entries: Vec<(Entry, String)>,
     /// Containers to remove, and why.
     pub containers: Vec<(String, String)>,
+    /// Services' named volumes to remove (after the containers), and why.
+    pub volumes: Vec<(String, String)>,
     /// Things left alone that the user may want to know about.
     pub kept: Vec<String>,
 }
@@ -179,6 +194,36 @@ fn plan(
         ));
     }
     plan
+}
+
+/// The services' volumes whose worktree is proven gone: data is kept as
+/// long as its worktree could still want it (a renamed instance's too).
+fn stale_volumes(
+    entries: &[Entry],
+    volumes: &[Managed],
+    scope: &Scope,
+    owner_of: impl Fn(&Path) -> Occupant,
+) -> Vec<(String, String)> {
+    let in_scope = |v: &Managed| match scope {
+        Scope::All => true,
+        Scope::DataDir(id) => {
+            v.data_dir.as_deref() == Some(id)
+                || entries
+                    .iter()
+                    .any(|e| Some(&e.worktree) == v.worktree.as_ref())
+        }
+    };
+    volumes
+        .iter()
+        .filter(|v| in_scope(v))
+        .filter_map(|v| {
+            let worktree = v.worktree.as_ref()?;
+            (owner_of(worktree) == Occupant::Gone).then(|| {
+                let why = format!("its worktree `{}` is gone", worktree.display());
+                (v.name.clone(), why)
+            })
+        })
+        .collect()
 }
 
 /// Adds `c` to the plan when no live worktree stands behind it.
@@ -324,6 +369,30 @@ mod tests {
         let plan = plan(&[], &containers, &Scope::All, world);
         assert!(plan.containers.is_empty());
         assert!(plan.kept[0].contains("cannot see its worktree `/locked`"));
+    }
+
+    #[test]
+    fn volumes_go_only_when_their_worktree_is_gone() {
+        let volumes = [
+            managed("v-gone", "/gone"),
+            managed("v-live", "/live"),
+            managed("v-renamed", "/renamed"),
+            managed("v-locked", "/locked"),
+            managed("v-half", "/half"),
+            managed("v-theirs", "/gone").made_by(Some("them".into())),
+        ];
+        let names = |found: Vec<(String, String)>| -> Vec<String> {
+            found.into_iter().map(|(name, _)| name).collect()
+        };
+        let all = stale_volumes(&[], &volumes, &Scope::All, world);
+        assert_eq!(names(all), ["v-gone", "v-theirs"]);
+        let entries = [entry("old", "/gone")];
+        let mine = Scope::DataDir("me".into());
+        assert_eq!(
+            names(stale_volumes(&entries, &volumes, &mine, world)),
+            ["v-gone", "v-theirs"]
+        );
+        assert!(stale_volumes(&[], &volumes, &mine, world).is_empty());
     }
 
     #[test]

@@ -318,7 +318,7 @@ fn destroy_removes_the_container_and_releases_the_port() {
     assert_eq!(instance_value(&b, "DEVINST_PORT").unwrap(), "47130");
     env.run(&b, &["start"]).ok();
     let b_container = instance_value(&b, "DEVINST_CONTAINER").unwrap();
-    env.run(&b, &["destroy", "--purge"]).ok();
+    env.run(&b, &["destroy", "--purge", "--yes"]).ok();
     assert!(!container_exists(&b_container));
     assert!(!b.join(".sky-dev").exists());
     assert!(listed(&list(&env, &b), &a_name).is_none());

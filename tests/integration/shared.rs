@@ -206,3 +206,260 @@ fn gc_into_a_closed_pipe_still_removes_everything_stale() {
     let registry = std::fs::read_to_string(data.join("registry.json")).unwrap();
     assert!(!registry.contains("sh-pipe"), "{registry}");
 }
+
+/// devinst in `dir` on a terminal (`script` makes one), answering `input`.
+fn on_terminal(env: &TestEnv, dir: &Path, data: &Path, args: &[&str], input: &str) -> Run {
+    let mut line = format!("'{}'", env!("CARGO_BIN_EXE_devinst"));
+    for arg in args {
+        line.push_str(&format!(" '{arg}'"));
+    }
+    let mut child = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .current_dir(dir)
+        .env("HOME", &env.home)
+        .env("DEVINST_DATA_DIR", data)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let run = Run::from(child.wait_with_output().unwrap());
+    env.track(dir);
+    run
+}
+
+#[test]
+fn destroy_asks_needs_yes_to_purge_without_a_terminal_and_finds_names_anywhere() {
+    let _gone = gone_worktrees_lock();
+    let env = TestEnv::new();
+    let data = data_dir(&env, "destroy-data");
+    let range = [47830, 47839];
+    let repo = shared_repo(&env, "destroy", range, "");
+    run_in(&env, &repo, &data, &["setup"]).ok();
+    run_in(&env, &repo, &data, &["start"]).ok();
+    let name = instance_value(&repo, "DEVINST_NAME").unwrap();
+    let container = instance_value(&repo, "DEVINST_CONTAINER").unwrap();
+
+    // No terminal: a purge is refused without --yes, and nothing goes.
+    run_in(&env, &repo, &data, &["destroy", "--purge"])
+        .fails_with(1, "no terminal to ask on")
+        .fails_with(1, "hint: to delete without asking, add `--yes`");
+    assert!(container_exists(&container));
+    assert!(repo.join(".sky-dev/state").is_dir());
+
+    // On a terminal, `n` is an answer, not a failure.
+    let run = on_terminal(&env, &repo, &data, &["destroy", "--purge"], "n\n");
+    assert_eq!(run.code, 0, "{run}");
+    assert!(run.stdout.contains("nothing removed"), "{run}");
+    assert!(container_exists(&container));
+
+    // By name, from a directory that is no worktree.
+    let elsewhere = env.tmp.path();
+    run_in(&env, elsewhere, &data, &["destroy", &name]).ok();
+    assert!(!container_exists(&container));
+    assert!(
+        repo.join(".sky-dev/.instance").is_file(),
+        "kept without --purge"
+    );
+    run_in(&env, elsewhere, &data, &["destroy", "--name", &name])
+        .fails_with(1, "no instance")
+        .fails_with(1, "devinst list");
+
+    // An instance whose worktree is gone, with its --purge.
+    run_in(&env, &repo, &data, &["setup"]).ok();
+    run_in(&env, &repo, &data, &["start"]).ok();
+    std::fs::remove_dir_all(&repo).unwrap();
+    let run = run_in(
+        &env,
+        elsewhere,
+        &data,
+        &["destroy", &name, "--purge", "--yes"],
+    )
+    .ok();
+    assert!(run.stderr.contains("released port"), "{run}");
+    assert!(!container_exists(&container), "{run}");
+    let registry = std::fs::read_to_string(data.join("registry.json")).unwrap();
+    assert!(!registry.contains(&name), "{registry}");
+}
+
+#[test]
+fn a_purge_by_a_user_who_is_not_root_removes_what_a_root_container_made() {
+    let env = TestEnv::new();
+    let user = User::new(&env, 47812);
+    let repo = shared_repo(&env, "purge-user", [47840, 47849], "");
+    user.give(&repo);
+    user.run(&env, &repo, &["setup"]).ok();
+    user.run(&env, &repo, &["start"]).ok();
+    let container = instance_value(&repo, "DEVINST_CONTAINER").unwrap();
+    // As a venv and `__pycache__` would be: root's, in root's directories.
+    let made = "mkdir -p /app/.sky-dev/venv/lib/__pycache__ /root/.sky/logs && \
+                touch /app/.sky-dev/venv/lib/__pycache__/m.pyc /root/.sky/logs/x && \
+                chmod -R go-w /app/.sky-dev/venv /root/.sky";
+    user.run(&env, &repo, &["exec", "--", "sh", "-c", made])
+        .ok();
+    user.run(&env, &repo, &["stop"]).ok();
+    let run = user.run(&env, &repo, &["destroy", "--purge", "--yes"]).ok();
+    assert!(!repo.join(".sky-dev").exists(), "{run}");
+    assert!(!container_exists(&container), "{run}");
+}
+
+/// The busybox image with `VOLUME /data`, as a database image declares its
+/// data directory; built once per run.
+fn volume_image() -> &'static str {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    const IMAGE: &str = "devinst-test/busybox-volume:1";
+    BUILT.get_or_init(|| {
+        let mut child = Command::new("docker")
+            .args(["build", "-q", "-t", IMAGE, "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        let dockerfile = format!("FROM {BUSYBOX}\nVOLUME /data\n");
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(dockerfile.as_bytes()).unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    IMAGE
+}
+
+/// `[services.db]` on the volume image, sleeping; `env` changes its recipe.
+fn db_service(env: &str) -> String {
+    format!(
+        "[services.db]\nimage = \"{}\"\ncommand = [\"sleep\", \"100000\"]\nenv = {{ V = \"{env}\" }}\n",
+        volume_image()
+    )
+}
+
+/// Removes an instance with service `db` however the test ends: its
+/// containers, then its private network, then the service's volume.
+struct WithDb {
+    container: String,
+    db: String,
+    volume: String,
+}
+
+impl WithDb {
+    fn new(repo: &Path) -> WithDb {
+        let container = instance_value(repo, "DEVINST_CONTAINER").expect("set up");
+        WithDb {
+            db: format!("{container}-db"),
+            volume: format!("{container}-db-data"),
+            container,
+        }
+    }
+}
+
+impl Drop for WithDb {
+    fn drop(&mut self) {
+        quiet_docker(&["rm", "-f", "-v", &self.container, &self.db]);
+        quiet_docker(&["network", "rm", &self.container]);
+        quiet_docker(&["volume", "rm", "-f", &self.volume]);
+    }
+}
+
+fn volume_exists(name: &str) -> bool {
+    Command::new("docker")
+        .args(["volume", "inspect", name])
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+fn docker_out(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_services_volume_outlives_recreation_and_being_dropped_until_a_purge() {
+    let env = TestEnv::new();
+    let data = data_dir(&env, "volume-data");
+    let range = [47850, 47859];
+    let repo = shared_repo(&env, "volume", range, &db_service("1"));
+    let recipe = |extra: &str| {
+        let text = std::fs::read_to_string(repo.join("devinst.toml")).unwrap();
+        let base = text.split("[services.db]").next().unwrap().to_owned();
+        write(&repo.join("devinst.toml"), &format!("{base}{extra}"));
+    };
+    run_in(&env, &repo, &data, &["setup"]).ok();
+    let guard = WithDb::new(&repo);
+    let (db, volume) = (guard.db.clone(), guard.volume.clone());
+    run_in(&env, &repo, &data, &["start"]).ok();
+    docker_out(&["exec", &db, "sh", "-c", "echo kept > /data/f"]);
+    let read = || docker_out(&["exec", &db, "cat", "/data/f"]);
+
+    // An unchanged service is not recreated by --recreate.
+    let id = inspect(&db, "{{.Id}}");
+    run_in(&env, &repo, &data, &["start", "--recreate"]).ok();
+    assert_eq!(read(), "kept\n");
+    assert_eq!(inspect(&db, "{{.Id}}"), id);
+    assert!(volume_exists(&volume));
+
+    // A changed one is, and keeps its volume.
+    recipe(&db_service("2"));
+    run_in(&env, &repo, &data, &["start", "--recreate"]).ok();
+    assert_ne!(inspect(&db, "{{.Id}}"), id);
+    assert_eq!(read(), "kept\n");
+
+    // Dropped from the recipe (a branch without it): the container goes,
+    // the data stays, and comes back with the service.
+    recipe("");
+    let run = run_in(&env, &repo, &data, &["start"]).ok();
+    assert!(
+        run.stderr.contains("kept until `devinst destroy --purge`"),
+        "{run}"
+    );
+    assert!(!container_exists(&db));
+    assert!(volume_exists(&volume));
+    recipe(&db_service("2"));
+    run_in(&env, &repo, &data, &["start"]).ok();
+    assert_eq!(read(), "kept\n");
+
+    // Destroy keeps it; the purge names it, and removes it.
+    run_in(&env, &repo, &data, &["destroy"]).ok();
+    assert!(volume_exists(&volume));
+    run_in(&env, &repo, &data, &["start"]).ok();
+    let run = on_terminal(&env, &repo, &data, &["destroy", "--purge"], "n\n");
+    assert!(run.stdout.contains(&format!("volume `{volume}`")), "{run}");
+    assert!(volume_exists(&volume));
+    run_in(&env, &repo, &data, &["destroy", "--purge", "--yes"]).ok();
+    assert!(!volume_exists(&volume));
+    assert!(!repo.join(".sky-dev").exists());
+}
+
+#[test]
+fn gc_removes_the_volumes_of_a_gone_worktree() {
+    let _gone = gone_worktrees_lock();
+    let env = TestEnv::new();
+    let data = data_dir(&env, "gc-volume-data");
+    let repo = shared_repo(&env, "gc-volume", [47860, 47869], &db_service("1"));
+    run_in(&env, &repo, &data, &["setup"]).ok();
+    let guard = WithDb::new(&repo);
+    let volume = guard.volume.clone();
+    run_in(&env, &repo, &data, &["start"]).ok();
+    assert!(volume_exists(&volume));
+    std::fs::remove_dir_all(&repo).unwrap();
+    let run = run_in(&env, env.tmp.path(), &data, &["gc"]).ok();
+    assert!(
+        run.stdout.contains(&format!("removed volume `{volume}`")),
+        "{run}"
+    );
+    assert!(!volume_exists(&volume));
+}
