@@ -48,6 +48,11 @@ pub async fn run(ctx: &Invocation, args: DestroyArgs) -> Result<i32> {
         return Ok(0);
     }
     if args.purge {
+        // Found by their data in `.sky-dev/snapshots/`, so before it goes.
+        let images = snapshot::remove_images(&engine, &instance).await?;
+        if images > 0 {
+            output::note(format!("removed {images} snapshot image(s)"));
+        }
         teardown::clear_dir(&engine, &instance).await?;
     }
     lifecycle::remove_if_ours(&engine, &instance).await?;
@@ -56,10 +61,6 @@ pub async fn run(ctx: &Invocation, args: DestroyArgs) -> Result<i32> {
     teardown::remove_volumes(&engine, &extras.volumes).await?;
     release(&r.name, &instance.layout.root, r.port, &r.service_ports)?;
     if args.purge {
-        let images = snapshot::remove_images(&engine, &instance).await?;
-        if images > 0 {
-            output::note(format!("removed {images} snapshot image(s)"));
-        }
         teardown::remove_dir(&instance.layout)?;
         output::note(format!("removed `{}`", instance.layout.dir().display()));
     }
