@@ -388,6 +388,14 @@ impl Engine {
         }
     }
 
+    /// Freezes every process of a running container (its files hold still).
+    pub async fn pause(&self, name: &str) -> Result<()> {
+        self.docker.pause_container(name).await.map_err(|err| {
+            self.explain(err)
+                .context(format!("cannot pause container `{name}`"))
+        })
+    }
+
     /// Lets a paused container run on.
     pub async fn unpause(&self, name: &str) -> Result<()> {
         self.docker.unpause_container(name).await.map_err(|err| {
@@ -422,6 +430,21 @@ impl Engine {
                 .explain(err)
                 .context(format!("cannot remove container `{name}`"))),
         }
+    }
+
+    /// Waits, up to 10 s, for a container the engine is removing (a remove
+    /// whose client was killed goes on without it) to be gone.
+    pub async fn wait_removed(&self, name: &str) -> Result<()> {
+        for _ in 0..200 {
+            match self.inspect(name).await? {
+                Some(info) if info.status == "removing" => {}
+                _ => return Ok(()),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        Err(anyhow!(
+            "container `{name}` is being removed, and still there after 10 s"
+        ))
     }
 
     /// Waits for a container another client is creating: the engine reserves

@@ -101,15 +101,16 @@ impl Engine {
         }
     }
 
-    /// Keeps a container's filesystem as an image, the container paused
-    /// meanwhile so no write is caught halfway.
+    /// Keeps a container's filesystem as an image. The caller pauses a
+    /// running container first, so no write is caught halfway (Podman
+    /// refuses to commit a paused container when asked to pause it).
     pub async fn commit(&self, commit: &Commit) -> Result<()> {
         let options = CommitContainerOptions {
             container: Some(commit.container.clone()),
             repo: Some(commit.repo.clone()),
             tag: Some(commit.tag.clone()),
             comment: Some(commit.comment.clone()),
-            pause: true,
+            pause: false,
             // As a Dockerfile change rather than a config body, which Podman's
             // compatible API ignores.
             changes: Some(commit.changes.clone()),

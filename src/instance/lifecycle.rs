@@ -62,7 +62,14 @@ async fn ensure_created(
     recreate: bool,
 ) -> Result<Container> {
     let name = &instance.record.container;
-    let Some(info) = engine.inspect(name).await? else {
+    let mut found = engine.inspect(name).await?;
+    if found.as_ref().is_some_and(|info| info.status == "removing") {
+        // A removal a killed devinst asked for (`snapshot restore`,
+        // `--recreate`) is still under way: let it finish, then make anew.
+        engine.wait_removed(name).await?;
+        found = engine.inspect(name).await?;
+    }
+    let Some(info) = found else {
         return create(engine, name, wanted, image).await;
     };
     match ownership_of(&info.labels, instance) {

@@ -45,8 +45,10 @@ impl Instance {
         Instance::load(layout)
     }
 
-    /// The instance set up in `layout`.
+    /// The instance set up in `layout`, with a snapshot restore that was
+    /// cut short finished or rolled back first.
     fn load(layout: Layout) -> Result<Instance> {
+        crate::state::restore::recover(&layout)?;
         let record = layout
             .read_record()
             .hint("run `devinst setup` again to rewrite it")?;

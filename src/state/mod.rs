@@ -5,5 +5,6 @@ pub mod allocate;
 pub mod layout;
 pub mod ports;
 pub mod registry;
+pub mod restore;
 pub mod scripts;
 pub mod worktree;
