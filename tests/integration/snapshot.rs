@@ -121,10 +121,11 @@ fn filled(dir: &std::path::Path) -> bool {
 #[test]
 fn a_restore_killed_at_any_point_is_finished_or_rolled_back_by_the_next_command() {
     use std::time::{Duration, Instant};
-    let env = TestEnv::new();
     let name = format!("snapkill-{}", std::process::id());
-    let repo = env.busybox_repo(&name, "[ports]\nhost_range = [47751, 47760]\n");
+    // Before the env: dropped after it, once the container using them is gone.
     let _images = SnapshotImages(name.clone());
+    let env = TestEnv::new();
+    let repo = env.busybox_repo(&name, "[ports]\nhost_range = [47751, 47760]\n");
     env.run(&repo, &["setup"]).ok();
     env.run(&repo, &["start"]).ok();
     let state = repo.join(".sky-dev/state");
@@ -187,10 +188,11 @@ fn a_restore_killed_at_any_point_is_finished_or_rolled_back_by_the_next_command(
 
 #[test]
 fn a_snapshot_copies_the_state_of_one_moment() {
-    let env = TestEnv::new();
     let name = format!("snapstill-{}", std::process::id());
-    let repo = env.busybox_repo(&name, "[ports]\nhost_range = [47761, 47770]\n");
+    // Before the env: dropped after it, once the container using them is gone.
     let _images = SnapshotImages(name.clone());
+    let env = TestEnv::new();
+    let repo = env.busybox_repo(&name, "[ports]\nhost_range = [47761, 47770]\n");
     env.run(&repo, &["setup"]).ok();
     env.run(&repo, &["start"]).ok();
     // Large files to make the copy take a while, and small ones among them
