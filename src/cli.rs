@@ -119,12 +119,29 @@ pub struct JsonArgs {
 
 #[derive(Debug, Args)]
 pub struct DestroyArgs {
-    /// Also remove `.sky-dev/` (state, logs, venv, scripts).
+    /// The instance to destroy, by its name in this host's registry (works
+    /// from anywhere, also when its worktree is gone); default: this
+    /// worktree's.
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+    /// The same as NAME.
+    #[arg(long = "name", value_name = "NAME", conflicts_with = "name")]
+    pub name_flag: Option<String>,
+    /// Also remove `.sky-dev/` (state, logs, venv, scripts), the services'
+    /// data directories and volumes.
     #[arg(long)]
     pub purge: bool,
-    /// Do not ask before deleting data.
+    /// Do not ask before deleting data (needed for `--purge` without a
+    /// terminal).
     #[arg(short, long)]
     pub yes: bool,
+}
+
+impl DestroyArgs {
+    /// The instance named on the command line, if any.
+    pub fn target(&self) -> Option<&str> {
+        self.name.as_deref().or(self.name_flag.as_deref())
+    }
 }
 
 #[derive(Debug, Args)]
@@ -142,6 +159,10 @@ pub struct GcArgs {
     /// Print what would be removed; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Judge every devinst container on the engine, not only those this
+    /// data directory made (what cannot be proven gone is still kept).
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Args)]

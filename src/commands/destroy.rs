@@ -1,19 +1,36 @@
-//! `devinst destroy [--purge]`: remove the container, release the port, and
-//! with `--purge` the instance directory too.
+//! `devinst destroy [NAME] [--purge]`: remove the container, release the
+//! port, and with `--purge` the instance directory, its services' data and
+//! volumes too. With NAME, the instance this host's registry knows by that
+//! name, from anywhere, also when its worktree is gone.
 
 use super::Invocation;
 use crate::cli::DestroyArgs;
 use crate::engine::Engine;
-use crate::instance::{lifecycle, Instance};
-use crate::state::registry::Registry;
+use crate::instance::{lifecycle, services, snapshot, teardown, Instance, Named};
+use crate::state::registry::{Entry, Registry};
 use crate::support::error::WithHint;
 use crate::support::output;
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, Result};
+use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
 
 pub async fn run(ctx: &Invocation, args: DestroyArgs) -> Result<i32> {
-    let instance = Instance::find(&ctx.cwd)?;
+    let instance = match args.target() {
+        None => Instance::find(&ctx.cwd)?,
+        Some(name) => match Instance::named(name)? {
+            Named::Here(instance) => *instance,
+            Named::Gone { entry, why } => return gone(ctx, &entry, &why, &args).await,
+        },
+    };
     let r = &instance.record;
+    let engine = Engine::connect(&ctx.engine_choice(Some(&instance.settings)))
+        .await
+        .hint("the container can only be removed through the engine")?;
+    let extras = match args.purge {
+        true => teardown::purge_extras(&engine, &instance).await?,
+        false => Default::default(),
+    };
     let what = if args.purge {
         format!(
             "container `{}` and `{}` (state, logs, venv, snapshots)",
@@ -22,52 +39,95 @@ pub async fn run(ctx: &Invocation, args: DestroyArgs) -> Result<i32> {
         )
     } else {
         format!(
-            "container `{}` (state and logs in `.sky-dev/` are kept)",
+            "container `{}` (state, logs and service data in `.sky-dev/` are kept)",
             r.container
         )
     };
-    if !args.yes && !confirm(&format!("remove {what}?"))? {
-        bail!("nothing removed");
+    if !confirm(&format!("remove {what}"), &extras.lines(), &args)? {
+        output::note("nothing removed");
+        return Ok(0);
     }
-    let engine = Engine::connect(&ctx.engine_choice(Some(&instance.settings)))
-        .await
-        .hint("the container can only be removed through the engine")?;
-    lifecycle::remove_if_ours(&engine, &instance).await?;
-    // After the instance: its network can only go once nothing is on it.
-    crate::instance::services::remove_all(&engine, &instance).await?;
-    let mut registry = Registry::lock()?;
-    if registry
-        .get(&r.name)
-        .is_some_and(|e| e.worktree == instance.layout.root)
-    {
-        registry.remove(&r.name);
-        registry.save()?;
-        output::note(format!("released port {}", r.port));
-        for (service, port) in &r.service_ports {
-            output::note(format!("released port {port} (service `{service}`)"));
-        }
-    }
-    drop(registry);
     if args.purge {
-        let images = crate::instance::snapshot::remove_images(&engine, &instance).await?;
+        // Found by their data in `.sky-dev/snapshots/`, so before it goes.
+        let images = snapshot::remove_images(&engine, &instance).await?;
         if images > 0 {
             output::note(format!("removed {images} snapshot image(s)"));
         }
-        let dir = instance.layout.dir();
-        std::fs::remove_dir_all(&dir)
-            .with_context(|| format!("cannot remove `{}`", dir.display()))?;
-        output::note(format!("removed `{}`", dir.display()));
+        teardown::clear_dir(&engine, &instance).await?;
+    }
+    lifecycle::remove_if_ours(&engine, &instance).await?;
+    // After the instance: its network can only go once nothing is on it.
+    services::remove_all(&engine, &instance, args.purge).await?;
+    teardown::remove_volumes(&engine, &extras.volumes).await?;
+    release(&r.name, &instance.layout.root, r.port, &r.service_ports)?;
+    if args.purge {
+        teardown::remove_dir(&instance.layout)?;
+        output::note(format!("removed `{}`", instance.layout.dir().display()));
     }
     Ok(0)
 }
 
-/// Asks on the terminal; without one (scripts, CI) there is no one to ask,
-/// and the command goes ahead.
-fn confirm(question: &str) -> Result<bool> {
-    if !std::io::stdin().is_terminal() {
+/// `destroy NAME` for an instance only the registry and the engine still
+/// know: there is no `.sky-dev/` to remove.
+async fn gone(ctx: &Invocation, entry: &Entry, why: &str, args: &DestroyArgs) -> Result<i32> {
+    let engine = Engine::connect(&ctx.engine_choice(None))
+        .await
+        .hint("the container can only be removed through the engine")?;
+    let volumes = match args.purge {
+        true => teardown::gone_volumes(&engine, entry).await?,
+        false => Vec::new(),
+    };
+    let lines: Vec<String> = volumes.iter().map(|v| format!("  volume `{v}`")).collect();
+    let question = format!(
+        "remove instance `{}` ({why}): container `{}` and its services",
+        entry.name, entry.container
+    );
+    if !confirm(&question, &lines, args)? {
+        output::note("nothing removed");
+        return Ok(0);
+    }
+    teardown::remove_gone(&engine, entry, args.purge).await?;
+    teardown::remove_volumes(&engine, &volumes).await?;
+    release(&entry.name, &entry.worktree, entry.port, &entry.services)?;
+    Ok(0)
+}
+
+/// Drops the registry entry, if it is still this worktree's.
+fn release(name: &str, worktree: &Path, port: u16, services: &BTreeMap<String, u16>) -> Result<()> {
+    let mut registry = Registry::lock()?;
+    if registry.get(name).is_some_and(|e| e.worktree == worktree) {
+        registry.remove(name);
+        registry.save()?;
+        output::note(format!("released port {port}"));
+        for (service, port) in services {
+            output::note(format!("released port {port} (service `{service}`)"));
+        }
+    }
+    Ok(())
+}
+
+/// Asks on the terminal, with `details` (one line each) under the question.
+/// Without one (scripts, CI) there is no one to ask: a plain destroy goes
+/// ahead, but `--purge` deletes data and needs `--yes`.
+fn confirm(question: &str, details: &[String], args: &DestroyArgs) -> Result<bool> {
+    if args.yes {
         return Ok(true);
     }
-    eprint!("{question} [y/N] ");
+    if !std::io::stdin().is_terminal() {
+        if !args.purge {
+            return Ok(true);
+        }
+        return Err(anyhow!(
+            "`destroy --purge` deletes the instance's data, and there is no terminal to ask on"
+        ))
+        .hint("to delete without asking, add `--yes`: `devinst destroy --purge --yes`");
+    }
+    let mut text = question.to_owned();
+    for line in details {
+        text.push('\n');
+        text.push_str(line);
+    }
+    eprint!("{text}\n? [y/N] ");
     std::io::stderr().flush()?;
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;

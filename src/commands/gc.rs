@@ -1,14 +1,17 @@
-//! `devinst gc [--dry-run]`: remove what no live worktree stands behind.
+//! `devinst gc [--dry-run] [--all]`: remove what no live worktree stands
+//! behind, among what this data directory made (`--all`: every devinst
+//! container on the engine).
 //!
 //! An instance whose worktree exists and names its container is never
 //! touched, even when this registry does not know it: another user of the
-//! engine (another data directory) may own it.
+//! engine (another data directory) may own it. Neither is one whose
+//! worktree cannot be seen.
 
 use super::Invocation;
 use crate::cli::GcArgs;
 use crate::engine::Engine;
 use crate::instance::{services, stale};
-use crate::state::registry::{Entry, Registry};
+use crate::state::registry::{identity, Entry, Registry};
 use crate::support::output;
 use anyhow::Result;
 
@@ -18,7 +21,12 @@ pub async fn run(ctx: &Invocation, args: GcArgs) -> Result<i32> {
     // its worktree is being judged.
     let mut registry = Registry::lock()?;
     let entries: Vec<Entry> = registry.entries().cloned().collect();
-    let plan = stale::find(&engine, &entries).await?;
+    let scope = if args.all {
+        stale::Scope::All
+    } else {
+        stale::Scope::DataDir(identity()?)
+    };
+    let plan = stale::find(&engine, &entries, &scope).await?;
 
     let verb = if args.dry_run {
         "would remove"
@@ -38,6 +46,16 @@ pub async fn run(ctx: &Invocation, args: GcArgs) -> Result<i32> {
             services::remove_private_network(&engine, container).await?;
         }
     }
+    for (volume, why) in &plan.volumes {
+        if !args.dry_run {
+            // One still in use (by a container gc left alone) stays.
+            if let Err(err) = engine.remove_volume(volume).await {
+                output::warn(format!("{err:#}"));
+                continue;
+            }
+        }
+        output::data(format!("{verb} volume `{volume}`: {why}"));
+    }
     for (entry, why) in &plan.entries {
         if !args.dry_run {
             registry.remove(&entry.name);
@@ -53,7 +71,7 @@ pub async fn run(ctx: &Invocation, args: GcArgs) -> Result<i32> {
     for note in &plan.kept {
         output::note(note);
     }
-    if plan.containers.is_empty() && plan.entries.is_empty() {
+    if plan.containers.is_empty() && plan.volumes.is_empty() && plan.entries.is_empty() {
         output::note("nothing to clean up");
     }
     Ok(0)

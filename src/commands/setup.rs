@@ -63,6 +63,8 @@ pub fn run(ctx: &Invocation, args: SetupArgs) -> Result<i32> {
     // own reservation next time and completes.
     registry.save()?;
 
+    // Before `state/` is made anew: a restore cut short may have moved it.
+    crate::state::restore::recover(&layout)?;
     layout.create_dirs()?;
     scripts::write_scripts(&layout, &settings, &record)?;
     layout.write_record(&record)?;

@@ -26,6 +26,8 @@ pub struct ContainerSpec {
     pub user: Option<String>,
     pub labels: BTreeMap<String, String>,
     pub mounts: Vec<BindMount>,
+    /// Named volumes mounted into the container.
+    pub volumes: Vec<VolumeMount>,
     /// Container ports (tcp) the image exposes.
     pub exposed: Vec<u16>,
     pub published: Vec<Published>,
@@ -46,6 +48,13 @@ pub struct BindMount {
     pub source: String,
     pub target: String,
     pub read_only: bool,
+}
+
+/// A named volume mounted into the container.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VolumeMount {
+    pub name: String,
+    pub target: String,
 }
 
 /// A container port (tcp) published on the host.
@@ -101,7 +110,13 @@ impl ContainerSpec {
             exposed_ports: non_empty(self.exposed.iter().map(|p| tcp(*p)).collect()),
             labels: Some(self.labels.clone().into_iter().collect()),
             host_config: Some(HostConfig {
-                mounts: non_empty(self.mounts.iter().map(BindMount::api).collect()),
+                mounts: non_empty(
+                    self.mounts
+                        .iter()
+                        .map(BindMount::api)
+                        .chain(self.volumes.iter().map(VolumeMount::api))
+                        .collect(),
+                ),
                 port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
                 init: self.init,
                 runtime: self.runtime.clone(),
@@ -125,6 +140,17 @@ impl BindMount {
             source: Some(self.source.clone()),
             target: Some(self.target.clone()),
             read_only: Some(self.read_only),
+            ..Default::default()
+        }
+    }
+}
+
+impl VolumeMount {
+    fn api(&self) -> Mount {
+        Mount {
+            typ: Some(MountType::VOLUME),
+            source: Some(self.name.clone()),
+            target: Some(self.target.clone()),
             ..Default::default()
         }
     }
@@ -164,6 +190,8 @@ pub struct Container {
     pub labels: BTreeMap<String, String>,
     pub image: Option<String>,
     pub runtime: Option<String>,
+    /// The volumes mounted into it, named or anonymous (an id for a name).
+    pub volumes: Vec<VolumeMount>,
 }
 
 impl Container {
@@ -179,6 +207,18 @@ impl Container {
             labels: config.labels.unwrap_or_default().into_iter().collect(),
             image: config.image,
             runtime: info.host_config.and_then(|h| h.runtime),
+            volumes: info
+                .mounts
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|m| m.typ.as_deref() == Some("volume"))
+                .filter_map(|m| {
+                    Some(VolumeMount {
+                        name: m.name?,
+                        target: m.destination?,
+                    })
+                })
+                .collect(),
         }
     }
 
@@ -348,12 +388,39 @@ impl Engine {
         }
     }
 
+    /// Freezes every process of a running container (its files hold still).
+    pub async fn pause(&self, name: &str) -> Result<()> {
+        self.docker.pause_container(name).await.map_err(|err| {
+            self.explain(err)
+                .context(format!("cannot pause container `{name}`"))
+        })
+    }
+
+    /// Lets a paused container run on.
+    pub async fn unpause(&self, name: &str) -> Result<()> {
+        self.docker.unpause_container(name).await.map_err(|err| {
+            self.explain(err)
+                .context(format!("cannot unpause container `{name}`"))
+        })
+    }
+
     /// Removes a container with its anonymous volumes, running or not; one
     /// that is not there is fine.
     pub async fn remove(&self, name: &str) -> Result<()> {
+        self.remove_container(name, true).await
+    }
+
+    /// Removes a container, running or not, leaving its anonymous volumes
+    /// on the engine (unattached, under their ids); one that is not there is
+    /// fine.
+    pub async fn remove_keeping_volumes(&self, name: &str) -> Result<()> {
+        self.remove_container(name, false).await
+    }
+
+    async fn remove_container(&self, name: &str, volumes: bool) -> Result<()> {
         let options = RemoveContainerOptions {
             force: true,
-            v: true,
+            v: volumes,
             ..Default::default()
         };
         match self.docker.remove_container(name, Some(options)).await {
@@ -363,6 +430,21 @@ impl Engine {
                 .explain(err)
                 .context(format!("cannot remove container `{name}`"))),
         }
+    }
+
+    /// Waits, up to 10 s, for a container the engine is removing (a remove
+    /// whose client was killed goes on without it) to be gone.
+    pub async fn wait_removed(&self, name: &str) -> Result<()> {
+        for _ in 0..200 {
+            match self.inspect(name).await? {
+                Some(info) if info.status == "removing" => {}
+                _ => return Ok(()),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        Err(anyhow!(
+            "container `{name}` is being removed, and still there after 10 s"
+        ))
     }
 
     /// Waits for a container another client is creating: the engine reserves

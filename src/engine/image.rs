@@ -46,6 +46,20 @@ impl Engine {
         }
     }
 
+    /// The paths the image declares as volumes (`VOLUME` in its Dockerfile):
+    /// a container gets an anonymous volume at each unless it mounts
+    /// something there.
+    pub async fn image_volumes(&self, image: &str) -> Result<Vec<String>> {
+        let info = self
+            .docker
+            .inspect_image(image)
+            .await
+            .map_err(|err| self.explain(err))?;
+        let mut paths = info.config.and_then(|c| c.volumes).unwrap_or_default();
+        paths.sort();
+        Ok(paths)
+    }
+
     /// Pulls `image` unless it is present.
     pub async fn ensure_image(&self, image: &str) -> Result<()> {
         if self.image_exists(image).await? {
@@ -92,15 +106,16 @@ impl Engine {
         }
     }
 
-    /// Keeps a container's filesystem as an image, the container paused
-    /// meanwhile so no write is caught halfway.
+    /// Keeps a container's filesystem as an image. The caller pauses a
+    /// running container first, so no write is caught halfway (Podman
+    /// refuses to commit a paused container when asked to pause it).
     pub async fn commit(&self, commit: &Commit) -> Result<()> {
         let options = CommitContainerOptions {
             container: Some(commit.container.clone()),
             repo: Some(commit.repo.clone()),
             tag: Some(commit.tag.clone()),
             comment: Some(commit.comment.clone()),
-            pause: true,
+            pause: false,
             // As a Dockerfile change rather than a config body, which Podman's
             // compatible API ignores.
             changes: Some(commit.changes.clone()),

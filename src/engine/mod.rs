@@ -7,9 +7,10 @@ pub mod exec;
 pub mod image;
 pub mod network;
 pub mod observe;
+pub mod volume;
 
 pub use container::{
-    BindMount, Container, ContainerSpec, CreateError, Listed, Published, StartError,
+    BindMount, Container, ContainerSpec, CreateError, Listed, Published, StartError, VolumeMount,
 };
 
 pub use discover::{Choice, Endpoint, START_ENGINE_HINT};

@@ -10,6 +10,7 @@ use super::spec::{self, LABEL_SPEC};
 use super::Instance;
 use crate::engine::{Container, ContainerSpec, CreateError, Engine, StartError};
 use crate::recipe::settings::User;
+use crate::state::registry::identity;
 use crate::support::error::WithHint;
 use crate::support::output;
 use anyhow::{anyhow, Context, Result};
@@ -55,7 +56,14 @@ async fn ensure_created(
     recreate: bool,
 ) -> Result<Container> {
     let name = &instance.record.container;
-    let Some(info) = engine.inspect(name).await? else {
+    let mut found = engine.inspect(name).await?;
+    if found.as_ref().is_some_and(|info| info.status == "removing") {
+        // A removal a killed devinst asked for (`snapshot restore`,
+        // `--recreate`) is still under way: let it finish, then make anew.
+        engine.wait_removed(name).await?;
+        found = engine.inspect(name).await?;
+    }
+    let Some(info) = found else {
         return create(engine, name, wanted, image).await;
     };
     match ownership_of(&info.labels, instance) {
@@ -122,6 +130,7 @@ pub async fn create(
         super::services::ensure_network(engine, network).await?;
     }
     image.ensure_present(engine).await?;
+    let spec = &spec::from_data_dir(spec, &identity()?);
     output::note(format!("creating container `{name}` from `{}`", spec.image));
     let mut result = engine.create(name, spec).await;
     if matches!(result, Err(CreateError::NoInitBinary)) {

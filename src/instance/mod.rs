@@ -13,13 +13,15 @@ pub mod setup_steps;
 pub mod snapshot;
 pub mod spec;
 pub mod stale;
+pub mod teardown;
 pub mod view;
+pub mod volumes;
 
 use crate::engine::{Engine, Listed};
 use crate::recipe::settings::Settings;
 use crate::state::contained::{self, Owners};
 use crate::state::layout::{Layout, Record};
-use crate::state::registry;
+use crate::state::registry::{self, Entry, Registry};
 use crate::support::error::WithHint;
 use anyhow::{anyhow, Context, Result};
 use std::path::Path;
@@ -52,6 +54,13 @@ impl Instance {
             })
             .hint("run `devinst setup` in the worktree first")?;
         contained::check(&layout, &Owners::of(&start))?;
+        Instance::load(layout)
+    }
+
+    /// The instance set up in `layout`, with a snapshot restore that was
+    /// cut short finished or rolled back first.
+    fn load(layout: Layout) -> Result<Instance> {
+        crate::state::restore::recover(&layout)?;
         let record = layout
             .read_record()
             .hint("run `devinst setup` again to rewrite it")?;
@@ -71,6 +80,47 @@ impl Instance {
             identity: registry::identity()?,
         })
     }
+
+    /// The instance this data directory's registry knows as `name`,
+    /// wherever it is: in its worktree, or gone from it.
+    pub fn named(name: &str) -> Result<Named> {
+        let entry = Registry::read_unlocked()?
+            .into_iter()
+            .find(|e| e.name == name)
+            .ok_or_else(|| anyhow!("no instance `{name}` in this host's registry"))
+            .hint("`devinst list` shows the instances")?;
+        let layout = Layout::new(&entry.worktree);
+        let shown = entry.worktree.display().to_string();
+        match std::fs::symlink_metadata(layout.instance_file()) {
+            Ok(_) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                let why = format!("its worktree `{shown}` is gone");
+                return Ok(Named::Gone { entry, why });
+            }
+            Err(err) => {
+                return Err(err)
+                    .with_context(|| format!("cannot see the worktree `{shown}` of `{name}`"))
+            }
+        }
+        contained::check(&layout, &Owners::of(&entry.worktree))?;
+        let instance = Instance::load(layout)?;
+        if instance.record.name != name {
+            let why = format!(
+                "its worktree `{shown}` is now instance `{}`",
+                instance.record.name
+            );
+            return Ok(Named::Gone { entry, why });
+        }
+        Ok(Named::Here(Box::new(instance)))
+    }
+}
+
+/// An instance found by its name.
+pub enum Named {
+    /// Set up in its worktree, as the registry says.
+    Here(Box<Instance>),
+    /// Only the registry and the engine still know it.
+    Gone { entry: Entry, why: String },
 }
 
 /// Every container devinst made on this engine, running or not, found by

@@ -2,7 +2,7 @@
 //! registry, never from what a worktree's files claim alone.
 
 use super::Instance;
-use crate::instance::spec::{LABEL_OWNER, LABEL_WORKTREE};
+use crate::instance::spec::{LABEL_DATA_DIR, LABEL_WORKTREE};
 use crate::state::layout::{path_text, DIR_NAME};
 use crate::state::registry::Registry;
 use std::path::Path;
@@ -48,7 +48,7 @@ pub fn ownership_of(
     instance: &Instance,
 ) -> Ownership {
     if labels
-        .get(LABEL_OWNER)
+        .get(LABEL_DATA_DIR)
         .is_some_and(|id| *id != instance.identity)
     {
         return Ownership::Foreign;

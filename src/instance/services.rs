@@ -6,7 +6,7 @@ use super::lifecycle::{create, start, Start};
 use super::ownership::is_ours;
 use super::spec::{self, LABEL_MANAGED_BY, LABEL_SERVICE, LABEL_SPEC, LABEL_WORKTREE};
 use super::Instance;
-use crate::engine::{Engine, Listed};
+use crate::engine::{Container, ContainerSpec, Engine, Listed};
 use crate::recipe::settings::{is_engine_network_mode, Service};
 use crate::state::layout::path_text;
 use crate::state::registry::Registry;
@@ -14,6 +14,7 @@ use crate::support::error::WithHint;
 use crate::support::output;
 use anyhow::{anyhow, Result};
 use serde::Serialize;
+use std::path::Path;
 
 /// Creates (or recreates) and starts every service, before the instance, so
 /// the instance's setup steps can already use them. Services dropped from
@@ -65,15 +66,17 @@ async fn ensure_service(
         let layout = &instance.layout;
         crate::state::contained::make_dir(layout, &layout.service_data_dir(&service.name))?;
     }
-    let identity = Some(instance.identity.as_str());
+    let image = ImageChoice::Pulled(service.image.clone());
+    image.ensure_present(engine).await?;
+    let declared = engine.image_volumes(&service.image).await?;
     let wanted = spec::service_spec(
         &instance.settings,
         record,
         &instance.layout,
         service,
-        identity,
+        &declared,
     );
-    let image = ImageChoice::Pulled(service.image.clone());
+    super::volumes::ensure(engine, instance, &service.name, &wanted.volumes).await?;
     let info = match engine.inspect(&name).await? {
         Some(info) if !is_ours(&info.labels, instance) => {
             return Err(anyhow!(
@@ -84,19 +87,23 @@ async fn ensure_service(
                 "remove it (`docker rm -f {name}`) or rename the service in devinst.toml"
             ));
         }
-        Some(_) if recreate => {
+        Some(info)
+            if info.label(LABEL_SPEC) == wanted.labels.get(LABEL_SPEC).map(String::as_str) =>
+        {
+            info
+        }
+        Some(old) if recreate => {
             output::note(format!("removing container `{name}` to recreate it"));
-            engine.remove(&name).await?;
+            engine.remove_keeping_volumes(&name).await?;
+            note_left_volumes(&old, &wanted);
             create(engine, &name, &wanted, &image).await?
         }
         Some(info) => {
-            if info.label(LABEL_SPEC) != wanted.labels.get(LABEL_SPEC).map(String::as_str) {
-                output::warn(format!(
-                    "service `{}` was created from a different recipe; it keeps running as it was. \
-                     Run `devinst start --recreate` to apply the changes (its data directory is kept)",
-                    service.name
-                ));
-            }
+            output::warn(format!(
+                "service `{}` was created from a different recipe; it keeps running as it was. \
+                 Run `devinst start --recreate` to apply the changes (its data directory and volumes are kept)",
+                service.name
+            ));
             info
         }
         None => create(engine, &name, &wanted, &image).await?,
@@ -112,11 +119,41 @@ async fn ensure_service(
     Ok(())
 }
 
+/// Says which volumes of a replaced container the new one does not mount
+/// (anonymous ones, from before devinst named them): kept, not lost.
+fn note_left_volumes(old: &Container, wanted: &ContainerSpec) {
+    for volume in &old.volumes {
+        if wanted.volumes.iter().any(|v| v.name == volume.name) {
+            continue;
+        }
+        output::warn(format!(
+            "volume `{}` (at `{}`) of the old container is kept but no longer mounted; \
+             copy what you need from it, then `docker volume rm {}`",
+            volume.name, volume.target, volume.name
+        ));
+    }
+}
+
 /// This worktree's service containers, by their labels: those the recipe
 /// names now and those it no longer does.
 pub async fn containers(engine: &Engine, instance: &Instance) -> Result<Vec<Listed>> {
-    let worktree = path_text(&instance.record.worktree);
-    let prefix = format!("{}-", instance.record.container);
+    containers_of(
+        engine,
+        &instance.record.worktree,
+        &instance.record.container,
+    )
+    .await
+}
+
+/// The service containers of the instance container `container` made for
+/// `worktree`.
+pub async fn containers_of(
+    engine: &Engine,
+    worktree: &Path,
+    container: &str,
+) -> Result<Vec<Listed>> {
+    let worktree = path_text(worktree);
+    let prefix = format!("{container}-");
     Ok(super::managed_containers(engine)
         .await?
         .into_iter()
@@ -139,10 +176,11 @@ async fn remove_dropped(engine: &Engine, instance: &Instance) -> Result<()> {
             continue;
         }
         output::note(format!(
-            "removing service `{service}` (container `{}`): it is no longer in devinst.toml",
+            "removing service `{service}` (container `{}`): it is no longer in devinst.toml; \
+             its data directory and volumes are kept until `devinst destroy --purge`",
             c.name
         ));
-        engine.remove(&c.name).await?;
+        engine.remove_keeping_volumes(&c.name).await?;
     }
     Ok(())
 }
@@ -159,18 +197,37 @@ pub async fn stop_all(engine: &Engine, instance: &Instance) -> Result<()> {
 
 /// Removes every service container of this worktree, then the instance's
 /// private network (never a network the recipe names: others may use it).
-pub async fn remove_all(engine: &Engine, instance: &Instance) -> Result<()> {
-    for c in containers(engine, instance).await? {
-        engine.remove(&c.name).await?;
+/// Their data directories and named volumes stay; `with_volumes` takes the
+/// containers' anonymous volumes along (`destroy --purge`).
+pub async fn remove_all(engine: &Engine, instance: &Instance, with_volumes: bool) -> Result<()> {
+    let r = &instance.record;
+    remove_containers(engine, &r.worktree, &r.container, with_volumes).await?;
+    let network = instance.record.private_network();
+    if instance.settings.network.as_deref() != Some(network) {
+        remove_private_network(engine, network).await?;
+    }
+    Ok(())
+}
+
+/// Removes the service containers of the instance container `container`
+/// made for `worktree`.
+pub async fn remove_containers(
+    engine: &Engine,
+    worktree: &Path,
+    container: &str,
+    with_volumes: bool,
+) -> Result<()> {
+    for c in containers_of(engine, worktree, container).await? {
+        if with_volumes {
+            engine.remove(&c.name).await?;
+        } else {
+            engine.remove_keeping_volumes(&c.name).await?;
+        }
         output::note(format!(
             "removed service `{}` (container `{}`)",
             service_label(&c),
             c.name
         ));
-    }
-    let network = instance.record.private_network();
-    if instance.settings.network.as_deref() != Some(network) {
-        remove_private_network(engine, network).await?;
     }
     Ok(())
 }

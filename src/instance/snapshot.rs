@@ -6,6 +6,7 @@ use super::Instance;
 use crate::engine::image::Commit;
 use crate::engine::Engine;
 use crate::state::layout::Layout;
+use crate::state::restore;
 use crate::support::error::WithHint;
 use crate::support::{fs, names, output};
 use anyhow::{anyhow, bail, Context, Result};
@@ -13,8 +14,6 @@ use serde::Serialize;
 use std::path::Path;
 
 const LABEL_SNAPSHOT_OF: &str = "devinst.snapshot-of";
-/// The directories a snapshot copies, by their name under `.sky-dev/`.
-const SAVED_DIRS: [&str; 2] = ["state", "sky_logs"];
 
 /// The image repository an instance's snapshots are kept in, one tag each.
 pub fn image_repo(instance_name: &str) -> String {
@@ -51,18 +50,46 @@ pub async fn save(engine: &Engine, instance: &Instance, name: Option<String>) ->
         }
     }
     let _lock = layout.lock()?;
-    commit(engine, instance, &name).await?;
-    // The filesystem is saved; if copying the data fails, take the image back
-    // so no half snapshot is left.
-    if let Err(err) = copy_data(layout, &saved) {
-        let _ = engine.remove_image(&image).await;
-        return Err(err);
+    // Paused throughout, so the filesystem and `state/` are of one moment
+    // and no file is copied halfway through a write.
+    let paused = hold_still(engine, container).await?;
+    let saved_all = save_held(engine, instance, &name, &saved).await;
+    if paused {
+        engine.unpause(container).await?;
     }
+    saved_all?;
     output::note(format!(
         "saved snapshot `{name}`: image `{image}`, `{}`",
         saved.display()
     ));
     Ok(name)
+}
+
+/// Pauses the container if it runs; whether it did. A stopped one holds
+/// still already.
+async fn hold_still(engine: &Engine, container: &str) -> Result<bool> {
+    let info = engine.inspect(container).await?;
+    if info.is_none_or(|i| i.status != "running") {
+        return Ok(false);
+    }
+    engine
+        .pause(container)
+        .await
+        .hint("stop the instance first (`devinst stop`), then save the snapshot")?;
+    Ok(true)
+}
+
+/// Commits the held container and copies its data; if copying fails, the
+/// image is taken back so no half snapshot is left.
+async fn save_held(engine: &Engine, instance: &Instance, name: &str, saved: &Path) -> Result<()> {
+    commit(engine, instance, name).await?;
+    if let Err(err) = copy_data(&instance.layout, saved) {
+        let _ = engine
+            .remove_image(&image_ref(&instance.record.name, name))
+            .await;
+        return Err(err);
+    }
+    Ok(())
 }
 
 async fn commit(engine: &Engine, instance: &Instance, name: &str) -> Result<()> {
@@ -90,7 +117,7 @@ fn copy_data(layout: &Layout, saved: &Path) -> Result<()> {
     let _ = std::fs::remove_dir_all(&tmp);
     let copy = || -> Result<()> {
         fs::create_dir_all(&tmp)?;
-        for dir in SAVED_DIRS {
+        for dir in restore::SAVED_DIRS {
             fs::copy_tree(&layout.dir().join(dir), &tmp.join(dir))?;
         }
         std::fs::rename(&tmp, saved).with_context(|| format!("cannot create `{}`", saved.display()))
@@ -158,17 +185,19 @@ pub async fn restore(engine: &Engine, instance: &Instance, name: &str) -> Result
     }
     {
         let _lock = layout.lock()?;
-        engine.remove(&instance.record.container).await?;
-        for dir in SAVED_DIRS {
-            replace_tree(&saved.join(dir), &layout.dir().join(dir))?;
+        for old in restore::clean_legacy(layout)? {
+            output::warn(format!(
+                "`{}` was left by an interrupted restore of an earlier devinst and may hold \
+                 older state; remove it when you no longer need it",
+                old.display()
+            ));
         }
-        fs::write_atomic(
-            &layout.snapshot_file(),
-            format!("{name}\n").as_bytes(),
-            0o644,
-        )?;
-        // The new container runs the setup steps afresh.
-        let _ = std::fs::remove_file(layout.setup_stamp());
+        // Copied first, the container removed next, then committed: a kill
+        // before the commit leaves the instance as it was (the next command
+        // deletes the copies), one after it is finished by the next command.
+        restore::stage(layout, &saved)?;
+        engine.remove(&instance.record.container).await?;
+        restore::commit(layout, name)?;
     }
     output::note(format!("restored snapshot `{name}`"));
     let instance = Instance::find(&layout.root)?;
@@ -218,23 +247,6 @@ pub async fn remove(engine: &Engine, instance: &Instance, name: &str) -> Result<
         return Err(anyhow!("no snapshot `{name}`")).hint("`devinst snapshot list` shows them");
     }
     output::note(format!("deleted snapshot `{name}`"));
-    Ok(())
-}
-
-/// Swaps `live` for a copy of `saved`: the copy is made beside it first, so
-/// a failure leaves `live` as it was.
-fn replace_tree(saved: &Path, live: &Path) -> Result<()> {
-    let fresh = live.with_extension(format!("restore-{}", std::process::id()));
-    let old = live.with_extension(format!("old-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&fresh);
-    fs::copy_tree(saved, &fresh).inspect_err(|_| {
-        let _ = std::fs::remove_dir_all(&fresh);
-    })?;
-    std::fs::rename(live, &old)
-        .with_context(|| format!("cannot move `{}` aside", live.display()))?;
-    std::fs::rename(&fresh, live)
-        .with_context(|| format!("cannot put back `{}`", live.display()))?;
-    let _ = std::fs::remove_dir_all(&old);
     Ok(())
 }
 

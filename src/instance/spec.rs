@@ -2,7 +2,7 @@
 //! and the instance, so it can be tested without an engine and hashed to tell
 //! when a container no longer matches its recipe.
 
-use crate::engine::{BindMount, ContainerSpec, Published, UserMapping};
+use crate::engine::{BindMount, ContainerSpec, Published, UserMapping, VolumeMount};
 use crate::recipe::config::Limits;
 use crate::recipe::settings::{
     parse_memory, Service, Settings, User, HOST_CA_VARIABLES, HOST_USER_HOME,
@@ -16,11 +16,13 @@ pub const LABEL_INSTANCE: &str = "devinst.instance";
 pub const LABEL_WORKTREE: &str = "devinst.worktree";
 pub const LABEL_VERSION: &str = "devinst.version";
 pub const LABEL_SPEC: &str = "devinst.spec";
-/// The identity of the data directory the container was made from (see
-/// `state::registry::identity`); like the version, not part of the spec.
-pub const LABEL_OWNER: &str = "devinst.owner";
 /// On a service's container: the service's name.
 pub const LABEL_SERVICE: &str = "devinst.service";
+/// The identity of the data directory whose devinst made the container
+/// (`state::registry::identity`): a container from another data directory is
+/// never this instance's, and `gc` acts only on its own by default. Like the
+/// version, not part of the digest.
+pub const LABEL_DATA_DIR: &str = "devinst.data-dir";
 
 /// Where the host's CA bundle is mounted when `host_ca` is on.
 pub const HOST_CA_TARGET: &str = "/etc/ssl/certs/devinst-host-ca.crt";
@@ -41,7 +43,7 @@ pub struct HostFacts {
     /// recipe's `image`: a built recipe's tag (which hashes the included
     /// files, so it is known only once they are read) or a snapshot's.
     pub image: Option<String>,
-    /// The data directory's identity, for [`LABEL_OWNER`].
+    /// The data directory's identity, for [`LABEL_DATA_DIR`].
     pub identity: Option<String>,
 }
 
@@ -152,8 +154,19 @@ fn stamp(spec: &mut ContainerSpec, identity: Option<&str>) {
     );
     if let Some(identity) = identity {
         spec.labels
-            .insert(LABEL_OWNER.to_owned(), identity.to_owned());
+            .insert(LABEL_DATA_DIR.to_owned(), identity.to_owned());
     }
+}
+
+/// `spec` as made by the devinst of data directory `identity`. Added after
+/// the digest, like the version: where a container was made from is not
+/// what it is made of, so containers made before the label existed still
+/// match their recipe.
+pub fn from_data_dir(spec: &ContainerSpec, identity: &str) -> ContainerSpec {
+    let mut spec = spec.clone();
+    spec.labels
+        .insert(LABEL_DATA_DIR.to_owned(), identity.to_owned());
+    spec
 }
 
 /// The network the instance and its services share: the recipe's, or with
@@ -183,13 +196,15 @@ fn service_env(settings: &Settings) -> Vec<String> {
 
 /// The container of one service: on the instance's network under its own
 /// name as an alias, its port published on the host port `setup` chose, its
-/// data directory kept in `.sky-dev/services/NAME/`.
+/// data directory kept in `.sky-dev/services/NAME/`, and a named volume of
+/// its own at each path its image declares a volume (`declared`), so what a
+/// database keeps there outlives its container.
 pub fn service_spec(
     settings: &Settings,
     record: &Record,
     layout: &Layout,
     service: &Service,
-    identity: Option<&str>,
+    declared: &[String],
 ) -> ContainerSpec {
     let network =
         instance_network(settings, record).expect("an instance with services always has a network");
@@ -222,12 +237,56 @@ pub fn service_spec(
             })
             .into_iter()
             .collect(),
+        volumes: service_volumes(record, service, declared),
         network: Some(network),
         aliases: vec![service.name.clone()],
         ..Default::default()
     };
-    stamp(&mut spec, identity);
+    stamp(&mut spec, None);
     spec
+}
+
+/// A named volume for each path the service's image declares one, except
+/// where its `data` directory is mounted: `<service container>-<path>`.
+pub fn service_volumes(
+    record: &Record,
+    service: &Service,
+    declared: &[String],
+) -> Vec<VolumeMount> {
+    let container = record.service_container(&service.name);
+    declared
+        .iter()
+        .filter(|path| service.data.as_deref() != Some(path.as_str()))
+        .map(|path| VolumeMount {
+            name: format!("{container}-{}", volume_stem(path)),
+            target: path.clone(),
+        })
+        .collect()
+}
+
+/// `/var/lib/postgresql/data` as `var-lib-postgresql-data`: what a volume
+/// name may hold.
+fn volume_stem(path: &str) -> String {
+    let stem: String = path
+        .trim_matches('/')
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '_' | '.' | '-' => c,
+            _ => '-',
+        })
+        .collect();
+    if stem.is_empty() {
+        "root".to_owned()
+    } else {
+        stem
+    }
+}
+
+/// The labels of a service's named volume: whose it is, like its container.
+pub fn volume_labels(record: &Record, service: &str) -> BTreeMap<String, String> {
+    let mut labels = labels(record);
+    labels.insert(LABEL_SERVICE.to_owned(), service.to_owned());
+    labels
 }
 
 fn mounts(settings: &Settings, layout: &Layout, host: &HostFacts) -> Vec<BindMount> {
@@ -460,7 +519,7 @@ mod tests {
     fn a_service_is_on_the_instances_private_network_under_its_name() {
         let (settings, record, layout) = with_db(None);
         let db = &settings.services["db"];
-        let body = service_spec(&settings, &record, &layout, db, None);
+        let body = service_spec(&settings, &record, &layout, db, &[]);
         assert_eq!(body.image, "busybox");
         assert_eq!(body.cmd, Some(vec!["httpd".into(), "-f".into()]));
         assert_eq!(body.env, vec!["A=1".to_owned(), "B=2".to_owned()]);
@@ -490,7 +549,7 @@ mod tests {
     #[test]
     fn a_named_network_is_shared_and_no_services_means_no_network() {
         let (settings, record, layout) = with_db(Some("team-net"));
-        let body = service_spec(&settings, &record, &layout, &settings.services["db"], None);
+        let body = service_spec(&settings, &record, &layout, &settings.services["db"], &[]);
         assert_eq!(body.network.as_deref(), Some("team-net"));
         let (plain, record, _) = fixture();
         assert_eq!(instance_network(&plain, &record), None);
@@ -500,12 +559,34 @@ mod tests {
     fn a_services_spec_hash_tracks_its_recipe() {
         let (settings, record, layout) = with_db(None);
         let hash = |s: &Settings| {
-            service_spec(s, &record, &layout, &s.services["db"], None).labels[LABEL_SPEC].clone()
+            service_spec(s, &record, &layout, &s.services["db"], &[]).labels[LABEL_SPEC].clone()
         };
         let mut changed = settings.clone();
         changed.services.get_mut("db").unwrap().image = "other".into();
         assert_eq!(hash(&settings), hash(&settings));
         assert_ne!(hash(&settings), hash(&changed));
+    }
+
+    #[test]
+    fn a_services_declared_volumes_become_named_volumes_of_its_own() {
+        let (settings, record, layout) = with_db(None);
+        let db = &settings.services["db"];
+        let declared = ["/var/lib/postgresql/data".to_owned(), "/www".to_owned()];
+        let body = service_spec(&settings, &record, &layout, db, &declared);
+        // `/www` is the data directory's mount already.
+        assert_eq!(
+            body.volumes,
+            [VolumeMount {
+                name: "skypilot-dev-feat-db-var-lib-postgresql-data".into(),
+                target: "/var/lib/postgresql/data".into(),
+            }]
+        );
+        let plain = service_spec(&settings, &record, &layout, db, &[]);
+        assert_ne!(body.labels[LABEL_SPEC], plain.labels[LABEL_SPEC]);
+        assert_eq!(volume_stem("/a b/c:d/"), "a-b-c-d");
+        let labels = volume_labels(&record, "db");
+        assert_eq!(labels[LABEL_WORKTREE], "/w/feat");
+        assert_eq!(labels[LABEL_SERVICE], "db");
     }
 
     #[test]
@@ -516,27 +597,19 @@ mod tests {
         let main = container_spec(&settings, &record, &layout, &HostFacts::default());
         assert_eq!(main.labels[LABEL_SPEC], "b8c3c71378f72456");
         let (settings, record, layout) = with_db(None);
-        let db = service_spec(&settings, &record, &layout, &settings.services["db"], None);
+        let db = service_spec(&settings, &record, &layout, &settings.services["db"], &[]);
         assert_eq!(db.labels[LABEL_SPEC], "dfcb67cbb7847960");
         let main = container_spec(&settings, &record, &layout, &HostFacts::default());
         assert_eq!(main.labels[LABEL_SPEC], "14a9461ee333ac56");
     }
 
     #[test]
-    fn the_owner_label_is_set_but_not_hashed() {
+    fn the_data_dir_label_leaves_the_digest_alone() {
         let (settings, record, layout) = fixture();
-        let host = HostFacts {
-            identity: Some("0123abcd".into()),
-            ..Default::default()
-        };
-        let main = container_spec(&settings, &record, &layout, &host);
-        assert_eq!(main.labels[LABEL_OWNER], "0123abcd");
-        assert_eq!(main.labels[LABEL_SPEC], "b8c3c71378f72456");
-        let (settings, record, layout) = with_db(None);
-        let db = &settings.services["db"];
-        let body = service_spec(&settings, &record, &layout, db, Some("0123abcd"));
-        assert_eq!(body.labels[LABEL_OWNER], "0123abcd");
-        assert_eq!(body.labels[LABEL_SPEC], "dfcb67cbb7847960");
+        let main = container_spec(&settings, &record, &layout, &HostFacts::default());
+        let marked = from_data_dir(&main, "abc");
+        assert_eq!(marked.labels[LABEL_DATA_DIR], "abc");
+        assert_eq!(marked.labels[LABEL_SPEC], main.labels[LABEL_SPEC]);
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod contained;
 pub mod layout;
 pub mod ports;
 pub mod registry;
+pub mod restore;
 pub mod scripts;
 pub mod trust;
 pub mod worktree;

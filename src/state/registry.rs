@@ -59,7 +59,7 @@ pub fn data_dir() -> Result<PathBuf> {
 }
 
 /// This data directory's identity: a random id made once and kept beside the
-/// registry. Every container made from here carries it (`devinst.owner`), so
+/// registry. Every container made from here carries it (`devinst.data-dir`), so
 /// a container is this devinst's only if it was made from this data directory,
 /// whatever a worktree's files say.
 pub fn identity() -> Result<String> {
@@ -163,6 +163,14 @@ fn read(path: &Path) -> Result<RegistryFile> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn random_ids_are_hex_and_differ() {
+        let (a, b) = (random_id().unwrap(), random_id().unwrap());
+        assert_eq!(a.len(), 32);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
 
     #[test]
     fn registries_from_before_services_still_load() {

@@ -3,7 +3,7 @@
 
 use crate::support::error::HINT_PREFIX;
 use std::io::Write;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 static VERBOSITY: AtomicU8 = AtomicU8::new(1);
 
@@ -26,12 +26,24 @@ pub fn warn(message: impl std::fmt::Display) {
     eprintln!("warning: {message}");
 }
 
-/// Data for stdout. A closed pipe (`devinst list | head -1`) is not an error:
-/// the reader has what it wanted, so we leave quietly.
+/// Set once stdout can take no more (its reader went away).
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Data for stdout. A closed pipe (`devinst gc | head -1`) is not an error:
+/// the reader has what it wanted, so the rest of the data is dropped quietly
+/// while the command still finishes its work and exits as it would have.
 pub fn data(text: impl std::fmt::Display) {
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
     let mut out = std::io::stdout().lock();
-    if writeln!(out, "{text}").and_then(|()| out.flush()).is_err() {
-        std::process::exit(0);
+    if let Err(err) = writeln!(out, "{text}").and_then(|()| out.flush()) {
+        STDOUT_CLOSED.store(true, Ordering::Relaxed);
+        if err.kind() != std::io::ErrorKind::BrokenPipe {
+            warn(format!(
+                "cannot write to stdout ({err}); the rest of the output is dropped"
+            ));
+        }
     }
 }
 

@@ -249,7 +249,7 @@ fn a_container_from_another_data_directory_is_not_ours() {
         "--label",
         &worktree,
         "--label",
-        "devinst.owner=someone-else",
+        "devinst.data-dir=someone-else",
         BUSYBOX,
         "sleep",
         "3600",

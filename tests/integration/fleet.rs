@@ -53,9 +53,11 @@ fn listed<'a>(views: &'a [View], name: &str) -> Option<&'a View> {
 }
 
 /// A devinst-labelled container made behind devinst's back, whose worktree
-/// label is `worktree`.
+/// label is `worktree`, as this run's data directory would have made it.
 fn labelled_foreign(name: &str, worktree: &Path) -> Foreign {
     let label = format!("devinst.worktree={}", worktree.display());
+    let identity = std::fs::read_to_string(data_dir().join("identity")).unwrap_or_default();
+    let made_by = format!("devinst.data-dir={}", identity.trim());
     Foreign::new(&[
         "create",
         "--name",
@@ -64,6 +66,8 @@ fn labelled_foreign(name: &str, worktree: &Path) -> Foreign {
         "devinst.managed-by=devinst",
         "--label",
         &label,
+        "--label",
+        &made_by,
         BUSYBOX,
         "true",
     ])
@@ -280,7 +284,7 @@ fn destroy_removes_the_container_and_releases_the_port() {
     assert_eq!(instance_value(&b, "DEVINST_PORT").unwrap(), "47130");
     env.run(&b, &["start"]).ok();
     let b_container = instance_value(&b, "DEVINST_CONTAINER").unwrap();
-    env.run(&b, &["destroy", "--purge"]).ok();
+    env.run(&b, &["destroy", "--purge", "--yes"]).ok();
     assert!(!container_exists(&b_container));
     assert!(!b.join(".sky-dev").exists());
     assert!(listed(&list(&env, &b), &a_name).is_none());

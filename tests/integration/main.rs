@@ -16,4 +16,5 @@ mod fleet;
 mod recipe;
 mod scripts;
 mod services;
+mod shared;
 mod snapshot;

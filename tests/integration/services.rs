@@ -188,6 +188,13 @@ fn any_engine_a_service_lives_and_dies_with_its_instance() {
     ]));
     let old_id = inspect(&db, "{{.Id}}");
     env.run(&repo, &["start", "--recreate"]).ok();
+    assert_eq!(
+        inspect(&db, "{{.Id}}"),
+        old_id,
+        "an unchanged service is kept"
+    );
+    quiet_docker(&["rm", "-f", &db]);
+    env.run(&repo, &["start"]).ok();
     assert_ne!(inspect(&db, "{{.Id}}"), old_id, "recreated");
     let got = fetch_inside(&env, &repo, "http://db:8080/inside").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(got, "made inside\n");

@@ -60,7 +60,7 @@ pub fn gone_worktrees_lock() -> std::sync::MutexGuard<'static, ()> {
 }
 
 /// The registry all tests of this run share, as instances on one host do.
-fn data_dir() -> &'static Path {
+pub fn data_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
