@@ -4,7 +4,7 @@
 
 use super::spec::LABEL_WORKTREE;
 use crate::engine::{Choice, Engine};
-use crate::state::layout::DIR_NAME;
+use crate::state::layout::is_gone;
 use anyhow::{Context, Result};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -24,7 +24,7 @@ impl EngineHoldings {
     pub fn live_owner(&self, container: &str, root: &Path) -> Option<PathBuf> {
         self.worktrees
             .get(container)
-            .filter(|w| w.as_path() != root && w.join(DIR_NAME).is_dir())
+            .filter(|w| w.as_path() != root && !is_gone(w))
             .cloned()
     }
 }

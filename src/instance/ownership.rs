@@ -3,7 +3,7 @@
 
 use super::Instance;
 use crate::instance::spec::{LABEL_DATA_DIR, LABEL_WORKTREE};
-use crate::state::layout::{path_text, DIR_NAME};
+use crate::state::layout::{is_gone, path_text};
 use crate::state::registry::Registry;
 use std::path::Path;
 
@@ -60,7 +60,7 @@ pub fn ownership_of(
 /// path it was made for holds no instance any more, and the registry (updated
 /// by `setup` in the new place) says the name now lives here.
 fn moved_here(old: &str, instance: &Instance) -> bool {
-    if Path::new(old).join(DIR_NAME).is_dir() {
+    if !is_gone(Path::new(old)) {
         return false;
     }
     Registry::read_unlocked().is_ok_and(|entries| {

@@ -215,9 +215,33 @@ pub fn path_text(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }
 
+/// Whether the worktree at `root` provably holds no instance any more: its
+/// `.sky-dev` is not there. A worktree devinst cannot look into (another
+/// user's, mode 700) is not gone; only "no such file" says so.
+pub fn is_gone(root: &Path) -> bool {
+    matches!(
+        std::fs::symlink_metadata(root.join(DIR_NAME)),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_no_such_file_is_gone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let live = tmp.path().join("live");
+        std::fs::create_dir_all(live.join(DIR_NAME)).unwrap();
+        assert!(!is_gone(&live));
+        assert!(is_gone(&tmp.path().join("removed")));
+        // A path devinst cannot look into (here: through a file, which
+        // root cannot see past either) is not proof of anything.
+        let file = tmp.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        assert!(!is_gone(&file));
+    }
 
     #[test]
     fn find_stops_at_the_worktree_root() {

@@ -27,7 +27,7 @@ pub struct Entry {
 
 impl Entry {
     pub fn worktree_exists(&self) -> bool {
-        self.worktree.join(crate::state::layout::DIR_NAME).is_dir()
+        !crate::state::layout::is_gone(&self.worktree)
     }
 
     /// Every host port the instance holds: its own, then its services'.
