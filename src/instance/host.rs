@@ -67,6 +67,8 @@ pub fn host_facts(instance: &Instance, owner: Option<Owner>, image: &str) -> Res
         limits: s.limits_for(instance.record.tier.as_deref())?,
         owner,
         image: Some(image.to_owned()),
+        // Put in place by `lifecycle`, which knows the engine.
+        agent: None,
     })
 }
 

@@ -42,7 +42,8 @@ pub async fn ensure_running_with(
         _ => None,
     };
     super::services::ensure_running(engine, instance, recreate).await?;
-    let facts = host_facts(instance, owner, image.reference())?;
+    let mut facts = host_facts(instance, owner, image.reference())?;
+    facts.agent = super::agent::install(instance, &engine.endpoint.uri)?;
     let wanted = spec::container_spec(&instance.settings, record, &instance.layout, &facts);
     let info = ensure_created(engine, instance, &wanted, image, recreate).await?;
     if !info.running {
