@@ -48,6 +48,9 @@ pub async fn ensure_running_with(
     let info = ensure_created(engine, instance, &wanted, image, recreate).await?;
     if !info.running {
         start(engine, &record.container, &Start::Instance(record.port)).await?;
+        if facts.agent.as_ref().is_some_and(|a| a.exec_socket) {
+            super::agent::wait_until_serving(instance).await;
+        }
     }
     run_setup_steps(engine, instance, &info.id).await
 }

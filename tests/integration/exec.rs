@@ -5,6 +5,17 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+on_both_exec_paths!(
+    a_terminal_gets_a_tty_of_its_size_and_is_restored_after,
+    shell_is_an_interactive_login_shell,
+    without_a_terminal_there_is_no_tty,
+    exit_codes_follow_the_shell,
+    signals_reach_the_command_and_nothing_is_left_running,
+    chosen_environment_variables_pass_through_and_are_never_logged,
+    the_default_list_passes_the_seeds_variables,
+    git_works_inside_for_main_and_linked_worktrees,
+);
+
 fn started_busybox(env: &TestEnv, rel: &str, extra: &str) -> PathBuf {
     let repo = env.busybox_repo(rel, extra);
     env.run(&repo, &["setup"]).ok();
@@ -13,14 +24,14 @@ fn started_busybox(env: &TestEnv, rel: &str, extra: &str) -> PathBuf {
 }
 
 #[derive(Debug, serde::Deserialize)]
-struct PtyRun {
-    output: String,
-    code: i32,
-    restored: bool,
+pub struct PtyRun {
+    pub output: String,
+    pub code: i32,
+    pub restored: bool,
 }
 
 /// Runs devinst on a real pseudo-terminal of `rows` x `cols`, scripted.
-fn on_pty(env: &TestEnv, dir: &Path, size: (u16, u16), steps: &str, args: &[&str]) -> PtyRun {
+pub fn on_pty(env: &TestEnv, dir: &Path, size: (u16, u16), steps: &str, args: &[&str]) -> PtyRun {
     let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration/pty_driver.py");
     let mut cmd = Command::new("python3");
     cmd.arg(driver)
@@ -49,9 +60,7 @@ fn on_pty(env: &TestEnv, dir: &Path, size: (u16, u16), steps: &str, args: &[&str
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-#[test]
-fn a_terminal_gets_a_tty_of_its_size_and_is_restored_after() {
-    let env = TestEnv::new();
+fn a_terminal_gets_a_tty_of_its_size_and_is_restored_after(env: TestEnv) {
     let repo = started_busybox(&env, "tty", "");
     let run = on_pty(
         &env,
@@ -110,9 +119,7 @@ fn a_terminal_gets_a_tty_of_its_size_and_is_restored_after() {
     assert!(run.restored);
 }
 
-#[test]
-fn shell_is_an_interactive_login_shell() {
-    let env = TestEnv::new();
+fn shell_is_an_interactive_login_shell(env: TestEnv) {
     let repo = started_busybox(&env, "shell", "");
     let steps = r##"[["expect","# "],["send","echo hi-$((40+2)) $PWD; exit 3\n"]]"##;
     let run = on_pty(&env, &repo, (24, 80), steps, &["shell"]);
@@ -121,9 +128,7 @@ fn shell_is_an_interactive_login_shell() {
     assert!(run.restored);
 }
 
-#[test]
-fn without_a_terminal_there_is_no_tty() {
-    let env = TestEnv::new();
+fn without_a_terminal_there_is_no_tty(env: TestEnv) {
     let repo = started_busybox(&env, "notty", "");
     let run = env.sh(&repo, "tty; true").ok();
     assert_eq!(run.stdout, "not a tty\n");
@@ -133,9 +138,7 @@ fn without_a_terminal_there_is_no_tty() {
     assert_eq!(run.stdout.trim(), "5", "end of stdin reaches the command");
 }
 
-#[test]
-fn exit_codes_follow_the_shell() {
-    let env = TestEnv::new();
+fn exit_codes_follow_the_shell(env: TestEnv) {
     let repo = started_busybox(&env, "codes", "");
     assert_eq!(env.sh(&repo, "exit 3").code, 3);
     let run = env.run(&repo, &["exec", "--", "no-such-program"]);
@@ -172,9 +175,7 @@ fn spawn_ready(
     (child, reader)
 }
 
-#[test]
-fn signals_reach_the_command_and_nothing_is_left_running() {
-    let env = TestEnv::new();
+fn signals_reach_the_command_and_nothing_is_left_running(env: TestEnv) {
     let repo = started_busybox(&env, "signals", "");
     for (signal, number) in [("INT", 2), ("TERM", 15), ("HUP", 1)] {
         let script = format!(
@@ -211,9 +212,7 @@ fn signals_reach_the_command_and_nothing_is_left_running() {
     );
 }
 
-#[test]
-fn chosen_environment_variables_pass_through_and_are_never_logged() {
-    let env = TestEnv::new();
+fn chosen_environment_variables_pass_through_and_are_never_logged(env: TestEnv) {
     let repo = started_busybox(
         &env,
         "envpass",
@@ -249,9 +248,7 @@ fn chosen_environment_variables_pass_through_and_are_never_logged() {
     );
 }
 
-#[test]
-fn the_default_list_passes_the_seeds_variables() {
-    let env = TestEnv::new();
+fn the_default_list_passes_the_seeds_variables(env: TestEnv) {
     let repo = started_busybox(&env, "envdefault", "");
     let out = env
         .cmd(&repo)
@@ -272,9 +269,7 @@ fn the_default_list_passes_the_seeds_variables() {
     assert_eq!(Run::from(out).ok().stdout, "1/r/k/p/\n");
 }
 
-#[test]
-fn git_works_inside_for_main_and_linked_worktrees() {
-    let env = TestEnv::new();
+fn git_works_inside_for_main_and_linked_worktrees(env: TestEnv) {
     let main = env.repo("gitmain");
     write(
         &main.join("devinst.toml"),

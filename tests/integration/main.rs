@@ -1,8 +1,10 @@
 //! Integration tests: the real `devinst` binary against a real engine. One
 //! test binary (see Cargo.toml); start the engine with `scripts/test-env.sh`.
 
+#[macro_use]
 mod support;
 
+mod agent;
 mod core;
 mod engines;
 mod errors;

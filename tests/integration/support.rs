@@ -85,9 +85,28 @@ fn remove_dead_runs(base: &Path) {
     }
 }
 
+/// Runs each named test (a `fn NAME(env: TestEnv)`) twice: once with every
+/// exec through the instance's agent, once through the engine.
+macro_rules! on_both_exec_paths {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn through_the_agent() {
+                super::$name(crate::support::TestEnv::through("agent"))
+            }
+            #[test]
+            fn through_the_engine() {
+                super::$name(crate::support::TestEnv::through("engine"))
+            }
+        }
+    )*};
+}
+
 pub struct TestEnv {
     pub tmp: tempfile::TempDir,
     pub home: PathBuf,
+    /// `DEVINST_EXEC` for every devinst this test runs, when set.
+    exec_path: Option<&'static str>,
     containers: std::cell::RefCell<Vec<String>>,
     networks: std::cell::RefCell<Vec<String>>,
 }
@@ -104,9 +123,18 @@ impl TestEnv {
         TestEnv {
             tmp,
             home,
+            exec_path: None,
             containers: Default::default(),
             networks: Default::default(),
         }
+    }
+
+    /// A test whose execs all take one path: `agent` (failing where the
+    /// agent cannot take one) or `engine`.
+    pub fn through(path: &'static str) -> TestEnv {
+        let mut env = TestEnv::new();
+        env.exec_path = Some(path);
+        env
     }
 
     /// A new git repository (one commit) at `tmp/<rel>`, returned canonical.
@@ -137,7 +165,15 @@ impl TestEnv {
             .env("DEVINST_DATA_DIR", data_dir())
             .env_remove("DEVINST_INSTANCE")
             .stdin(Stdio::null());
+        self.set_exec_path(&mut cmd);
         cmd
+    }
+
+    fn set_exec_path(&self, cmd: &mut Command) {
+        match self.exec_path {
+            Some(path) => cmd.env("DEVINST_EXEC", path),
+            None => cmd.env_remove("DEVINST_EXEC"),
+        };
     }
 
     /// Runs devinst in `dir`; remembers the instance so it is cleaned up.
@@ -201,14 +237,14 @@ impl TestEnv {
 
     /// Runs a script (a shim, start-container, ...) with the test's env.
     pub fn script(&self, dir: &Path, program: &Path, args: &[&str]) -> Run {
-        let out = Command::new(program)
-            .args(args)
+        let mut cmd = Command::new(program);
+        cmd.args(args)
             .current_dir(dir)
             .env("HOME", &self.home)
             .env("DEVINST_DATA_DIR", data_dir())
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+            .stdin(Stdio::null());
+        self.set_exec_path(&mut cmd);
+        let out = cmd.output().unwrap();
         self.track(dir);
         Run::from(out)
     }

@@ -13,6 +13,7 @@ pub use route::{run_through_agent, ExecMode};
 
 use super::spec::{AgentFacts, LABEL_AGENT};
 use super::Instance;
+use crate::state::layout::AGENT_SOCKET_NAME;
 use crate::support::{fs, output};
 use anyhow::{Context, Result};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -59,6 +60,19 @@ pub fn install(instance: &Instance, engine_uri: &str) -> Result<Option<AgentFact
         binary,
         exec_socket: runtime_takes_descriptors(instance.settings.runtime.as_deref()),
     }))
+}
+
+/// Waits briefly for a just-started agent to serve its socket, so the
+/// commands that follow `start` take the fast path from the first.
+pub async fn wait_until_serving(instance: &Instance) {
+    let socket = instance.layout.agent_dir().join(AGENT_SOCKET_NAME);
+    for _ in 0..200 {
+        if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    tracing::debug!("the agent did not serve `{}` within 2 s", socket.display());
 }
 
 /// Makes `dir` 0700 and the worktree owner's (when devinst runs as root on
