@@ -36,7 +36,8 @@ pub async fn run_in(mut engine: Engine, instance: &Instance, spec: &ExecSpec) ->
         _ => true,
     };
     if let (true, Ok(Some(info))) = (ours, &inspected) {
-        super::agent::hint_if_made_before(instance, info.label(super::agent::LABEL));
+        let agent = info.label(super::agent::LABEL);
+        super::agent::hint_if_made_before(instance, agent, &engine.endpoint.uri);
     }
     let id = match created {
         // Someone else's container by this name: `ensure_running` refuses it

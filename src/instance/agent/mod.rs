@@ -95,10 +95,11 @@ fn private_to_owner(dir: &Path, root: &Path) -> Result<()> {
 
 /// Says once per instance, when its container predates the agent, that
 /// recreating it gives its shims the fast path.
-pub fn hint_if_made_before(instance: &Instance, labels_agent: Option<&str>) {
+pub fn hint_if_made_before(instance: &Instance, labels_agent: Option<&str>, engine_uri: &str) {
     let s = &instance.settings;
     if labels_agent.is_some()
         || !embedded()
+        || !engine_uri.starts_with("unix://")
         || ExecMode::from_env() != ExecMode::Auto
         || !runtime_takes_descriptors(s.runtime.as_deref())
     {
