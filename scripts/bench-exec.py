@@ -5,10 +5,13 @@ usage: python3 scripts/bench-exec.py [--runs N] [--mib M] [--debug]
 
 Builds devinst (release; the debug build with --debug), sets up a throwaway worktree whose instance runs
 the test image `devinst-test/busybox:1` (scripts/test-env.sh builds it),
-then, interleaving the two so drift hits both alike:
+then, interleaving the three so drift hits all alike, with the shim on its
+two paths (through the instance's agent, and through the engine as
+DEVINST_EXEC=engine forces):
   1. a shim running `true` vs `docker exec <container> true`: median wall
-     time, the ratio, and the shim's peak memory (max RSS, from wait4);
-  2. M MiB piped through a shim's `cat` vs `docker exec -i <container> cat`.
+     time, the ratio, and peak memory (max RSS);
+  2. M MiB piped through a shim's `cat` vs `docker exec -i <container> cat`
+     (`cat FILE | ... | cat >/dev/null`, so both ends are pipes).
 Everything it creates is removed at the end. It exits non-zero when a step
 fails (a command fails, or the bytes piped through come back changed), never
 because of a ratio: CI runs it with few runs (`--runs 5 --mib 16 --debug`)
@@ -27,23 +30,24 @@ import time
 IMAGE = "devinst-test/busybox:1"
 
 
-def timed(argv, stdin=None):
+def timed(argv, stdin=None, env=None):
     """Wall seconds of one run of argv."""
     start = time.perf_counter()
     proc = subprocess.run(argv, stdin=stdin or subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE)
+                          stderr=subprocess.PIPE, env=env)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         sys.exit(f"{argv} failed: {proc.stderr.decode()}")
     return wall
 
 
-def peak_rss_mib(argv):
+def peak_rss_mib(argv, env=None):
     """Peak RSS of argv, measured by GNU time: a small parent, so the figure
     is not inflated by a copy of this Python process (ru_maxrss counts the
     memory a child had before exec)."""
     out = subprocess.run(["/usr/bin/time", "-f", "%M", *argv], stdin=subprocess.DEVNULL,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=True)
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=True,
+                         env=env)
     return int(out.stderr.strip().splitlines()[-1]) / 1024
 
 
@@ -59,12 +63,17 @@ def same_bytes_back(cat_shim, data):
                  f"(exit {proc.returncode}): {proc.stderr.decode()}")
 
 
-def interleaved(a, b, runs):
-    results = {"a": [], "b": []}
+def interleaved(cases, runs, stdin_path=None):
+    """Median wall seconds of each (name, argv, env) case, run in turn."""
+    walls = {name: [] for name, _, _ in cases}
     for _ in range(runs):
-        results["a"].append(timed(a))
-        results["b"].append(timed(b))
-    return results
+        for name, argv, env in cases:
+            if stdin_path:
+                with open(stdin_path, "rb") as stdin:
+                    walls[name].append(timed(argv, stdin=stdin, env=env))
+            else:
+                walls[name].append(timed(argv, env=env))
+    return {name: statistics.median(w) for name, w in walls.items()}
 
 
 def main():
@@ -96,19 +105,21 @@ def main():
             cwd=work, check=True, capture_output=True, text=True).stdout
         os.environ["DEVINST_DATA_DIR"] = env["DEVINST_DATA_DIR"]
         os.chdir(work)
+        agent_env = dict(os.environ, DEVINST_EXEC="agent")
+        engine_env = dict(os.environ, DEVINST_EXEC="engine")
         shim = os.path.join(work, ".sky-dev", "bin", "t")
-        for _ in range(5):  # warm both paths
-            timed([shim])
-            timed(["docker", "exec", container, "true"])
-        r = interleaved([shim], ["docker", "exec", container, "true"], args.runs)
-        shim_ms = statistics.median(r["a"]) * 1000
-        docker_ms = statistics.median(r["b"]) * 1000
-        rss_mib = max(peak_rss_mib([shim]) for _ in range(5))
-        docker_rss = max(peak_rss_mib(["docker", "exec", container, "true"]) for _ in range(5))
+        docker = ["docker", "exec", container, "true"]
+        cases = [("agent", [shim], agent_env), ("engine", [shim], engine_env),
+                 ("docker", docker, None)]
+        interleaved(cases, 5)  # warm every path
+        ms = {k: v * 1000 for k, v in interleaved(cases, args.runs).items()}
+        rss = {name: max(peak_rss_mib(argv, env) for _ in range(5)) for name, argv, env in cases}
         print(f"exec `true` ({args.runs} interleaved runs, medians):")
-        print(f"  shim           {shim_ms:7.1f} ms   peak RSS {rss_mib:.1f} MiB")
-        print(f"  docker exec    {docker_ms:7.1f} ms   peak RSS {docker_rss:.1f} MiB")
-        print(f"  ratio          {shim_ms / docker_ms:7.2f}x")
+        print(f"  shim, agent    {ms['agent']:7.1f} ms   peak RSS {rss['agent']:.1f} MiB"
+              f"   {ms['agent'] / ms['docker']:5.2f}x")
+        print(f"  shim, engine   {ms['engine']:7.1f} ms   peak RSS {rss['engine']:.1f} MiB"
+              f"   {ms['engine'] / ms['docker']:5.2f}x")
+        print(f"  docker exec    {ms['docker']:7.1f} ms   peak RSS {rss['docker']:.1f} MiB")
 
         data = os.path.join(tmp, "data.bin")
         with open(data, "wb") as f:
@@ -117,16 +128,16 @@ def main():
                 f.write(chunk)
         cat_shim = os.path.join(work, ".sky-dev", "bin", "cat")
         same_bytes_back(cat_shim, data)
-        walls = {"a": [], "b": []}
-        for _ in range(5):
-            for key, argv in (("a", [cat_shim]), ("b", ["docker", "exec", "-i", container, "cat"])):
-                with open(data, "rb") as stdin:
-                    walls[key].append(timed(argv, stdin=stdin))
-        shim_s, docker_s = statistics.median(walls["a"]), statistics.median(walls["b"])
+        # Through pipes at both ends, as in `producer | shim | consumer`.
+        piped = lambda cmd: ["sh", "-c", f"cat {data} | {cmd} | cat >/dev/null"]
+        cases = [("agent", piped(cat_shim), agent_env), ("engine", piped(cat_shim), engine_env),
+                 ("docker", piped(f"docker exec -i {container} cat"), None)]
+        secs = interleaved(cases, 5)
         print(f"pipe {args.mib} MiB through `cat` (5 interleaved runs, medians):")
-        print(f"  shim           {shim_s:7.2f} s   ({args.mib / shim_s:.0f} MiB/s)")
-        print(f"  docker exec -i {docker_s:7.2f} s   ({args.mib / docker_s:.0f} MiB/s)")
-        print(f"  ratio          {shim_s / docker_s:7.2f}x")
+        for name, label in (("agent", "shim, agent   "), ("engine", "shim, engine  "),
+                            ("docker", "docker exec -i")):
+            print(f"  {label} {secs[name]:7.2f} s   ({args.mib / secs[name]:5.0f} MiB/s)"
+                  f"   {secs[name] / secs['docker']:5.2f}x")
     finally:
         if container:
             subprocess.run(["docker", "rm", "-f", container], stdout=subprocess.DEVNULL,

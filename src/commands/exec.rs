@@ -3,20 +3,21 @@
 use super::Invocation;
 use crate::cli::{ExecArgs, ShellArgs};
 use crate::engine::Engine;
+use crate::instance::agent::run_through_agent;
 use crate::instance::exec::{exec_spec, run_in};
 use crate::instance::{consent, Instance};
 use crate::support::terminal;
 use anyhow::Result;
 
-pub async fn exec(ctx: &Invocation, args: ExecArgs) -> Result<i32> {
+pub fn exec(ctx: &Invocation, args: ExecArgs) -> Result<i32> {
     let target = args.worktree.as_deref().unwrap_or(&ctx.cwd);
     let instance = Instance::find(target)?;
     let tty = terminal::wants_tty();
     let spec = exec_spec(&instance, &ctx.cwd, args.command, tty);
-    run(ctx, &instance, spec).await
+    run(ctx, &instance, spec)
 }
 
-pub async fn shell(ctx: &Invocation, args: ShellArgs) -> Result<i32> {
+pub fn shell(ctx: &Invocation, args: ShellArgs) -> Result<i32> {
     let target = args.worktree.as_deref().unwrap_or(&ctx.cwd);
     let instance = Instance::find(target)?;
     let tty = terminal::wants_tty();
@@ -29,20 +30,23 @@ pub async fn shell(ctx: &Invocation, args: ShellArgs) -> Result<i32> {
     .map(String::from)
     .to_vec();
     let spec = exec_spec(&instance, &ctx.cwd, argv, tty);
-    run(ctx, &instance, spec).await
+    run(ctx, &instance, spec)
 }
 
-async fn run(
-    ctx: &Invocation,
-    instance: &Instance,
-    spec: crate::engine::exec::ExecSpec,
-) -> Result<i32> {
+/// Through the instance's agent when it can take the command (decided
+/// before any runtime exists: the shim's fast path), else the engine.
+fn run(ctx: &Invocation, instance: &Instance, spec: crate::engine::exec::ExecSpec) -> Result<i32> {
     // Every exec passes variables, and may create the container.
     let choice = ctx.engine_choice(Some(&instance.settings));
     consent::require(&instance.layout.root, &instance.settings, &choice)?;
-    let engine = Engine::connect_lazy(&choice)?;
-    let code = run_in(engine, instance, &spec).await?;
-    Ok(exit_code(code))
+    if let Some(code) = run_through_agent(instance, &spec, &choice)? {
+        return Ok(exit_code(code));
+    }
+    super::block_on(async {
+        let engine = Engine::connect_lazy(&choice)?;
+        let code = run_in(engine, instance, &spec).await?;
+        Ok(exit_code(code))
+    })
 }
 
 /// Exit codes outside 0-255 cannot be an exit status; keep them in range the

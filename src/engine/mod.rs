@@ -39,19 +39,24 @@ impl Engine {
     /// it: this is the shim's path, and the first real request tells soon
     /// enough whether the engine answers.
     pub fn connect_lazy(choice: &Choice) -> Result<Engine> {
-        let tried = discover::candidates(choice, &discover::Env::from_process())?;
-        let Some(endpoint) = tried
-            .iter()
-            .find(|e| socket_path(&e.uri).is_none_or(|path| path.exists()))
-            .cloned()
-        else {
-            let reasons = tried.iter().map(|e| (e, "no such socket".to_owned()));
-            return Err(unreachable_error(reasons));
-        };
+        let endpoint = Engine::pick_lazy(choice)?;
         let docker =
             open(&endpoint.uri).map_err(|err| unreachable_error([(&endpoint, err.to_string())]))?;
         tracing::debug!("engine at {} ({})", endpoint.uri, endpoint.source);
         Ok(Engine { docker, endpoint })
+    }
+
+    /// The endpoint [`Engine::connect_lazy`] would use: the first whose
+    /// socket exists. Plain file checks, no connection.
+    pub fn pick_lazy(choice: &Choice) -> Result<Endpoint> {
+        let tried = discover::candidates(choice, &discover::Env::from_process())?;
+        let found = tried
+            .iter()
+            .find(|e| socket_path(&e.uri).is_none_or(|path| path.exists()))
+            .cloned();
+        found.ok_or_else(|| {
+            unreachable_error(tried.iter().map(|e| (e, "no such socket".to_owned())))
+        })
     }
 
     /// Finds an engine that answers and agrees an API version with it.

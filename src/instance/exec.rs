@@ -35,6 +35,10 @@ pub async fn run_in(mut engine: Engine, instance: &Instance, spec: &ExecSpec) ->
         Ok(Some(info)) => is_ours(&info.labels, instance),
         _ => true,
     };
+    if let (true, Ok(Some(info))) = (ours, &inspected) {
+        let agent = info.label(super::agent::LABEL);
+        super::agent::hint_if_made_before(instance, agent, &engine.endpoint.uri);
+    }
     let id = match created {
         // Someone else's container by this name: `ensure_running` refuses it
         // with the reason, or recreates it if this worktree moved.

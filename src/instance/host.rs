@@ -76,6 +76,8 @@ pub fn host_facts(instance: &Instance, owner: Option<Owner>, image: &str) -> Res
         owner,
         image: Some(image.to_owned()),
         identity: Some(instance.identity.clone()),
+        // Put in place by `lifecycle`, which knows the engine.
+        agent: None,
     })
 }
 

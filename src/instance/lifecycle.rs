@@ -37,11 +37,15 @@ pub async fn ensure_running_with(
         _ => None,
     };
     super::services::ensure_running(engine, instance, recreate).await?;
-    let facts = host_facts(instance, owner, image.reference())?;
+    let mut facts = host_facts(instance, owner, image.reference())?;
+    facts.agent = super::agent::install(instance, &engine.endpoint.uri)?;
     let wanted = spec::container_spec(&instance.settings, record, &instance.layout, &facts);
     let info = ensure_created(engine, instance, &wanted, image, recreate).await?;
     if !info.running {
         start(engine, &record.container, &Start::Instance(record.port)).await?;
+        if facts.agent.as_ref().is_some_and(|a| a.exec_socket) {
+            super::agent::wait_until_serving(instance).await;
+        }
     }
     run_setup_steps(engine, instance, &info.id).await
 }

@@ -45,7 +45,27 @@ pub struct HostFacts {
     pub image: Option<String>,
     /// The data directory's identity, for [`LABEL_DATA_DIR`].
     pub identity: Option<String>,
+    /// The agent, when it runs in this container.
+    pub agent: Option<AgentFacts>,
 }
+
+/// The agent as the container gets it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentFacts {
+    /// Its executable on the host.
+    pub binary: PathBuf,
+    /// Whether it serves execs on its socket: not where the runtime cannot
+    /// take the host's descriptors (gVisor).
+    pub exec_socket: bool,
+}
+
+/// Where the agent's executable appears inside.
+pub const AGENT_TARGET: &str = "/.devinst/agent";
+/// The instance's n-th published port is published to this port plus n,
+/// where the agent relays it to the port on the container's loopback.
+pub const AGENT_RELAY_BASE: u16 = 65000;
+/// On a container with the agent: its protocol version.
+pub const LABEL_AGENT: &str = "devinst.agent";
 
 /// Who owns the worktree on the host, and how the engine maps user ids.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -112,8 +132,48 @@ pub fn container_spec(
         pids_limit: host.limits.pids,
         ..Default::default()
     };
+    if let Some(agent) = &host.agent {
+        with_agent(&mut spec, settings, record, agent);
+    }
     stamp(&mut spec, host.identity.as_deref());
     spec
+}
+
+/// The agent in front: it runs the recipe's command as its child, serves
+/// execs on its socket in `.sky-dev/agent/` (reached through the worktree's
+/// mount), and takes every published port to relay it to loopback.
+fn with_agent(spec: &mut ContainerSpec, settings: &Settings, record: &Record, agent: &AgentFacts) {
+    let mut cmd = vec![
+        AGENT_TARGET.to_owned(),
+        "--container".to_owned(),
+        record.container.clone(),
+    ];
+    if agent.exec_socket {
+        let dir = format!(
+            "{}/{}/{}",
+            settings.workdir.trim_end_matches('/'),
+            crate::state::layout::DIR_NAME,
+            crate::state::layout::AGENT_DIR_NAME
+        );
+        cmd.extend(["--socket".to_owned(), dir]);
+    }
+    for (published, relay) in spec.published.iter_mut().zip(AGENT_RELAY_BASE..) {
+        cmd.extend([
+            "--relay".to_owned(),
+            format!("{relay}:{}", published.container_port),
+        ]);
+        published.container_port = relay;
+        spec.exposed.push(relay);
+    }
+    cmd.push("--".to_owned());
+    cmd.extend(spec.cmd.take().unwrap_or_default());
+    spec.cmd = Some(cmd);
+    spec.mounts
+        .push(bind(agent.binary.clone(), AGENT_TARGET, true));
+    spec.labels.insert(
+        LABEL_AGENT.to_owned(),
+        devinst_agent::proto::VERSION.to_string(),
+    );
 }
 
 fn container_env(settings: &Settings, host: &HostFacts) -> Vec<String> {
@@ -601,6 +661,62 @@ mod tests {
         assert_eq!(db.labels[LABEL_SPEC], "dfcb67cbb7847960");
         let main = container_spec(&settings, &record, &layout, &HostFacts::default());
         assert_eq!(main.labels[LABEL_SPEC], "14a9461ee333ac56");
+    }
+
+    fn with_agent_facts(exec_socket: bool) -> HostFacts {
+        HostFacts {
+            agent: Some(AgentFacts {
+                binary: PathBuf::from("/w/feat/.sky-dev/agent/devinst-agent"),
+                exec_socket,
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_agent_runs_the_command_serves_execs_and_relays_the_port() {
+        let (settings, record, layout) = fixture();
+        let body = container_spec(&settings, &record, &layout, &with_agent_facts(true));
+        assert_eq!(
+            body.cmd.as_deref().unwrap(),
+            [
+                AGENT_TARGET,
+                "--container",
+                "skypilot-dev-feat",
+                "--socket",
+                "/app/.sky-dev/agent",
+                "--relay",
+                "65000:46580",
+                "--",
+                "sleep",
+                "infinity"
+            ]
+        );
+        assert!(targets(&body).contains(&(
+            "/w/feat/.sky-dev/agent/devinst-agent".into(),
+            AGENT_TARGET.into(),
+            true
+        )));
+        // The host port goes to the agent, which relays to 46580 on loopback.
+        let binding = &body.published[0];
+        assert_eq!(binding.container_port, AGENT_RELAY_BASE);
+        assert_eq!(
+            (binding.host_ip.as_str(), binding.host_port),
+            ("127.0.0.1", 46507)
+        );
+        assert_eq!(body.exposed, [46580, AGENT_RELAY_BASE]);
+        assert_eq!(
+            body.labels[LABEL_AGENT],
+            devinst_agent::proto::VERSION.to_string()
+        );
+
+        // Where execs cannot take the host's descriptors, no socket.
+        let sandboxed = container_spec(&settings, &record, &layout, &with_agent_facts(false));
+        assert!(!sandboxed.cmd.unwrap().contains(&"--socket".to_owned()));
+        // A container made before the agent is told its spec changed.
+        let plain = container_spec(&settings, &record, &layout, &HostFacts::default());
+        assert_eq!(plain.cmd, Some(vec!["sleep".into(), "infinity".into()]));
+        assert_ne!(plain.labels[LABEL_SPEC], body.labels[LABEL_SPEC]);
     }
 
     #[test]

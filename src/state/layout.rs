@@ -7,6 +7,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub const DIR_NAME: &str = ".sky-dev";
+/// The agent's directory under `.sky-dev/`.
+pub const AGENT_DIR_NAME: &str = "agent";
+/// The agent's exec socket, in its directory.
+pub const AGENT_SOCKET_NAME: &str = "sock";
 
 /// Paths inside one worktree's `.sky-dev/`.
 #[derive(Debug, Clone)]
@@ -74,6 +78,20 @@ impl Layout {
     }
     pub fn bin_dir(&self) -> PathBuf {
         self.dir().join("bin")
+    }
+    /// The agent's directory: its executable and its exec socket, for the
+    /// worktree's owner alone (0700).
+    pub fn agent_dir(&self) -> PathBuf {
+        self.dir().join(AGENT_DIR_NAME)
+    }
+    /// The agent's executable, mounted read-only into the container.
+    pub fn agent_binary(&self) -> PathBuf {
+        self.agent_dir().join("devinst-agent")
+    }
+    /// Marks that the hint to recreate an instance made before the agent
+    /// was given.
+    pub fn agent_hint_file(&self) -> PathBuf {
+        self.dir().join(".agent-hint")
     }
     /// Where a service's `data` directory is kept on the host.
     pub fn service_data_dir(&self, service: &str) -> PathBuf {

@@ -87,9 +87,9 @@ fn zero_config_flow_installs_the_project_and_runs_its_sky_shim() {
     assert_eq!(inspect(&container, "{{.State.Running}}"), "true");
 }
 
-#[test]
-fn exec_passes_exit_codes_streams_and_directories_through() {
-    let env = TestEnv::new();
+on_both_exec_paths!(exec_passes_exit_codes_streams_and_directories_through);
+
+fn exec_passes_exit_codes_streams_and_directories_through(env: TestEnv) {
     let repo = env.busybox_repo("execs", "");
     env.run(&repo, &["setup"]).ok();
     env.run(&repo, &["start"]).ok();

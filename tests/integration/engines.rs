@@ -214,13 +214,35 @@ fn gvisor_runs_the_instance_in_its_sandbox_with_ports_shims_and_restarts() {
     let port = port_of(&repo);
     let response = http_get(port, "/hello.txt");
     assert!(response.ends_with("from gvisor\n"), "{response}");
+    // Published to the agent's relay port, on loopback only.
     assert_eq!(
         inspect(
             &container,
-            "{{(index (index .HostConfig.PortBindings \"46580/tcp\") 0).HostIp}}"
+            "{{(index (index .HostConfig.PortBindings \"65000/tcp\") 0).HostIp}}"
         ),
         "127.0.0.1"
     );
+    // A server bound to the sandbox's loopback is reached as well.
+    env.run(&repo, &["exec", "--", "killall", "httpd"]).ok();
+    write(&repo.join("www/hello.txt"), "loopback in gvisor\n");
+    env.run(
+        &repo,
+        &[
+            "exec",
+            "--",
+            "httpd",
+            "-p",
+            "127.0.0.1:46580",
+            "-h",
+            "/app/www",
+        ],
+    )
+    .ok();
+    let response = http_get(port, "/hello.txt");
+    assert!(response.ends_with("loopback in gvisor\n"), "{response}");
+    // gVisor cannot take the host's descriptors: execs go through the engine.
+    let run = env.run(&repo, &["-v", "exec", "--", "true"]).ok();
+    assert!(run.stderr.contains("runtime `runsc` cannot take"), "{run}");
 
     // Stopped, the shim brings it back, still sandboxed.
     env.script(&repo, &repo.join(".sky-dev/bin/stop-container"), &[])
@@ -231,6 +253,29 @@ fn gvisor_runs_the_instance_in_its_sandbox_with_ports_shims_and_restarts() {
         .ok();
     assert_eq!(shim.stdout, "4.4.0\n");
     assert_eq!(inspect(&container, "{{.State.Running}}"), "true");
+}
+
+#[test]
+fn any_engine_a_server_bound_to_loopback_or_every_address_is_reached_at_the_instance_port() {
+    let env = TestEnv::new();
+    let repo = env.busybox_repo("eng-binds", RANGE);
+    env.run(&repo, &["setup"]).ok();
+    env.run(&repo, &["start"]).ok();
+    let port = port_of(&repo);
+    for (bind, text) in [
+        ("127.0.0.1:46580", "on loopback\n"),
+        ("46580", "on every address\n"),
+    ] {
+        write(&repo.join("www/hello.txt"), text);
+        env.run(
+            &repo,
+            &["exec", "--", "httpd", "-p", bind, "-h", "/app/www"],
+        )
+        .ok();
+        let response = http_get(port, "/hello.txt");
+        assert!(response.ends_with(text), "{bind}: {response}");
+        env.run(&repo, &["exec", "--", "killall", "httpd"]).ok();
+    }
 }
 
 #[test]

@@ -6,6 +6,17 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+on_both_exec_paths!(
+    a_terminal_gets_a_tty_of_its_size_and_is_restored_after,
+    shell_is_an_interactive_login_shell,
+    without_a_terminal_there_is_no_tty,
+    exit_codes_follow_the_shell,
+    signals_reach_the_command_and_nothing_is_left_running,
+    chosen_environment_variables_pass_through_and_are_never_logged,
+    the_default_list_passes_the_seeds_variables,
+    git_works_inside_for_main_and_linked_worktrees,
+);
+
 fn started_busybox(env: &TestEnv, rel: &str, extra: &str) -> PathBuf {
     let repo = env.busybox_repo(rel, extra);
     env.run(&repo, &["setup"]).ok();
@@ -24,9 +35,7 @@ fn engine_api() -> (u32, u32) {
     (major.parse().unwrap(), minor.parse().unwrap())
 }
 
-#[test]
-fn a_terminal_gets_a_tty_of_its_size_and_is_restored_after() {
-    let env = TestEnv::new();
+fn a_terminal_gets_a_tty_of_its_size_and_is_restored_after(env: TestEnv) {
     let repo = started_busybox(&env, "tty", "");
     // The size as the command sees it when it asks at once, then that the
     // size comes (the loop ends only when it does). busybox `stty size`
@@ -100,9 +109,7 @@ fn a_terminal_gets_a_tty_of_its_size_and_is_restored_after() {
     assert!(run.restored);
 }
 
-#[test]
-fn shell_is_an_interactive_login_shell() {
-    let env = TestEnv::new();
+fn shell_is_an_interactive_login_shell(env: TestEnv) {
     // sh (busybox has no bash): a login shell reads /etc/profile.
     let repo = started_busybox(&env, "shell", "");
     env.sh(&repo, "echo 'LOGIN_MARK=profile-read' > /etc/profile")
@@ -172,9 +179,7 @@ fn three_interrupts_give_up_on_a_command_that_ignores_them() {
     assert_eq!(status.code(), Some(130), "{out}{err}");
 }
 
-#[test]
-fn without_a_terminal_there_is_no_tty() {
-    let env = TestEnv::new();
+fn without_a_terminal_there_is_no_tty(env: TestEnv) {
     let repo = started_busybox(&env, "notty", "");
     let run = env.sh(&repo, "tty; true").ok();
     assert_eq!(run.stdout, "not a tty\n");
@@ -184,9 +189,7 @@ fn without_a_terminal_there_is_no_tty() {
     assert_eq!(run.stdout.trim(), "5", "end of stdin reaches the command");
 }
 
-#[test]
-fn exit_codes_follow_the_shell() {
-    let env = TestEnv::new();
+fn exit_codes_follow_the_shell(env: TestEnv) {
     let repo = started_busybox(&env, "codes", "");
     assert_eq!(env.sh(&repo, "exit 3").code, 3);
     let run = env.run(&repo, &["exec", "--", "no-such-program"]);
@@ -223,9 +226,7 @@ fn spawn_ready(
     (child, reader)
 }
 
-#[test]
-fn signals_reach_the_command_and_nothing_is_left_running() {
-    let env = TestEnv::new();
+fn signals_reach_the_command_and_nothing_is_left_running(env: TestEnv) {
     let repo = started_busybox(&env, "signals", "");
     for (signal, number) in [("INT", 2), ("TERM", 15), ("HUP", 1)] {
         let script = format!(
@@ -260,9 +261,7 @@ fn signals_reach_the_command_and_nothing_is_left_running() {
     });
 }
 
-#[test]
-fn chosen_environment_variables_pass_through_and_are_never_logged() {
-    let env = TestEnv::new();
+fn chosen_environment_variables_pass_through_and_are_never_logged(env: TestEnv) {
     let repo = env.busybox_repo(
         "envpass",
         "[env]\npass = [\"AWS_*\", \"EXACT\"]\nset = { FIXED = \"f\" }\n",
@@ -301,9 +300,7 @@ fn chosen_environment_variables_pass_through_and_are_never_logged() {
     );
 }
 
-#[test]
-fn the_default_list_passes_the_seeds_variables() {
-    let env = TestEnv::new();
+fn the_default_list_passes_the_seeds_variables(env: TestEnv) {
     let repo = started_busybox(&env, "envdefault", "");
     let out = env
         .cmd(&repo)
@@ -324,9 +321,7 @@ fn the_default_list_passes_the_seeds_variables() {
     assert_eq!(Run::from(out).ok().stdout, "1/r/k/p/\n");
 }
 
-#[test]
-fn git_works_inside_for_main_and_linked_worktrees() {
-    let env = TestEnv::new();
+fn git_works_inside_for_main_and_linked_worktrees(env: TestEnv) {
     let main = env.repo("gitmain");
     write(
         &main.join("devinst.toml"),

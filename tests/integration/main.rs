@@ -2,8 +2,10 @@
 //! test binary (see Cargo.toml); start the engine with `scripts/test-env.sh`.
 
 mod poll;
+#[macro_use]
 mod support;
 
+mod agent;
 mod claims;
 mod consent;
 mod containment;

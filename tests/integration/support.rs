@@ -86,9 +86,28 @@ fn remove_dead_runs(base: &Path) {
     }
 }
 
+/// Runs each named test (a `fn NAME(env: TestEnv)`) twice: once with every
+/// exec through the instance's agent, once through the engine.
+macro_rules! on_both_exec_paths {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn through_the_agent() {
+                super::$name(crate::support::TestEnv::through("agent"))
+            }
+            #[test]
+            fn through_the_engine() {
+                super::$name(crate::support::TestEnv::through("engine"))
+            }
+        }
+    )*};
+}
+
 pub struct TestEnv {
     pub tmp: tempfile::TempDir,
     pub home: PathBuf,
+    /// `DEVINST_EXEC` for every devinst this test runs, when set.
+    exec_path: Option<&'static str>,
     containers: std::cell::RefCell<Vec<String>>,
     networks: std::cell::RefCell<Vec<String>>,
 }
@@ -105,9 +124,18 @@ impl TestEnv {
         TestEnv {
             tmp,
             home,
+            exec_path: None,
             containers: Default::default(),
             networks: Default::default(),
         }
+    }
+
+    /// A test whose execs all take one path: `agent` (failing where the
+    /// agent cannot take one) or `engine`.
+    pub fn through(path: &'static str) -> TestEnv {
+        let mut env = TestEnv::new();
+        env.exec_path = Some(path);
+        env
     }
 
     /// A new git repository (one commit) at `tmp/<rel>`, returned canonical.
@@ -146,6 +174,10 @@ impl TestEnv {
             .env("DEVINST_DATA_DIR", data_dir())
             .env_remove("DEVINST_INSTANCE")
             .env_remove("DEVINST_TRUST");
+        match self.exec_path {
+            Some(path) => cmd.env("DEVINST_EXEC", path),
+            None => cmd.env_remove("DEVINST_EXEC"),
+        };
     }
 
     /// Writes the user's own config file (`~/.config/devinst/config.toml`).
