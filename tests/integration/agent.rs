@@ -60,6 +60,15 @@ fn stat(path: &Path, format: &str) -> String {
 
 /// Runs `argv` as uid:gid `id` (no groups), with HOME set.
 fn as_user(id: u32, dir: &Path, home: &Path, argv: &[&str]) -> Run {
+    // A home (and so a data directory) of the user's own, as every user has.
+    let home = home.with_file_name(format!("home-{id}"));
+    std::fs::create_dir_all(&home).unwrap();
+    let status = Command::new("chown")
+        .arg(format!("{id}:{id}"))
+        .arg(&home)
+        .status()
+        .unwrap();
+    assert!(status.success());
     let out = Command::new("setpriv")
         .args([
             format!("--reuid={id}"),
@@ -69,7 +78,9 @@ fn as_user(id: u32, dir: &Path, home: &Path, argv: &[&str]) -> Run {
         ])
         .args(argv)
         .current_dir(dir)
-        .env("HOME", home)
+        .env("HOME", &home)
+        .env_remove("DEVINST_DATA_DIR")
+        .env_remove("XDG_DATA_HOME")
         .env("DEVINST_EXEC", "agent")
         .stdin(Stdio::null())
         .output()

@@ -239,17 +239,28 @@ fn recipe_keys_shape_the_container() {
         format!("127.0.0.2:{port} -> 8080\n"),
         "bind, container"
     );
+    // Published on `bind`, to the agent's relay, which passes it on to the
+    // container port on the container's loopback.
     assert_eq!(
         inspect(&container, "{{json .HostConfig.PortBindings}}"),
-        format!(r#"{{"8080/tcp":[{{"HostIp":"127.0.0.2","HostPort":"{port}"}}]}}"#)
+        format!(r#"{{"65000/tcp":[{{"HostIp":"127.0.0.2","HostPort":"{port}"}}]}}"#)
+    );
+    assert!(
+        inspect(&container, "{{json .Config.Cmd}}").contains(r#""--relay","65000:8080""#),
+        "the relay goes to the recipe's container port"
     );
 
     let inside = |script: &str| env.sh(&repo, script).ok().stdout;
     assert_eq!(inside("hostname"), format!("{hostname}\n"));
     assert_eq!(inside("pwd; cat README"), "/work/src\ntest\n", "workdir");
-    // No init: the keep-alive itself is PID 1.
+    // No init: the keep-alive itself (the agent, running the recipe's
+    // command) is PID 1.
     assert_eq!(inspect(&container, "{{.HostConfig.Init}}"), "false");
-    assert_eq!(inside("tr '\\0' ' ' < /proc/1/cmdline"), "sleep infinity ");
+    let pid1 = inside("tr '\\0' ' ' < /proc/1/cmdline");
+    assert!(
+        pid1.starts_with("/.devinst/agent ") && pid1.ends_with(" -- sleep infinity "),
+        "{pid1}"
+    );
     // host_ca: the host's bundle, read-only, and the variables pointing at it.
     let ca = inside("echo $SSL_CERT_FILE $REQUESTS_CA_BUNDLE $PIP_CERT");
     let target = "/etc/ssl/certs/devinst-host-ca.crt";
