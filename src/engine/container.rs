@@ -164,6 +164,9 @@ pub struct Container {
     pub labels: BTreeMap<String, String>,
     pub image: Option<String>,
     pub runtime: Option<String>,
+    /// The environment its processes start with (`KEY=VALUE`): the image's
+    /// merged with the container's own.
+    pub env: Vec<String>,
 }
 
 impl Container {
@@ -179,6 +182,7 @@ impl Container {
             labels: config.labels.unwrap_or_default().into_iter().collect(),
             image: config.image,
             runtime: info.host_config.and_then(|h| h.runtime),
+            env: config.env.unwrap_or_default(),
         }
     }
 

@@ -7,7 +7,7 @@ use super::image::ImageChoice;
 use super::ownership::{ownership_of, Ownership};
 use super::setup_steps::run_setup_steps;
 use super::spec::{self, LABEL_SPEC};
-use super::Instance;
+use super::{environment, Instance};
 use crate::engine::{Container, ContainerSpec, CreateError, Engine, StartError};
 use crate::recipe::settings::User;
 use crate::support::error::WithHint;
@@ -48,7 +48,9 @@ pub async fn ensure_running_with(
     if !info.running {
         start(engine, &record.container, &Start::Instance(record.port)).await?;
     }
-    run_setup_steps(engine, instance, &info.id).await
+    environment::write_git_config(instance)?;
+    run_setup_steps(engine, instance, &info.id).await?;
+    environment::write_exec_env(instance, &info)
 }
 
 /// The instance's container as `wanted` says, made when missing, remade when

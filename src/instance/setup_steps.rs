@@ -35,6 +35,7 @@ pub async fn run_setup_steps(
         let spec = ExecSpec {
             argv: vec!["sh".into(), "-c".into(), command.clone()],
             workdir: Some(s.workdir.clone()),
+            env: super::environment::setup_env(instance),
             user: s.user.for_exec(),
             ..Default::default()
         };

@@ -67,6 +67,20 @@ impl Layout {
     pub fn bin_dir(&self) -> PathBuf {
         self.dir().join("bin")
     }
+    /// The venv the default setup steps make.
+    pub fn venv_dir(&self) -> PathBuf {
+        self.dir().join("venv")
+    }
+    /// The git config commands inside read as their global one: the host's
+    /// identity, written by `start`.
+    pub fn gitconfig(&self) -> PathBuf {
+        self.dir().join("gitconfig")
+    }
+    /// The variables every exec gets on top of the container's own, written
+    /// by `start`: the venv activated, git's config.
+    pub fn exec_env_file(&self) -> PathBuf {
+        self.dir().join(".exec-env")
+    }
     /// Where a service's `data` directory is kept on the host.
     pub fn service_data_dir(&self, service: &str) -> PathBuf {
         self.dir().join("services").join(service)

@@ -273,7 +273,7 @@ fn a_changed_recipe_is_reported_and_recreate_applies_it_keeping_state() {
     assert!(!run.stderr.contains("--recreate"), "{run}");
 }
 
-fn copy_fixture(from: &Path, to: &Path) {
+pub fn copy_fixture(from: &Path, to: &Path) {
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
         let target = to.join(entry.file_name());

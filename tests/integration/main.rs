@@ -4,6 +4,7 @@
 mod support;
 
 mod core;
+mod developer;
 mod engines;
 mod errors;
 mod exec;
