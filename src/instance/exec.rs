@@ -51,6 +51,7 @@ pub async fn run_in(mut engine: Engine, instance: &Instance, spec: &ExecSpec) ->
         Err(ExecError::NotRunning) => start_then_create(&engine, instance, spec).await?,
         Err(err) => return Err(err.into()),
     };
+    super::behind::notice(instance);
     engine
         .run_exec(container, &id, spec, Output::Passthrough)
         .await

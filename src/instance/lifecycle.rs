@@ -7,7 +7,7 @@ use super::image::ImageChoice;
 use super::ownership::{ownership_of, Ownership};
 use super::setup_steps::run_setup_steps;
 use super::spec::{self, LABEL_SPEC};
-use super::{environment, Instance};
+use super::{behind, environment, Instance};
 use crate::engine::{Container, ContainerSpec, CreateError, Engine, StartError};
 use crate::recipe::settings::User;
 use crate::support::error::WithHint;
@@ -49,7 +49,9 @@ pub async fn ensure_running_with(
         start(engine, &record.container, &Start::Instance(record.port)).await?;
     }
     environment::write_git_config(instance)?;
+    let inputs = behind::inputs_now(instance);
     run_setup_steps(engine, instance, &info.id).await?;
+    behind::record(instance, &inputs)?;
     environment::write_exec_env(instance, &info)
 }
 

@@ -1,6 +1,7 @@
 //! Layer 5: the instance as a thing: find it, prove a container is ours,
 //! choose its image, build its container spec, bring it up, its services.
 
+pub mod behind;
 pub mod environment;
 pub mod exec;
 pub mod holdings;

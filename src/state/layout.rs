@@ -81,6 +81,14 @@ impl Layout {
     pub fn exec_env_file(&self) -> PathBuf {
         self.dir().join(".exec-env")
     }
+    /// What the setup steps last completed with: a digest per input.
+    pub fn setup_inputs_file(&self) -> PathBuf {
+        self.dir().join(".setup-inputs")
+    }
+    /// The last "instance is behind" notice a shim gave, so it is given once.
+    pub fn noticed_file(&self) -> PathBuf {
+        self.dir().join(".noticed")
+    }
     /// Where a service's `data` directory is kept on the host.
     pub fn service_data_dir(&self, service: &str) -> PathBuf {
         self.dir().join("services").join(service)

@@ -9,6 +9,7 @@ use crate::support::fs;
 use crate::support::templates::VarName;
 use anyhow::{Context, Result};
 use askama::Template;
+use std::path::Path;
 
 #[derive(Template)]
 #[template(path = "start-container.sh")]
@@ -145,21 +146,49 @@ fn remove_stale_shims(layout: &Layout, settings: &Settings) -> Result<()> {
     {
         let entry = entry?;
         let file = entry.file_name().to_string_lossy().into_owned();
-        let ours = matches!(
-            file.as_str(),
-            "activate" | "start-container" | "stop-container"
-        ) || settings.shims.contains_key(&file)
-            || file.starts_with('.');
-        if !ours {
-            let path = entry.path();
-            let is_shim = std::fs::read_to_string(&path).is_ok_and(|t| t.contains("devinst setup"));
-            if is_shim {
-                std::fs::remove_file(&path)
-                    .with_context(|| format!("cannot remove `{}`", path.display()))?;
-            }
+        let path = entry.path();
+        if is_stale_shim(settings, &file, &path) {
+            std::fs::remove_file(&path)
+                .with_context(|| format!("cannot remove `{}`", path.display()))?;
         }
     }
     Ok(())
+}
+
+/// A shim `setup` wrote that the recipe no longer names.
+fn is_stale_shim(settings: &Settings, file: &str, path: &Path) -> bool {
+    let ours = matches!(file, "activate" | "start-container" | "stop-container")
+        || settings.shims.contains_key(file)
+        || file.starts_with('.');
+    !ours && std::fs::read_to_string(path).is_ok_and(|t| t.contains("devinst setup"))
+}
+
+/// What the next `setup` would change in `.sky-dev/bin/`: the shims the
+/// recipe names that are not written yet, and those written that it no
+/// longer names. One directory read (and one read per file it does not
+/// name): a shim asks this on its way.
+pub fn shims_out_of_date(layout: &Layout, settings: &Settings) -> (Vec<String>, Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(layout.bin_dir()) else {
+        return (Vec::new(), Vec::new());
+    };
+    let mut written = Vec::new();
+    let mut stale = Vec::new();
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        if is_stale_shim(settings, &file, &entry.path()) {
+            stale.push(file);
+        } else {
+            written.push(file);
+        }
+    }
+    let missing = settings
+        .shims
+        .keys()
+        .filter(|name| !written.contains(name))
+        .cloned()
+        .collect();
+    stale.sort();
+    (missing, stale)
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The developer's side of an instance: the project's venv and the host's
-//! git identity are the environment inside.
+//! git identity are the environment inside; a shim says when the instance is
+//! behind its worktree.
 
 use crate::core::copy_fixture;
 use crate::support::*;
@@ -22,7 +23,7 @@ const PIP_INSTALL_EXTRA: &str =
     "pip install -q --no-index --no-build-isolation ./extra && python -c 'import extra; print(extra.WORD)'";
 
 #[test]
-fn the_venv_is_active_in_exec_shell_and_shims() {
+fn the_venv_is_active_in_exec_shell_and_shims_and_a_changed_input_is_noticed_once() {
     let env = TestEnv::new();
     let repo = env.repo("venvproj");
     copy_fixture(Path::new("tests/fixtures/skypkg"), &repo);
@@ -46,6 +47,29 @@ fn the_venv_is_active_in_exec_shell_and_shims() {
         .run_with_stdin(&repo, &["shell"], b"command -v python\n")
         .ok();
     assert_eq!(shell.stdout, "/app/.sky-dev/venv/bin/python\n", "{shell}");
+
+    // A changed input: the next shim says so, once.
+    let sky = repo.join(".sky-dev/bin/sky");
+    assert!(!env.script(&repo, &sky, &[]).ok().stderr.contains("behind"));
+    let pyproject = repo.join("pyproject.toml");
+    let text = std::fs::read_to_string(&pyproject).unwrap();
+    write(&pyproject, &text.replace("0.1.0", "0.2.0"));
+    let first = env.script(&repo, &sky, &["x"]).ok();
+    assert_eq!(first.stdout.trim(), r#"skypkg sky ["x"]"#);
+    assert!(
+        first.stderr.contains("behind")
+            && first.stderr.contains("`pyproject.toml`")
+            && first.stderr.contains("`devinst start`"),
+        "{first}"
+    );
+    let second = env.script(&repo, &sky, &[]).ok();
+    assert!(!second.stderr.contains("behind"), "{second}");
+    // `start` brings it up to date; the next change is noticed again.
+    let start = env.run(&repo, &["start"]).ok();
+    assert!(start.stderr.contains("setup step"), "{start}");
+    assert!(!env.script(&repo, &sky, &[]).ok().stderr.contains("behind"));
+    write(&pyproject, &text.replace("0.1.0", "0.3.0"));
+    assert!(env.script(&repo, &sky, &[]).ok().stderr.contains("behind"));
 }
 
 #[test]
@@ -73,4 +97,49 @@ fn a_commit_inside_uses_the_hosts_git_identity() {
         git(&repo, &["log", "-1", "--format=%an <%ae> %s"]),
         "Ada Host <ada@example.com> inside\n"
     );
+}
+
+#[test]
+fn a_shim_added_to_or_dropped_from_the_recipe_says_to_run_setup_once() {
+    let env = TestEnv::new();
+    let repo = env.busybox_repo(
+        "shimnotice",
+        &format!("{RANGE}[shims]\nhello = [\"echo\", \"hello\"]\n"),
+    );
+    env.run(&repo, &["setup"]).ok();
+    env.run(&repo, &["start"]).ok();
+    let toml = repo.join("devinst.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    let hello = repo.join(".sky-dev/bin/hello");
+    assert!(!env
+        .script(&repo, &hello, &[])
+        .ok()
+        .stderr
+        .contains("warning"));
+
+    write(&toml, &format!("{text}bye = [\"echo\", \"bye\"]\n"));
+    let run = env.script(&repo, &hello, &[]).ok();
+    assert_eq!(run.stdout, "hello\n");
+    assert!(
+        run.stderr.contains("(`bye`)") && run.stderr.contains("run `devinst setup`"),
+        "{run}"
+    );
+    let again = env.script(&repo, &hello, &[]).ok();
+    assert!(!again.stderr.contains("warning"), "once: {again}");
+
+    write(
+        &toml,
+        &text.replace("hello = [\"echo\", \"hello\"]", "bye = [\"echo\", \"bye\"]"),
+    );
+    let run = env.script(&repo, &hello, &[]).ok();
+    assert!(
+        run.stderr.contains("no longer names these shims (`hello`)")
+            && run.stderr.contains("run `devinst setup`"),
+        "{run}"
+    );
+    env.run(&repo, &["setup"]).ok();
+    assert!(!hello.exists());
+    let bye = env.script(&repo, &repo.join(".sky-dev/bin/bye"), &[]).ok();
+    assert_eq!(bye.stdout, "bye\n");
+    assert!(!bye.stderr.contains("warning"), "{bye}");
 }
