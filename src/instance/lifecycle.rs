@@ -9,7 +9,6 @@ use super::setup_steps::run_setup_steps;
 use super::spec::{self, LABEL_SPEC};
 use super::{behind, environment, Instance};
 use crate::engine::{Container, ContainerSpec, CreateError, Engine, StartError};
-use crate::recipe::settings::User;
 use crate::support::error::WithHint;
 use crate::support::output;
 use anyhow::{anyhow, Context, Result};
@@ -37,9 +36,10 @@ pub async fn ensure_running_with(
         ))
         .hint("run `devinst setup` to move it to this worktree");
     }
-    let owner = match instance.settings.user {
-        User::Host => Some(prepare_owner_dirs(engine, instance).await?),
-        _ => None,
+    let owner = if instance.settings.user.is_owner() {
+        Some(prepare_owner_dirs(engine, instance).await?)
+    } else {
+        None
     };
     super::services::ensure_running(engine, instance, recreate).await?;
     let facts = host_facts(instance, owner, image.reference())?;

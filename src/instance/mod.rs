@@ -8,6 +8,7 @@ pub mod holdings;
 pub mod host;
 pub mod image;
 pub mod lifecycle;
+pub mod owner;
 pub mod ownership;
 pub mod services;
 pub mod setup_steps;

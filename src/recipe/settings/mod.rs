@@ -61,10 +61,13 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Loads `devinst.toml` from the worktree `root` and resolves it.
+    /// Loads `devinst.toml` from the worktree `root` and resolves it for
+    /// the worktree's owner (one `stat`: this is on every shim's path).
     pub fn load(root: &Path) -> Result<Settings> {
+        use std::os::unix::fs::MetadataExt;
         let config = Config::load(root)?;
-        Settings::resolve(config).with_context(|| {
+        let owned_by_root = std::fs::metadata(root).map_or(true, |m| m.uid() == 0);
+        Settings::resolve_owned(config, owned_by_root).with_context(|| {
             format!(
                 "invalid `{}`",
                 root.join(crate::recipe::config::FILE_NAME).display()
@@ -72,14 +75,21 @@ impl Settings {
         })
     }
 
-    /// Each key's value or its default, then the checks on the whole.
+    /// [`Settings::resolve_owned`] for a worktree root owns.
     pub fn resolve(config: Config) -> Result<Settings> {
+        Settings::resolve_owned(config, true)
+    }
+
+    /// Each key's value or its default, then the checks on the whole. Who
+    /// owns the worktree decides who commands run as when the recipe does
+    /// not say ([`User::Owner`]).
+    pub fn resolve_owned(config: Config, owned_by_root: bool) -> Result<Settings> {
         let c = config.container;
         let limits = c.limits();
         let (image, build) = image_or_build(c.image, c.build)?;
         let workdir = c.workdir.unwrap_or_else(|| DEFAULT_WORKDIR.to_owned());
         let venv = defaults::venv(&workdir);
-        let user = User::parse(c.user);
+        let user = User::parse(c.user, owned_by_root);
         // Running as the host's user, the state, logs and credentials go
         // under a HOME that user can write, unless the recipe placed them.
         let home = user.default_home();
@@ -293,5 +303,23 @@ mod tests {
         assert_eq!(s.state_mount, "/root/.sky");
         assert_eq!(resolve("").unwrap().user, User::Image);
         assert!(resolve("[container]\nuser = \"\"\n").is_err());
+    }
+
+    #[test]
+    fn a_worktree_root_does_not_own_gets_a_home_its_owner_can_write() {
+        let s = Settings::resolve_owned(Config::default(), false).unwrap();
+        assert_eq!(s.user, User::Owner);
+        assert_eq!(s.state_mount, "/home/devinst/.sky");
+        assert_eq!(s.logs_mount, "/home/devinst/sky_logs");
+        assert_eq!(s.credential_home, "/home/devinst");
+        let s = Settings::resolve_owned(
+            Config::parse("[container]\nuser = \"root\"\n").unwrap(),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            s.state_mount, "/root/.sky",
+            "a named user keeps the seed's layout"
+        );
     }
 }
