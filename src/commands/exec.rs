@@ -21,11 +21,13 @@ pub fn shell(ctx: &Invocation, args: ShellArgs) -> Result<i32> {
     let target = args.worktree.as_deref().unwrap_or(&ctx.cwd);
     let instance = Instance::find(target)?;
     let tty = terminal::wants_tty();
-    // A login shell: bash where the image has it, else sh.
+    // Bash where the image has it, else sh, started after a login shell read
+    // the profile, which resets PATH: the venv goes back in front of it.
     let argv = [
         "sh",
         "-c",
-        "if command -v bash >/dev/null 2>&1; then exec bash -l; else exec sh -l; fi",
+        r#"if command -v bash >/dev/null 2>&1; then s=bash; else s=sh; fi
+exec "$s" -l -c 'if [ -n "$VIRTUAL_ENV" ]; then PATH="$VIRTUAL_ENV/bin:$PATH"; export PATH; fi; exec "$0"' "$s""#,
     ]
     .map(String::from)
     .to_vec();

@@ -192,6 +192,9 @@ pub struct Container {
     pub runtime: Option<String>,
     /// The volumes mounted into it, named or anonymous (an id for a name).
     pub volumes: Vec<VolumeMount>,
+    /// The environment its processes start with (`KEY=VALUE`): the image's
+    /// merged with the container's own.
+    pub env: Vec<String>,
 }
 
 impl Container {
@@ -219,6 +222,7 @@ impl Container {
                     })
                 })
                 .collect(),
+            env: config.env.unwrap_or_default(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! same place inside, the environment the recipe passes, the container
 //! started first when it is not running.
 
+use super::environment;
 use super::lifecycle::ensure_running;
 use super::ownership::is_ours;
 use super::Instance;
@@ -44,7 +45,7 @@ pub async fn run_in(mut engine: Engine, instance: &Instance, spec: &ExecSpec) ->
         // with the reason, or recreates it if this worktree moved.
         Ok(_) if !ours => {
             ensure_running(&engine, instance, false).await?;
-            create_or_start(&engine, instance, spec).await?
+            create_or_start(&engine, instance, &refreshed(spec, instance)).await?
         }
         Ok(id) => id,
         Err(ExecError::VersionTooOld) => {
@@ -54,6 +55,7 @@ pub async fn run_in(mut engine: Engine, instance: &Instance, spec: &ExecSpec) ->
         Err(ExecError::NotRunning) => start_then_create(&engine, instance, spec).await?,
         Err(err) => return Err(err.into()),
     };
+    super::behind::notice(instance);
     engine
         .run_exec(container, &id, spec, Output::Passthrough)
         .await
@@ -77,7 +79,18 @@ async fn start_then_create(
         instance.record.name
     ));
     ensure_running(engine, instance, false).await?;
-    Ok(engine.create_exec(&instance.record.container, spec).await?)
+    let spec = refreshed(spec, instance);
+    Ok(engine
+        .create_exec(&instance.record.container, &spec)
+        .await?)
+}
+
+/// `spec` with the variables `start` may just have written (the venv made
+/// by the setup steps it ran).
+fn refreshed(spec: &ExecSpec, instance: &Instance) -> ExecSpec {
+    let mut spec = spec.clone();
+    environment::with_vars(&mut spec.env, &environment::exec_vars(instance));
+    spec
 }
 
 pub fn exec_spec(instance: &Instance, cwd: &Path, argv: Vec<String>, tty: bool) -> ExecSpec {
@@ -87,6 +100,7 @@ pub fn exec_spec(instance: &Instance, cwd: &Path, argv: Vec<String>, tty: bool) 
         .filter(|(k, _)| s.passes_env(k))
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
+    environment::with_vars(&mut env, &environment::exec_vars(instance));
     if tty {
         env.push(format!(
             "TERM={}",

@@ -7,9 +7,8 @@ use super::image::ImageChoice;
 use super::ownership::{ownership_of, Ownership};
 use super::setup_steps::run_setup_steps;
 use super::spec::{self, LABEL_SPEC};
-use super::Instance;
+use super::{behind, environment, Instance};
 use crate::engine::{Container, ContainerSpec, CreateError, Engine, StartError};
-use crate::recipe::settings::User;
 use crate::state::registry::identity;
 use crate::support::error::WithHint;
 use crate::support::output;
@@ -32,9 +31,10 @@ pub async fn ensure_running_with(
     let _lock = instance.layout.lock()?;
     let record = &instance.record;
     crate::state::contained::check_untracked(&instance.layout.root)?;
-    let owner = match instance.settings.user {
-        User::Host => Some(prepare_owner_dirs(engine, instance).await?),
-        _ => None,
+    let owner = if instance.settings.user.is_owner() {
+        Some(prepare_owner_dirs(engine, instance).await?)
+    } else {
+        None
     };
     super::services::ensure_running(engine, instance, recreate).await?;
     let mut facts = host_facts(instance, owner, image.reference())?;
@@ -47,7 +47,11 @@ pub async fn ensure_running_with(
             super::agent::wait_until_serving(instance).await;
         }
     }
-    run_setup_steps(engine, instance, &info.id).await
+    environment::write_git_config(instance)?;
+    let inputs = behind::inputs_now(instance);
+    run_setup_steps(engine, instance, &info.id).await?;
+    behind::record(instance, &inputs)?;
+    environment::write_exec_env(instance, &info)
 }
 
 /// The instance's container as `wanted` says, made when missing, remade when

@@ -2,12 +2,15 @@
 //! choose its image, build its container spec, bring it up, its services.
 
 pub mod agent;
+pub mod behind;
 pub mod consent;
+pub mod environment;
 pub mod exec;
 pub mod holdings;
 pub mod host;
 pub mod image;
 pub mod lifecycle;
+pub mod owner;
 pub mod ownership;
 pub mod services;
 pub mod setup_steps;

@@ -39,13 +39,15 @@ pub async fn run_setup_steps(
         let spec = ExecSpec {
             argv: vec!["sh".into(), "-c".into(), command.clone()],
             workdir: Some(s.workdir.clone()),
-            user: s.user.for_exec(),
+            env: super::environment::setup_env(instance),
+            user: s.user.for_setup(),
             ..Default::default()
         };
         let code = engine
             .exec_simple(&instance.record.container, &spec, Output::Stderr)
             .await?;
         if code != 0 {
+            super::owner::hand_back(engine, instance).await;
             let _ = std::fs::remove_file(&stamp_file);
             return Err(anyhow!(
                 "setup step {}/{total} failed with exit code {}: {command}",
@@ -55,6 +57,7 @@ pub async fn run_setup_steps(
             .hint("fix the step (its output is above) and run `devinst start` again");
         }
     }
+    super::owner::hand_back(engine, instance).await;
     fs::write_atomic(&stamp_file, format!("{stamp}\n").as_bytes(), 0o644)
 }
 

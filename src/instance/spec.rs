@@ -79,7 +79,7 @@ pub struct Owner {
 fn user_and_userns(settings: &Settings, owner: Option<Owner>) -> (Option<String>, Option<String>) {
     match (&settings.user, owner) {
         (User::Named(name), _) => (Some(name.clone()), None),
-        (User::Host, Some(o)) => match o.mapping {
+        (User::Host | User::Owner, Some(o)) => match o.mapping {
             UserMapping::Direct => (Some(format!("{}:{}", o.uid, o.gid)), None),
             UserMapping::KeepId => (
                 Some(format!("{}:{}", o.uid, o.gid)),
@@ -87,7 +87,7 @@ fn user_and_userns(settings: &Settings, owner: Option<Owner>) -> (Option<String>
             ),
             UserMapping::RootIsHostUser => (Some("0:0".to_owned()), None),
         },
-        (User::Image | User::Host, _) => (None, None),
+        (User::Image | User::Host | User::Owner, _) => (None, None),
     }
 }
 
@@ -187,7 +187,7 @@ fn container_env(settings: &Settings, host: &HostFacts) -> Vec<String> {
             env.push(format!("{key}={HOST_CA_TARGET}"));
         }
     }
-    if settings.user == User::Host {
+    if settings.user.is_owner() {
         env.push(format!("HOME={HOST_USER_HOME}"));
     }
     env.extend(service_env(settings));
@@ -351,7 +351,7 @@ pub fn volume_labels(record: &Record, service: &str) -> BTreeMap<String, String>
 
 fn mounts(settings: &Settings, layout: &Layout, host: &HostFacts) -> Vec<BindMount> {
     let mut mounts = vec![bind(layout.root.clone(), &settings.workdir, false)];
-    if settings.user == User::Host {
+    if settings.user.is_owner() {
         // Before the state and logs: by default they are mounted inside it.
         mounts.push(bind(layout.home_dir(), HOST_USER_HOME, false));
     }
@@ -547,6 +547,31 @@ mod tests {
             &owner(UserMapping::RootIsHostUser),
         );
         assert_eq!(body.user.as_deref(), Some("0:0"));
+    }
+
+    #[test]
+    fn a_worktree_root_does_not_own_runs_as_its_owner_in_the_same_shape() {
+        let (_, record, layout) = fixture();
+        let settings = Settings::resolve_owned(Config::default(), false).unwrap();
+        let host = HostFacts {
+            owner: Some(Owner {
+                uid: 1234,
+                gid: 5678,
+                mapping: UserMapping::Direct,
+            }),
+            ..Default::default()
+        };
+        let body = container_spec(&settings, &record, &layout, &host);
+        assert_eq!(body.user.as_deref(), Some("1234:5678"));
+        assert!(body.env.contains(&"HOME=/home/devinst".to_owned()));
+        let mounts = targets(&body);
+        for (source, target) in [
+            ("/w/feat/.sky-dev/home", "/home/devinst"),
+            ("/w/feat/.sky-dev/state", "/home/devinst/.sky"),
+            ("/w/feat/.sky-dev/sky_logs", "/home/devinst/sky_logs"),
+        ] {
+            assert!(mounts.contains(&(source.into(), target.into(), false)));
+        }
     }
 
     #[test]

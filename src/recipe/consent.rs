@@ -362,7 +362,7 @@ mod tests {
                 .unwrap();
         let recipe = "[credentials]\npaths = [\"~/.netrc\", \"~/.pgpass\"]\n\
                       [env]\npass = [\"NPM_TOKEN\", \"NPMX\"]\n";
-        let s = Settings::resolve_with(Config::parse(recipe).unwrap(), user).unwrap();
+        let s = Settings::resolve_with(Config::parse(recipe).unwrap(), user, true).unwrap();
         let got: Vec<String> = asks(&s, &host()).into_iter().map(|a| a.value).collect();
         assert_eq!(got, ["~/.pgpass", "NPMX"]);
     }

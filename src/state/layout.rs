@@ -93,6 +93,28 @@ impl Layout {
     pub fn agent_hint_file(&self) -> PathBuf {
         self.dir().join(".agent-hint")
     }
+    /// The venv the default setup steps make.
+    pub fn venv_dir(&self) -> PathBuf {
+        self.dir().join("venv")
+    }
+    /// The git config commands inside read as their global one: the host's
+    /// identity, written by `start`.
+    pub fn gitconfig(&self) -> PathBuf {
+        self.dir().join("gitconfig")
+    }
+    /// The variables every exec gets on top of the container's own, written
+    /// by `start`: the venv activated, git's config.
+    pub fn exec_env_file(&self) -> PathBuf {
+        self.dir().join(".exec-env")
+    }
+    /// What the setup steps last completed with: a digest per input.
+    pub fn setup_inputs_file(&self) -> PathBuf {
+        self.dir().join(".setup-inputs")
+    }
+    /// The last "instance is behind" notice a shim gave, so it is given once.
+    pub fn noticed_file(&self) -> PathBuf {
+        self.dir().join(".noticed")
+    }
     /// Where a service's `data` directory is kept on the host.
     pub fn service_data_dir(&self, service: &str) -> PathBuf {
         self.dir().join("services").join(service)

@@ -166,6 +166,42 @@ fn service_vars(record: &Record) -> Result<Vec<ServiceVar>> {
         .collect()
 }
 
+/// A shim `setup` wrote that the recipe no longer names.
+fn is_stale_shim(settings: &Settings, file: &str, path: &Path) -> bool {
+    let ours = matches!(file, "activate" | "start-container" | "stop-container")
+        || settings.shims.contains_key(file)
+        || file.starts_with('.');
+    !ours && std::fs::read_to_string(path).is_ok_and(|t| t.contains("devinst setup"))
+}
+
+/// What the next `setup` would change in `.sky-dev/bin/`: the shims the
+/// recipe names that are not written yet, and those written that it no
+/// longer names. One directory read (and one read per file it does not
+/// name): a shim asks this on its way.
+pub fn shims_out_of_date(layout: &Layout, settings: &Settings) -> (Vec<String>, Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(layout.bin_dir()) else {
+        return (Vec::new(), Vec::new());
+    };
+    let mut written = Vec::new();
+    let mut stale = Vec::new();
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        if is_stale_shim(settings, &file, &entry.path()) {
+            stale.push(file);
+        } else {
+            written.push(file);
+        }
+    }
+    let missing = settings
+        .shims
+        .keys()
+        .filter(|name| !written.contains(name))
+        .cloned()
+        .collect();
+    stale.sort();
+    (missing, stale)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

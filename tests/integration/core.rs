@@ -304,7 +304,7 @@ fn the_default_steps_work_with_a_workdir_that_has_a_space() {
     assert_eq!(sky.stdout.trim(), r#"skypkg sky ["status"]"#);
 }
 
-fn copy_fixture(from: &Path, to: &Path) {
+pub fn copy_fixture(from: &Path, to: &Path) {
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
         let target = to.join(entry.file_name());

@@ -10,6 +10,7 @@ mod claims;
 mod consent;
 mod containment;
 mod core;
+mod developer;
 mod engines;
 mod errors;
 mod exec;

@@ -51,7 +51,11 @@ pub fn run_through_agent(
 ) -> Result<Option<i64>> {
     let mode = ExecMode::from_env();
     let outcome = match connect(instance, mode, engine) {
-        Ok(stream) => session::run(stream, spec)?,
+        Ok(stream) => {
+            // Said before the command's own output, as on the engine's path.
+            super::super::behind::notice(instance);
+            session::run(stream, spec)?
+        }
         Err(reason) => Ended::Refused(reason),
     };
     match outcome {

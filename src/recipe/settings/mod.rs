@@ -80,11 +80,14 @@ pub struct Settings {
 
 impl Settings {
     /// Loads `devinst.toml` from the worktree `root` and resolves it under
-    /// the user's own config.
+    /// the user's own config, for the worktree's owner (one `stat`: this is
+    /// on every shim's path).
     pub fn load(root: &Path) -> Result<Settings> {
+        use std::os::unix::fs::MetadataExt;
         let config = Config::load(root)?;
         let user = UserConfig::load()?;
-        Settings::resolve_with(config, user).with_context(|| {
+        let owned_by_root = std::fs::metadata(root).map_or(true, |m| m.uid() == 0);
+        Settings::resolve_with(config, user, owned_by_root).with_context(|| {
             format!(
                 "invalid `{}`",
                 root.join(crate::recipe::config::FILE_NAME).display()
@@ -92,22 +95,31 @@ impl Settings {
         })
     }
 
-    /// Each key's value or its default, then the checks on the whole.
+    /// [`Settings::resolve_with`] for a worktree root owns, without a user
+    /// config.
     pub fn resolve(config: Config) -> Result<Settings> {
-        Settings::resolve_with(config, UserConfig::default())
+        Settings::resolve_with(config, UserConfig::default(), true)
     }
 
-    /// [`Settings::resolve`] under the user's config, whose word wins: its
-    /// runtime replaces the recipe's, its credential paths and variables are
-    /// added to the recipe's (or the defaults).
-    pub fn resolve_with(config: Config, mine: UserConfig) -> Result<Settings> {
+    /// [`Settings::resolve_with`] without a user config.
+    #[cfg(test)]
+    pub fn resolve_owned(config: Config, owned_by_root: bool) -> Result<Settings> {
+        Settings::resolve_with(config, UserConfig::default(), owned_by_root)
+    }
+
+    /// Each key's value or its default, then the checks on the whole, under
+    /// the user's config, whose word wins: its runtime replaces the recipe's,
+    /// its credential paths and variables are added to the recipe's (or the
+    /// defaults). Who owns the worktree decides who commands run as when the
+    /// recipe does not say ([`User::Owner`]).
+    pub fn resolve_with(config: Config, mine: UserConfig, owned_by_root: bool) -> Result<Settings> {
         let c = config.container;
         let limits = c.limits();
         let (runtime, overridden) = user_runtime(c.runtime, &mine);
         let (image, build) = image_or_build(c.image, c.build)?;
         let workdir = c.workdir.unwrap_or_else(|| DEFAULT_WORKDIR.to_owned());
         let venv = defaults::venv(&workdir);
-        let user = User::parse(c.user);
+        let user = User::parse(c.user, owned_by_root);
         // Running as the host's user, the state, logs and credentials go
         // under a HOME that user can write, unless the recipe placed them.
         let home = user.default_home();
@@ -355,7 +367,7 @@ mod tests {
         )
         .unwrap();
         let recipe = "[container]\nruntime = \"runc\"\n[env]\npass = [\"A\"]\n";
-        let s = Settings::resolve_with(Config::parse(recipe).unwrap(), user.clone()).unwrap();
+        let s = Settings::resolve_with(Config::parse(recipe).unwrap(), user.clone(), true).unwrap();
         assert_eq!(s.runtime.as_deref(), Some("runsc"));
         assert!(
             s.overridden[0].contains("`[container] runtime = \"runc\"`"),
@@ -369,7 +381,7 @@ mod tests {
             1
         );
         // The same runtime, or none, overrides nothing.
-        let s = Settings::resolve_with(Config::default(), user).unwrap();
+        let s = Settings::resolve_with(Config::default(), user, true).unwrap();
         assert_eq!(s.runtime.as_deref(), Some("runsc"));
         assert!(s.overridden.is_empty());
         assert_eq!(resolve("").unwrap().runtime, None);
@@ -400,5 +412,23 @@ mod tests {
         assert_eq!(s.state_mount, "/root/.sky");
         assert_eq!(resolve("").unwrap().user, User::Image);
         assert!(resolve("[container]\nuser = \"\"\n").is_err());
+    }
+
+    #[test]
+    fn a_worktree_root_does_not_own_gets_a_home_its_owner_can_write() {
+        let s = Settings::resolve_owned(Config::default(), false).unwrap();
+        assert_eq!(s.user, User::Owner);
+        assert_eq!(s.state_mount, "/home/devinst/.sky");
+        assert_eq!(s.logs_mount, "/home/devinst/sky_logs");
+        assert_eq!(s.credential_home, "/home/devinst");
+        let s = Settings::resolve_owned(
+            Config::parse("[container]\nuser = \"root\"\n").unwrap(),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            s.state_mount, "/root/.sky",
+            "a named user keeps the seed's layout"
+        );
     }
 }
