@@ -21,19 +21,24 @@ pub fn shell(ctx: &Invocation, args: ShellArgs) -> Result<i32> {
     let target = args.worktree.as_deref().unwrap_or(&ctx.cwd);
     let instance = Instance::find(target)?;
     let tty = terminal::wants_tty();
-    // Bash where the image has it, else sh, started after a login shell read
-    // the profile, which resets PATH: the venv goes back in front of it.
-    let argv = [
-        "sh",
-        "-c",
-        r#"if command -v bash >/dev/null 2>&1; then s=bash; else s=sh; fi
-exec "$s" -l -c 'if [ -n "$VIRTUAL_ENV" ]; then PATH="$VIRTUAL_ENV/bin:$PATH"; export PATH; fi; exec "$0"' "$s""#,
-    ]
-    .map(String::from)
-    .to_vec();
+    // A login shell: bash where the image has it, else sh. Its profile
+    // resets PATH, so the venv is put back in front afterwards: by bash's
+    // PROMPT_COMMAND (interactive) and BASH_ENV (not), and by the file in
+    // ENV that an interactive sh reads after the profile.
+    let argv = ["sh", "-c", LOGIN_SHELL].map(String::from).to_vec();
     let spec = exec_spec(&instance, &ctx.cwd, argv, tty);
     run(ctx, &instance, spec)
 }
+
+/// The script `devinst shell` runs inside.
+const LOGIN_SHELL: &str = r#"if [ -n "$VIRTUAL_ENV" ]; then
+    fix='case ":$PATH:" in *":$VIRTUAL_ENV/bin:"*) ;; *) PATH="$VIRTUAL_ENV/bin:$PATH"; export PATH ;; esac'
+    PROMPT_COMMAND=$fix; export PROMPT_COMMAND
+    if f=$(mktemp 2>/dev/null) && printf '%s\n' "$fix" >"$f"; then
+        ENV=$f BASH_ENV=$f; export ENV BASH_ENV
+    fi
+fi
+if command -v bash >/dev/null 2>&1; then exec bash -l; else exec sh -l; fi"#;
 
 /// Through the instance's agent when it can take the command (decided
 /// before any runtime exists: the shim's fast path), else the engine.

@@ -294,6 +294,13 @@ fn a_purge_by_a_user_who_is_not_root_removes_what_a_root_container_made() {
     let env = TestEnv::new();
     let user = User::new(&env, 47812);
     let repo = shared_repo(&env, "purge-user", [47840, 47849], "");
+    // Commands run as root, as a recipe that asks for it makes them: what
+    // they make in the worktree is root's.
+    let recipe = std::fs::read_to_string(repo.join("devinst.toml")).unwrap();
+    write(
+        &repo.join("devinst.toml"),
+        &recipe.replace("[container]\n", "[container]\nuser = \"0\"\n"),
+    );
     user.give(&repo);
     user.run(&env, &repo, &["setup"]).ok();
     user.run(&env, &repo, &["start"]).ok();
