@@ -6,6 +6,7 @@ mod support;
 mod core;
 mod engines;
 mod errors;
+mod everyday;
 mod exec;
 mod fleet;
 mod recipe;
