@@ -160,25 +160,55 @@ pub struct Container {
     pub id: String,
     /// `running`, `exited`, `paused`, `created`, ... or `unknown`.
     pub status: String,
+    /// Running, or paused (a paused container is running too, frozen).
     pub running: bool,
+    pub paused: bool,
     pub labels: BTreeMap<String, String>,
     pub image: Option<String>,
     pub runtime: Option<String>,
+    /// The host ports it was made to publish, running or not, sorted.
+    pub bindings: Vec<Published>,
+    /// The host paths it bind-mounts.
+    pub bind_sources: Vec<String>,
+    /// When the engine made it (RFC 3339), if it says.
+    pub created: Option<String>,
 }
 
 impl Container {
     fn from_api(info: ContainerInspectResponse) -> Container {
         let state = info.state.unwrap_or_default();
         let config = info.config.unwrap_or_default();
+        let host = info.host_config.unwrap_or_default();
+        // Docker lists binds in both places; Podman only at the top.
+        let mut bind_sources: Vec<String> = host
+            .mounts
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| m.typ == Some(MountType::BIND))
+            .filter_map(|m| m.source)
+            .collect();
+        for point in info.mounts.unwrap_or_default() {
+            let bind = point.typ.as_deref() == Some("bind");
+            match point.source {
+                Some(source) if bind && !bind_sources.contains(&source) => {
+                    bind_sources.push(source)
+                }
+                _ => {}
+            }
+        }
         Container {
             id: info.id.unwrap_or_default(),
             status: state
                 .status
                 .map_or_else(|| "unknown".to_owned(), |s| s.to_string()),
             running: state.running.unwrap_or(false),
+            paused: state.paused.unwrap_or(false),
             labels: config.labels.unwrap_or_default().into_iter().collect(),
             image: config.image,
-            runtime: info.host_config.and_then(|h| h.runtime),
+            runtime: host.runtime.filter(|r| !r.is_empty()),
+            bindings: bindings(host.port_bindings.unwrap_or_default()),
+            bind_sources,
+            created: info.created.filter(|c| !c.is_empty()),
         }
     }
 
@@ -187,14 +217,37 @@ impl Container {
     }
 }
 
+/// Port bindings as the API gives them (`"46580/tcp"` to host addresses),
+/// as plain values, sorted; udp and unparsable entries are left out.
+fn bindings(api: HashMap<String, Option<Vec<PortBinding>>>) -> Vec<Published> {
+    let mut out: Vec<Published> = api
+        .into_iter()
+        .filter_map(|(key, hosts)| {
+            let container_port = key.strip_suffix("/tcp")?.parse().ok()?;
+            Some((container_port, hosts.unwrap_or_default()))
+        })
+        .flat_map(|(container_port, hosts)| {
+            hosts.into_iter().filter_map(move |h| {
+                Some(Published {
+                    container_port,
+                    host_ip: h.host_ip.unwrap_or_default(),
+                    host_port: h.host_port?.parse().ok()?,
+                })
+            })
+        })
+        .collect();
+    out.sort_by_key(|p| (p.host_port, p.container_port));
+    out
+}
+
 /// A container as a listing shows it.
 #[derive(Debug, Clone, Default)]
 pub struct Listed {
     pub name: String,
     /// `running`, `exited`, ... or `unknown`.
     pub state: String,
-    pub image: Option<String>,
     pub labels: BTreeMap<String, String>,
+    /// Published host ports; engines list them for running containers only.
     pub ports: Vec<Published>,
 }
 
@@ -223,7 +276,6 @@ impl Listed {
             state: c
                 .state
                 .map_or_else(|| "unknown".to_owned(), |s| s.to_string()),
-            image: c.image,
             labels: c.labels.unwrap_or_default().into_iter().collect(),
             ports,
         })
@@ -332,6 +384,17 @@ impl Engine {
         }
     }
 
+    /// Unpauses a paused container; one that is not paused is fine.
+    pub async fn unpause(&self, name: &str) -> Result<()> {
+        match self.docker.unpause_container(name).await {
+            Ok(()) => Ok(()),
+            Err(err) if message(&err).contains("not paused") => Ok(()),
+            Err(err) => Err(self
+                .explain(err)
+                .context(format!("cannot unpause container `{name}`"))),
+        }
+    }
+
     /// Stops a container, giving it `timeout_secs` before SIGKILL. Returns
     /// false when it was not running or is not there.
     pub async fn stop(&self, name: &str, timeout_secs: i32) -> Result<bool> {
@@ -399,6 +462,31 @@ fn lacks_init_binary(err: &bollard::errors::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn port_bindings_become_sorted_plain_values() {
+        let binding = |ip: &str, port: &str| PortBinding {
+            host_ip: Some(ip.to_owned()),
+            host_port: Some(port.to_owned()),
+        };
+        let api = HashMap::from([
+            (
+                "8080/tcp".to_owned(),
+                Some(vec![binding("127.0.0.1", "46502")]),
+            ),
+            (
+                "46580/tcp".to_owned(),
+                Some(vec![binding("127.0.0.1", "46501")]),
+            ),
+            ("53/udp".to_owned(), Some(vec![binding("", "46503")])),
+            ("9/tcp".to_owned(), None),
+        ]);
+        let ports: Vec<(u16, u16)> = bindings(api)
+            .iter()
+            .map(|p| (p.host_port, p.container_port))
+            .collect();
+        assert_eq!(ports, [(46501, 46580), (46502, 8080)]);
+    }
 
     #[test]
     fn podmans_missing_init_is_recognised() {

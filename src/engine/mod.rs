@@ -84,6 +84,16 @@ impl Engine {
         })
     }
 
+    /// Whether an engine answers on the endpoint: `false` when nothing
+    /// listens there (no engine runs), an error for any other failure.
+    pub async fn answers(&self) -> Result<bool> {
+        match self.docker.ping().await {
+            Ok(_) => Ok(true),
+            Err(err) if is_connection_failure(&err) => Ok(false),
+            Err(err) => Err(self.explain(err)),
+        }
+    }
+
     /// Raises the client's API version to the engine's, after the engine
     /// refused the pinned one as too old.
     pub async fn renegotiate(&mut self) -> Result<()> {

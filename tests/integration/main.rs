@@ -9,6 +9,7 @@ mod errors;
 mod everyday;
 mod exec;
 mod fleet;
+mod ports;
 mod recipe;
 mod scripts;
 mod services;
