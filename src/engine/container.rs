@@ -366,9 +366,23 @@ impl Engine {
         }
     }
 
-    /// Starts a container; one already running is fine.
+    /// Starts a container; one already running is fine. One still being
+    /// stopped (Podman refuses it as "state improper") is waited for.
     pub async fn start(&self, name: &str) -> Result<(), StartError> {
-        match self.docker.start_container(name, None).await {
+        let mut attempt = 0;
+        loop {
+            match self.docker.start_container(name, None).await {
+                Err(err) if message(&err).contains("state improper") && attempt < 100 => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                result => return self.started(result),
+            }
+        }
+    }
+
+    fn started(&self, result: Result<(), bollard::errors::Error>) -> Result<(), StartError> {
+        match result {
             Ok(()) => Ok(()),
             Err(err) if http_status(&err) == Some(304) => Ok(()),
             Err(err) => {

@@ -287,11 +287,14 @@ fn is_podman(component_names: &[String]) -> bool {
 }
 
 /// The container cannot take an exec because it is missing (404) or not
-/// running: Docker answers 409, Podman 500 with "container state improper".
+/// running: Docker answers 409 (500 "is not running" while it stops), Podman
+/// 500 with "container state improper".
 fn is_missing_or_stopped(err: &ApiError) -> bool {
     match http_status(err) {
         Some(404 | 409) => true,
-        Some(500) => message(err).contains("container state improper"),
+        Some(500) => ["container state improper", "is not running"]
+            .iter()
+            .any(|m| message(err).contains(m)),
         _ => false,
     }
 }
@@ -361,6 +364,11 @@ mod tests {
         assert!(is_missing_or_stopped(&answer(
             500,
             "can only create exec sessions on running containers: container state improper"
+        )));
+        // Docker 20.10, racing a stop.
+        assert!(is_missing_or_stopped(&answer(
+            500,
+            "Container abc is not running: Exited (143) Less than a second ago"
         )));
         assert!(!is_missing_or_stopped(&answer(
             500,

@@ -5,10 +5,11 @@
 use super::lifecycle::ensure_running;
 use super::ownership::is_ours;
 use super::Instance;
-use crate::engine::exec::{ExecError, ExecSpec, Output};
+use crate::engine::exec::{ExecError, ExecSpec, Output, RunFailure};
 use crate::engine::Engine;
+use crate::support::error::Hint;
 use crate::support::{output, terminal};
-use anyhow::Result;
+use anyhow::{anyhow, Result};
 use std::path::Path;
 
 /// Runs `spec` in the instance, starting the instance first if it is stopped
@@ -42,7 +43,16 @@ pub async fn run_in(mut engine: Engine, instance: &Instance, spec: &ExecSpec) ->
             ensure_running(&engine, instance, false).await?;
             create_or_start(&engine, instance, spec).await?
         }
-        Ok(id) => id,
+        Ok(id) => {
+            if super::setup_steps::incomplete(instance) {
+                output::warn(format!(
+                    "the setup steps of instance `{}` did not finish (one failed or was interrupted); \
+                     run `devinst start` to finish them",
+                    instance.record.name
+                ));
+            }
+            id
+        }
         Err(ExecError::VersionTooOld) => {
             engine.renegotiate().await?;
             create_or_start(&engine, instance, spec).await?
@@ -50,9 +60,31 @@ pub async fn run_in(mut engine: Engine, instance: &Instance, spec: &ExecSpec) ->
         Err(ExecError::NotRunning) => start_then_create(&engine, instance, spec).await?,
         Err(err) => return Err(err.into()),
     };
-    engine
+    let ran = engine
         .run_exec(container, &id, spec, Output::Passthrough)
-        .await
+        .await;
+    ran.map_err(|err| {
+        let hint = match err.downcast_ref::<RunFailure>() {
+            Some(RunFailure::NoDirectory { .. }) => format!(
+                "run it from a directory that exists inside: the worktree is at `{}`, \
+                 and directories outside it map to that",
+                instance.settings.workdir
+            ),
+            Some(RunFailure::StoppedBeforeStart { .. }) => {
+                "run it again: a stopped instance is started first".to_owned()
+            }
+            Some(RunFailure::StoppedWhileRunning { .. }) => {
+                "run `devinst start` (or the command again: a stopped instance is started first)"
+                    .to_owned()
+            }
+            Some(RunFailure::Refused { .. }) => {
+                "run it again; if it fails the same way, `devinst start --recreate` makes the container anew"
+                    .to_owned()
+            }
+            None => return err,
+        };
+        err.context(Hint(hint))
+    })
 }
 
 async fn create_or_start(engine: &Engine, instance: &Instance, spec: &ExecSpec) -> Result<String> {
@@ -73,7 +105,16 @@ async fn start_then_create(
         instance.record.name
     ));
     ensure_running(engine, instance, false).await?;
-    Ok(engine.create_exec(&instance.record.container, spec).await?)
+    let container = &instance.record.container;
+    engine
+        .create_exec(container, spec)
+        .await
+        .map_err(|err| match err {
+            ExecError::NotRunning => {
+                anyhow!("container `{container}` stopped again as soon as it was started (`devinst stop` or the engine)")
+            }
+            err => err.into(),
+        })
 }
 
 pub fn exec_spec(instance: &Instance, cwd: &Path, argv: Vec<String>, tty: bool) -> ExecSpec {

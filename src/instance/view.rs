@@ -27,6 +27,10 @@ pub struct InstanceView {
     pub image: Option<String>,
     pub runtime: Option<String>,
     pub created: String,
+    /// The setup steps: `done`, `incomplete` (failed or interrupted; the
+    /// next `start` runs them again), `pending` (not run in this container
+    /// with these inputs yet), `none` (the recipe has none); empty in `list`.
+    pub setup: String,
     /// The services beside the instance; empty in `list`.
     pub services: Vec<crate::instance::services::ServiceView>,
 }
@@ -50,6 +54,8 @@ pub async fn status(engine: &Engine, instance: &Instance) -> Result<InstanceView
         )),
         runtime: None,
         created: r.created.clone(),
+        setup: super::setup_steps::progress(instance, info.as_ref().map(|i| i.id.as_str()))
+            .to_owned(),
         services: super::services::views(engine, instance).await?,
     };
     if let Some(info) = info {
@@ -104,6 +110,7 @@ pub async fn list(engine: Option<&Engine>) -> Result<Vec<InstanceView>> {
                 image: None,
                 runtime: None,
                 created: entry.created,
+                setup: String::new(),
                 services: Vec::new(),
             },
         );
@@ -156,6 +163,7 @@ async fn merge_containers(
                 image: None,
                 runtime: None,
                 created: String::new(),
+                setup: String::new(),
                 services: Vec::new(),
             }
         });

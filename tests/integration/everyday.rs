@@ -1,12 +1,13 @@
-//! Everyday use as the README promises it: `list` and `status` alike, a
-//! paused container, a credential directory that went away, doctor's
-//! credentials.
+//! Everyday use as the README promises it: an interrupted start completed by
+//! the next, `-q`, `list` and `status` alike, a paused container, a
+//! credential directory that went away, doctor's credentials.
 //!
 //! Host ports stay within 48450-48499.
 
 use crate::support::*;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// `ev-<what>-<pid>`: unique on this engine.
 fn unique(what: &str) -> String {
@@ -35,8 +36,106 @@ fn steps_repo(env: &TestEnv, what: &str, steps: &[&str], outputs: &[&str]) -> Pa
     dir
 }
 
+/// Waits until `done` holds, at most 60 s.
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn json(run: &Run) -> serde_json::Value {
     serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}\n{run}"))
+}
+
+#[test]
+fn an_interrupted_start_is_completed_by_the_next() {
+    let env = TestEnv::new();
+    // Step A makes the output the recipe names; B is slow while /app/slow
+    // exists; C comes last.
+    let repo = steps_repo(
+        &env,
+        "interrupted",
+        &[
+            "mkdir -p /app/out && echo A > /app/out/a",
+            "if [ -e /app/slow ]; then touch /app/b-running; sleep 300; fi; echo B > /app/out/b",
+            "echo C > /app/out/c",
+        ],
+        &["out/a"],
+    );
+    env.run(&repo, &["setup"]).ok();
+    env.run(&repo, &["start"]).ok();
+    for signal in ["INT", "TERM"] {
+        // Everything made again, as after `rm -rf .sky-dev/venv`.
+        std::fs::remove_dir_all(repo.join("out")).unwrap();
+        std::fs::write(repo.join("slow"), "").unwrap();
+        let _ = std::fs::remove_file(repo.join("b-running"));
+        let child = env
+            .cmd(&repo)
+            .arg("start")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_until("step B", || repo.join("b-running").exists());
+        Command::new("kill")
+            .args([format!("-{signal}"), child.id().to_string()])
+            .status()
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{signal}: {stderr}");
+        assert!(!repo.join("out/c").exists(), "{signal}: {stderr}");
+        // Step B ended inside too.
+        let ps = env.run(&repo, &["exec", "--", "ps", "-o", "args"]);
+        assert!(!ps.stdout.contains("sleep 300"), "{signal}: {ps}");
+
+        let status = json(&env.run(&repo, &["status", "--json"]).ok());
+        assert_eq!(status["setup"], "incomplete", "{signal}: {status}");
+        let run = env.sh(&repo, "echo hi").ok();
+        assert_eq!(run.stdout, "hi\n");
+        assert_eq!(
+            run.stderr.matches("did not finish").count(),
+            1,
+            "{signal}: {run}"
+        );
+        assert!(run.stderr.contains("`devinst start`"), "{run}");
+
+        std::fs::remove_file(repo.join("slow")).unwrap();
+        let run = env.run(&repo, &["start"]).ok();
+        assert!(run.stderr.contains("setup step 3/3"), "{signal}: {run}");
+        assert!(repo.join("out/c").exists(), "{signal}: {run}");
+        let run = env.sh(&repo, "true").ok();
+        assert!(!run.stderr.contains("did not finish"), "{run}");
+        let status = json(&env.run(&repo, &["status", "--json"]).ok());
+        assert_eq!(status["setup"], "done");
+    }
+}
+
+#[test]
+fn quiet_shows_setup_output_only_when_a_step_fails() {
+    let env = TestEnv::new();
+    let repo = steps_repo(
+        &env,
+        "quiet",
+        &[
+            "echo first-step-says-hello",
+            "if [ -e /app/fail ]; then echo second-step-fails; exit 3; fi",
+        ],
+        &[],
+    );
+    env.run(&repo, &["setup"]).ok();
+    std::fs::write(repo.join("fail"), "").unwrap();
+    let run = env
+        .run(&repo, &["-q", "start"])
+        .fails_with(1, "exit code 3");
+    assert!(run.stderr.contains("second-step-fails"), "{run}");
+
+    std::fs::remove_file(repo.join("fail")).unwrap();
+    let run = env.run(&repo, &["-q", "start"]).ok();
+    assert!(run.stderr.is_empty(), "{run}");
+    assert!(!run.stdout.is_empty(), "the port mapping is data\n{run}");
 }
 
 #[test]
