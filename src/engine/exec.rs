@@ -387,7 +387,8 @@ async fn signal_marked(docker: &Docker, container: &str, marker: &str, signal: &
              pids=\"$pids ${{d#/proc/}}\"; \
            fi; \
          done; \
-         [ -z \"$pids\" ] || kill -s {signal} $(printf '%s\\n' $pids | sort -n) 2>/dev/null"
+         [ -z \"$pids\" ] || kill -s {signal} \
+           $(printf '%s\\n' $pids | sort -n 2>/dev/null || echo $pids) 2>/dev/null"
     );
     let options = CreateExecOptions {
         cmd: Some(vec!["sh".to_owned(), "-c".to_owned(), script]),
