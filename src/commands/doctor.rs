@@ -341,6 +341,19 @@ fn credentials_check(settings: &Settings) -> Check {
             .collect::<Vec<_>>()
             .join(", ")
     };
+    if settings.credential_paths.is_empty() {
+        return Check::ok("credentials", "the recipe mounts none");
+    }
+    if found.is_empty() && settings.default_credentials() {
+        // Mounted when they exist; a project may need none of them.
+        return Check::ok(
+            "credentials",
+            format!(
+                "none of the default directories exists ({}), so none is mounted",
+                list(&missing)
+            ),
+        );
+    }
     if found.is_empty() {
         return Check::problem(
             "credentials",

@@ -25,7 +25,10 @@ pub async fn run(ctx: &Invocation, args: JsonArgs) -> Result<i32> {
         table.row([
             v.name.clone(),
             v.state.clone(),
-            v.port.to_string(),
+            match v.port {
+                0 => "-".to_owned(),
+                port => port.to_string(),
+            },
             v.container.clone(),
             format!("{}{gone}", v.worktree),
         ]);

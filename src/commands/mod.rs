@@ -79,7 +79,7 @@ pub fn dispatch(command: Command, ctx: &Invocation) -> Result<i32> {
 
 /// A single-threaded runtime: each command talks to one engine over one
 /// socket, and a shim's start-up must stay light.
-pub fn block_on<F: Future<Output = Result<i32>>>(future: F) -> Result<i32> {
+pub fn block_on<T, F: Future<Output = Result<T>>>(future: F) -> Result<T> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -87,22 +87,4 @@ pub fn block_on<F: Future<Output = Result<i32>>>(future: F) -> Result<i32> {
     // Don't wait for a stdin reader blocked on a terminal.
     runtime.shutdown_background();
     result
-}
-
-/// Runs a helper future whose failure only means "nothing known": the engine
-/// may be down during `setup`, which must still work.
-pub fn block_on_value<T: Default>(future: impl Future<Output = Result<T>>) -> T {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(_) => return T::default(),
-    };
-    let value = runtime.block_on(future).unwrap_or_else(|err| {
-        tracing::debug!("engine not consulted: {err:#}");
-        T::default()
-    });
-    runtime.shutdown_background();
-    value
 }

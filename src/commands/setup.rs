@@ -39,15 +39,17 @@ pub fn run(ctx: &Invocation, args: SetupArgs) -> Result<i32> {
     if let Some(explicit) = &args.name {
         names::validate(explicit).hint("pick a name like `feature-x`")?;
     }
-    // What the engine holds (published ports, containers' worktrees),
-    // gathered before taking the lock; an engine that is down holds nothing.
     let tier = args
         .tier
         .or_else(|| previous.as_ref().and_then(|p| p.tier.clone()));
     settings.limits_for(tier.as_deref()).hint(
         "name a tier from `[tiers.NAME]` in devinst.toml with `devinst setup --tier NAME`, or add that table",
     )?;
-    let held = super::block_on_value(engine_holdings(ctx.engine_choice(Some(&settings))));
+    // What the engine holds (ports, containers' worktrees), gathered before
+    // taking the lock; an engine that is down holds nothing.
+    let held = super::block_on(engine_holdings(ctx.engine_choice(Some(&settings))))?;
+    // Deleting `.port` asks for a new one (the hint when a port is taken).
+    let new_port = previous.is_some() && !layout.port_file().exists();
 
     let mut registry = Registry::lock()?;
     let request = Request {
@@ -56,9 +58,14 @@ pub fn run(ctx: &Invocation, args: SetupArgs) -> Result<i32> {
         explicit: args.name.as_deref(),
         previous: previous.as_ref(),
         tier,
+        new_port,
     };
-    let live_owner = |container: &str| held.live_owner(container, &root);
-    let (record, renamed) = allocate::reserve(&mut registry, &request, &held.ports, &live_owner)?;
+    let live_owner = |container: &str| {
+        held.as_ref()
+            .and_then(|held| held.live_owner(container, &root))
+    };
+    let engine_ports = held.as_ref().map(|held| &held.ports);
+    let (record, renamed) = allocate::reserve(&mut registry, &request, engine_ports, &live_owner)?;
     // The registry is saved first: a setup killed after this point finds its
     // own reservation next time and completes.
     registry.save()?;

@@ -46,9 +46,22 @@ fn text(view: &InstanceView) -> String {
             view.runtime.clone().unwrap_or_else(|| "default".into()),
         ),
         ("created", view.created.clone()),
+        ("setup", setup_text(&view.setup)),
     ];
     lines.extend(services.lines().map(|line| ("service", line.to_owned())));
     table::pairs(lines)
+}
+
+/// The setup steps' progress, with what to do about it.
+fn setup_text(progress: &str) -> String {
+    match progress {
+        "incomplete" => {
+            "incomplete (a step failed or was interrupted; `devinst start` runs them again)".into()
+        }
+        "pending" => "pending (`devinst start` runs them)".into(),
+        "none" => "none (the recipe has no setup steps)".into(),
+        other => other.into(),
+    }
 }
 
 #[cfg(test)]
@@ -81,6 +94,7 @@ mod tests {
             image: None,
             runtime: None,
             created: "2026-11-23T14:30:05Z".into(),
+            setup: "incomplete".into(),
             services: vec![
                 service("db", "running", &["127.0.0.1:46581 -> 5432"]),
                 service("cache", "missing", &[]),
@@ -96,6 +110,7 @@ mod tests {
              ports:     127.0.0.1:46580 -> 8080\n\
              runtime:   default\n\
              created:   2026-11-23T14:30:05Z\n\
+             setup:     incomplete (a step failed or was interrupted; `devinst start` runs them again)\n\
              service:   db     (skypilot-dev-feat-db)     running  127.0.0.1:46581 -> 5432\n\
              service:   cache  (skypilot-dev-feat-cache)  missing"
         );

@@ -186,7 +186,9 @@ pub struct Container {
     pub id: String,
     /// `running`, `exited`, `paused`, `created`, ... or `unknown`.
     pub status: String,
+    /// Running, or paused (a paused container is running too, frozen).
     pub running: bool,
+    pub paused: bool,
     pub labels: BTreeMap<String, String>,
     pub image: Option<String>,
     pub runtime: Option<String>,
@@ -195,24 +197,47 @@ pub struct Container {
     /// The environment its processes start with (`KEY=VALUE`): the image's
     /// merged with the container's own.
     pub env: Vec<String>,
+    /// The host ports it was made to publish, running or not, sorted.
+    pub bindings: Vec<Published>,
+    /// The host paths it bind-mounts.
+    pub bind_sources: Vec<String>,
+    /// When the engine made it (RFC 3339), if it says.
+    pub created: Option<String>,
 }
 
 impl Container {
     fn from_api(info: ContainerInspectResponse) -> Container {
         let state = info.state.unwrap_or_default();
         let config = info.config.unwrap_or_default();
+        let host = info.host_config.unwrap_or_default();
+        let points = info.mounts.unwrap_or_default();
+        // Docker lists binds in both places; Podman only at the top.
+        let mut bind_sources: Vec<String> = host
+            .mounts
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| m.typ == Some(MountType::BIND))
+            .filter_map(|m| m.source)
+            .collect();
+        for point in &points {
+            let bind = point.typ.as_deref() == Some("bind");
+            match &point.source {
+                Some(source) if bind && !bind_sources.contains(source) => {
+                    bind_sources.push(source.clone())
+                }
+                _ => {}
+            }
+        }
         Container {
             id: info.id.unwrap_or_default(),
             status: state
                 .status
                 .map_or_else(|| "unknown".to_owned(), |s| s.to_string()),
             running: state.running.unwrap_or(false),
+            paused: state.paused.unwrap_or(false),
             labels: config.labels.unwrap_or_default().into_iter().collect(),
             image: config.image,
-            runtime: info.host_config.and_then(|h| h.runtime),
-            volumes: info
-                .mounts
-                .unwrap_or_default()
+            volumes: points
                 .into_iter()
                 .filter(|m| m.typ.as_deref() == Some("volume"))
                 .filter_map(|m| {
@@ -223,6 +248,10 @@ impl Container {
                 })
                 .collect(),
             env: config.env.unwrap_or_default(),
+            runtime: host.runtime.filter(|r| !r.is_empty()),
+            bindings: bindings(host.port_bindings.unwrap_or_default()),
+            bind_sources,
+            created: info.created.filter(|c| !c.is_empty()),
         }
     }
 
@@ -231,14 +260,37 @@ impl Container {
     }
 }
 
+/// Port bindings as the API gives them (`"46580/tcp"` to host addresses),
+/// as plain values, sorted; udp and unparsable entries are left out.
+fn bindings(api: HashMap<String, Option<Vec<PortBinding>>>) -> Vec<Published> {
+    let mut out: Vec<Published> = api
+        .into_iter()
+        .filter_map(|(key, hosts)| {
+            let container_port = key.strip_suffix("/tcp")?.parse().ok()?;
+            Some((container_port, hosts.unwrap_or_default()))
+        })
+        .flat_map(|(container_port, hosts)| {
+            hosts.into_iter().filter_map(move |h| {
+                Some(Published {
+                    container_port,
+                    host_ip: h.host_ip.unwrap_or_default(),
+                    host_port: h.host_port?.parse().ok()?,
+                })
+            })
+        })
+        .collect();
+    out.sort_by_key(|p| (p.host_port, p.container_port));
+    out
+}
+
 /// A container as a listing shows it.
 #[derive(Debug, Clone, Default)]
 pub struct Listed {
     pub name: String,
     /// `running`, `exited`, ... or `unknown`.
     pub state: String,
-    pub image: Option<String>,
     pub labels: BTreeMap<String, String>,
+    /// Published host ports; engines list them for running containers only.
     pub ports: Vec<Published>,
 }
 
@@ -267,7 +319,6 @@ impl Listed {
             state: c
                 .state
                 .map_or_else(|| "unknown".to_owned(), |s| s.to_string()),
-            image: c.image,
             labels: c.labels.unwrap_or_default().into_iter().collect(),
             ports,
         })
@@ -358,9 +409,23 @@ impl Engine {
         }
     }
 
-    /// Starts a container; one already running is fine.
+    /// Starts a container; one already running is fine. One still being
+    /// stopped (Podman refuses it as "state improper") is waited for.
     pub async fn start(&self, name: &str) -> Result<(), StartError> {
-        match self.docker.start_container(name, None).await {
+        let mut attempt = 0;
+        loop {
+            match self.docker.start_container(name, None).await {
+                Err(err) if message(&err).contains("state improper") && attempt < 100 => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                result => return self.started(result),
+            }
+        }
+    }
+
+    fn started(&self, result: Result<(), bollard::errors::Error>) -> Result<(), StartError> {
+        match result {
             Ok(()) => Ok(()),
             Err(err) if http_status(&err) == Some(304) => Ok(()),
             Err(err) => {
@@ -373,6 +438,17 @@ impl Engine {
                 }
                 Err(StartError::Refused(err))
             }
+        }
+    }
+
+    /// Unpauses a paused container; one that is not paused is fine.
+    pub async fn unpause(&self, name: &str) -> Result<()> {
+        match self.docker.unpause_container(name).await {
+            Ok(()) => Ok(()),
+            Err(err) if message(&err).contains("not paused") => Ok(()),
+            Err(err) => Err(self
+                .explain(err)
+                .context(format!("cannot unpause container `{name}`"))),
         }
     }
 
@@ -397,14 +473,6 @@ impl Engine {
         self.docker.pause_container(name).await.map_err(|err| {
             self.explain(err)
                 .context(format!("cannot pause container `{name}`"))
-        })
-    }
-
-    /// Lets a paused container run on.
-    pub async fn unpause(&self, name: &str) -> Result<()> {
-        self.docker.unpause_container(name).await.map_err(|err| {
-            self.explain(err)
-                .context(format!("cannot unpause container `{name}`"))
         })
     }
 
@@ -485,6 +553,31 @@ fn lacks_init_binary(err: &bollard::errors::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn port_bindings_become_sorted_plain_values() {
+        let binding = |ip: &str, port: &str| PortBinding {
+            host_ip: Some(ip.to_owned()),
+            host_port: Some(port.to_owned()),
+        };
+        let api = HashMap::from([
+            (
+                "8080/tcp".to_owned(),
+                Some(vec![binding("127.0.0.1", "46502")]),
+            ),
+            (
+                "46580/tcp".to_owned(),
+                Some(vec![binding("127.0.0.1", "46501")]),
+            ),
+            ("53/udp".to_owned(), Some(vec![binding("", "46503")])),
+            ("9/tcp".to_owned(), None),
+        ]);
+        let ports: Vec<(u16, u16)> = bindings(api)
+            .iter()
+            .map(|p| (p.host_port, p.container_port))
+            .collect();
+        assert_eq!(ports, [(46501, 46580), (46502, 8080)]);
+    }
 
     #[test]
     fn podmans_missing_init_is_recognised() {

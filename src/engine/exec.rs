@@ -3,7 +3,12 @@
 //! code read back. This is every shim's path: one create, one attach, one
 //! inspect, and nothing else unless a signal arrives.
 
-use super::Engine;
+mod signals;
+mod sink;
+
+pub use sink::RunFailure;
+
+use super::{http_status, Engine};
 use crate::support::terminal::{self, RawMode};
 use anyhow::{Context, Result};
 use bollard::container::LogOutput;
@@ -12,10 +17,12 @@ use bollard::exec::{CreateExecOptions, ResizeExecOptions, StartExecOptions, Star
 use bollard::models::ExecConfig;
 use bollard::Docker;
 use futures_util::StreamExt;
+use signals::{signal_name, CtrlC, Signals};
+use sink::{Ending, Sink};
 use std::io::{Read, Write};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
-use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::signal::unix::SignalKind;
 
 /// How long the engine may take to record an exec's exit code after its
 /// output ended.
@@ -54,6 +61,8 @@ pub enum Output {
     Passthrough,
     /// Both to stderr: setup steps, whose output is progress, not data.
     Stderr,
+    /// Both kept, in order, for the caller to show or not.
+    Captured,
 }
 
 /// Why an exec could not be created.
@@ -122,8 +131,19 @@ impl Engine {
         spec: &ExecSpec,
         output: Output,
     ) -> Result<i64> {
+        self.stream_exec(container, id, spec, &mut Sink::new(output))
+            .await
+    }
+
+    async fn stream_exec(
+        &self,
+        container: &str,
+        id: &str,
+        spec: &ExecSpec,
+        sink: &mut Sink,
+    ) -> Result<i64> {
         let started_at = std::time::Instant::now();
-        let (mut stream, input) = self.attach(id, spec).await?;
+        let (mut stream, input) = self.attach(container, id, spec).await?;
         // Raw mode only once the command runs, so an error before leaves the
         // terminal as it was; the guard restores it on every way out of here.
         let _raw = match spec.tty {
@@ -133,15 +153,12 @@ impl Engine {
         if spec.tty {
             resize(&self.docker, id, true).await;
         }
+        let (ctrl_c_tx, mut ctrl_c) = tokio::sync::mpsc::channel(1);
         match spec.stdin {
-            true => forward_stdin(input),
+            true => forward_stdin(input, spec.tty.then_some(ctrl_c_tx)),
             false => drop(input),
         }
         let mut signals = Signals::listen(spec)?;
-        let mut sink = Sink {
-            mode: output,
-            not_found: false,
-        };
         let mut signalled = false;
         loop {
             tokio::select! {
@@ -149,13 +166,14 @@ impl Engine {
                     Some(frame) => sink.frame(frame.map_err(|e| self.explain(e))?)?,
                     None => break,
                 },
+                // Ctrl-C typed three times within a second on the terminal.
+                Some(()) = ctrl_c.recv() => return Ok(self.give_up(container, spec, 2).await),
                 Some(kind) = signals.next() => {
                     if kind == SignalKind::window_change() {
                         resize(&self.docker, id, false).await;
                     } else if let Some(marker) = &spec.marker {
-                        if signals.count_interrupts(kind) >= 3 {
-                            // The command ignores it; the user wants out.
-                            return Ok(128 + kind.as_raw_value() as i64);
+                        if signals.gives_up(kind) {
+                            return Ok(self.give_up(container, spec, kind.as_raw_value()).await);
                         }
                         signalled = true;
                         self.pass_signal(container, marker, kind);
@@ -169,23 +187,77 @@ impl Engine {
             // shell shields from SIGINT) must not outlive it.
             signal_marked(&self.docker, container, marker, "KILL").await;
         }
-        let code = self.exit_code(id).await?;
+        let code = self.exit_code(container, id).await?;
         tracing::debug!("exec exit code read after {:?}", started_at.elapsed());
-        Ok(sink.shell_code(code))
+        self.finish(container, spec, sink, code).await
     }
 
-    /// Starts the exec attached: its output stream and its stdin.
-    async fn attach(&self, id: &str, spec: &ExecSpec) -> Result<(OutputStream, ExecInput)> {
+    /// The exit code to report, or why the runtime never ran the command.
+    async fn finish(
+        &self,
+        container: &str,
+        spec: &ExecSpec,
+        sink: &mut Sink,
+        code: i64,
+    ) -> Result<i64> {
+        match sink.ending(code, container, spec.workdir.as_deref())? {
+            Ending::Code(code) => Ok(code),
+            Ending::Refused { message, code } if sink::is_about_the_command(&message) => {
+                sink.refused(&message, code)
+            }
+            Ending::Refused { message, .. } => Err(self.refusal(container, &message).await),
+        }
+    }
+
+    /// Why the runtime would not start a command: the container was
+    /// stopping (its words for that vary: "read init-p", "error writing
+    /// config to pipe", ...), or the reason it gives.
+    async fn refusal(&self, container: &str, message: &[u8]) -> anyhow::Error {
+        let container = container.to_owned();
+        for _ in 0..20 {
+            match self.inspect(&container).await {
+                Ok(Some(info)) if info.running => {}
+                Ok(_) => return RunFailure::StoppedBeforeStart { container }.into(),
+                Err(err) => return err,
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let reason = sink::reason(message);
+        RunFailure::Refused { container, reason }.into()
+    }
+
+    /// The user gave up on a command that ignores the interrupt: it ends,
+    /// with everything it started, and so does the wait.
+    async fn give_up(&self, container: &str, spec: &ExecSpec, signal: i32) -> i64 {
+        if let Some(marker) = &spec.marker {
+            signal_marked(&self.docker, container, marker, "KILL").await;
+        }
+        128 + i64::from(signal)
+    }
+
+    /// Starts the exec attached: its output stream and its stdin. A
+    /// container stopped since the exec was made has taken the exec along
+    /// (Docker answers 404, Podman 409).
+    async fn attach(
+        &self,
+        container: &str,
+        id: &str,
+        spec: &ExecSpec,
+    ) -> Result<(OutputStream, ExecInput)> {
         let start = StartExecOptions {
             detach: false,
             tty: spec.tty,
             output_capacity: Some(64 * 1024),
         };
-        let started = self
-            .docker
-            .start_exec(id, Some(start))
-            .await
-            .map_err(|e| self.explain(e))?;
+        let started = match self.docker.start_exec(id, Some(start)).await {
+            Ok(started) => started,
+            Err(err) if exec_gone(&err) || super::is_missing_or_stopped(&err) => {
+                tracing::debug!("exec start refused: {err}");
+                let container = container.to_owned();
+                return Err(RunFailure::StoppedBeforeStart { container }.into());
+            }
+            Err(err) => return Err(self.explain(err)),
+        };
         match started {
             StartExecResults::Attached { output, input } => Ok((output, input)),
             StartExecResults::Detached => {
@@ -204,20 +276,23 @@ impl Engine {
     }
 
     /// The exit code, once the engine has recorded it: right after the stream
-    /// ends some engines still report the exec as running for a moment.
-    /// The exec's exit code, once the engine has it. The output stream ends
-    /// a moment before the engine records the code; a busy engine takes
-    /// longer, which must never turn into a wrong answer, so this waits (with
-    /// a growing pause) up to [`EXIT_CODE_PATIENCE`] before it gives up.
-    async fn exit_code(&self, id: &str) -> Result<i64> {
+    /// ends some engines still report the exec as running for a moment; a
+    /// busy engine takes longer, which must never turn into a wrong answer,
+    /// so this waits (with a growing pause) up to [`EXIT_CODE_PATIENCE`]
+    /// before it gives up. A container that stopped meanwhile took the exec
+    /// along (Docker's 404).
+    async fn exit_code(&self, container: &str, id: &str) -> Result<i64> {
         let started = std::time::Instant::now();
         let mut pause = Duration::from_millis(2);
         loop {
-            let info = self
-                .docker
-                .inspect_exec(id)
-                .await
-                .map_err(|e| self.explain(e))?;
+            let info = match self.docker.inspect_exec(id).await {
+                Ok(info) => info,
+                Err(err) if exec_gone(&err) => {
+                    let container = container.to_owned();
+                    return Err(RunFailure::StoppedWhileRunning { container }.into());
+                }
+                Err(err) => return Err(self.explain(err)),
+            };
             if info.running != Some(true) {
                 if let Some(code) = info.exit_code {
                     return Ok(code);
@@ -248,18 +323,44 @@ impl Engine {
             .with_context(|| format!("cannot run a command in `{container}`"))?;
         self.run_exec(container, &id, spec, output).await
     }
+
+    /// Runs `spec` to its end with its output kept rather than shown, and
+    /// returns the exit code and the output (both streams, in order).
+    pub async fn exec_captured(&self, container: &str, spec: &ExecSpec) -> Result<(i64, Vec<u8>)> {
+        let id = self
+            .create_exec(container, spec)
+            .await
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("cannot run a command in `{container}`"))?;
+        let mut sink = Sink::new(Output::Captured);
+        let code = self.stream_exec(container, &id, spec, &mut sink).await?;
+        Ok((code, sink.captured))
+    }
 }
 
 type OutputStream =
     std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<LogOutput, ApiError>> + Send>>;
 type ExecInput = std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>;
 
+/// The exec is gone, taken along by a container that stopped: Docker
+/// answers 404, Podman 500 "no such exec session".
+fn exec_gone(err: &ApiError) -> bool {
+    http_status(err) == Some(404) || super::message(err).contains("no such exec session")
+}
+
 /// Copies our stdin into the exec; its end reaches the command as the end of
-/// its input.
-fn forward_stdin(mut input: ExecInput) {
+/// its input. On a terminal (`ctrl_c` given), says when Ctrl-C was typed
+/// three times within a second.
+fn forward_stdin(mut input: ExecInput, ctrl_c: Option<tokio::sync::mpsc::Sender<()>>) {
     tokio::spawn(async move {
         let mut chunks = stdin_chunks();
+        let mut typed = CtrlC::default();
         while let Some(chunk) = chunks.recv().await {
+            if let Some(tx) = &ctrl_c {
+                if typed.gives_up(&chunk, std::time::Instant::now()) {
+                    let _ = tx.try_send(());
+                }
+            }
             if input.write_all(&chunk).await.is_err() {
                 return;
             }
@@ -291,14 +392,18 @@ async fn resize(docker: &Docker, id: &str, first: bool) {
 }
 
 /// Sends `signal` to every process inside that carries the exec's marker,
-/// and waits until that is done.
+/// and waits until that is done. They are found first and signalled at once,
+/// oldest first: a shell signalled after its child has had time to go on
+/// with its script.
 async fn signal_marked(docker: &Docker, container: &str, marker: &str, signal: &str) {
     let script = format!(
-        "for d in /proc/[0-9]*; do \
+        "pids=; for d in /proc/[0-9]*; do \
            if tr '\\0' '\\n' < \"$d/environ\" 2>/dev/null | grep -qx '{MARKER_VAR}={marker}'; then \
-             kill -s {signal} \"${{d#/proc/}}\" 2>/dev/null; \
+             pids=\"$pids ${{d#/proc/}}\"; \
            fi; \
-         done"
+         done; \
+         [ -z \"$pids\" ] || kill -s {signal} \
+           $(printf '%s\\n' $pids | sort -n 2>/dev/null || echo $pids) 2>/dev/null"
     );
     let options = CreateExecOptions {
         cmd: Some(vec!["sh".to_owned(), "-c".to_owned(), script]),
@@ -315,64 +420,6 @@ async fn signal_marked(docker: &Docker, container: &str, marker: &str, signal: &
     };
     if let Err(err) = result.await {
         tracing::debug!("could not send {signal} to the command: {err}");
-    }
-}
-
-fn signal_name(kind: SignalKind) -> &'static str {
-    match kind.as_raw_value() {
-        1 => "HUP",
-        2 => "INT",
-        _ => "TERM",
-    }
-}
-
-/// The signals an exec listens for. Without a TTY, Ctrl-C arrives here as
-/// SIGINT and is passed on; with one, it travels through the TTY itself.
-struct Signals {
-    streams: Vec<(SignalKind, Signal)>,
-    interrupts: u32,
-}
-
-impl Signals {
-    fn listen(spec: &ExecSpec) -> Result<Signals> {
-        let mut kinds = Vec::new();
-        if spec.marker.is_some() {
-            kinds.extend([
-                SignalKind::interrupt(),
-                SignalKind::terminate(),
-                SignalKind::hangup(),
-            ]);
-        }
-        if spec.tty {
-            kinds.push(SignalKind::window_change());
-        }
-        let streams = kinds
-            .into_iter()
-            .map(|kind| Ok((kind, signal(kind)?)))
-            .collect::<std::io::Result<_>>()
-            .context("cannot listen for signals")?;
-        Ok(Signals {
-            streams,
-            interrupts: 0,
-        })
-    }
-
-    async fn next(&mut self) -> Option<SignalKind> {
-        if self.streams.is_empty() {
-            return std::future::pending().await;
-        }
-        let waits = self
-            .streams
-            .iter_mut()
-            .map(|(kind, stream)| Box::pin(async move { stream.recv().await.map(|()| *kind) }));
-        futures_util::future::select_all(waits).await.0
-    }
-
-    fn count_interrupts(&mut self, kind: SignalKind) -> u32 {
-        if kind == SignalKind::interrupt() {
-            self.interrupts += 1;
-        }
-        self.interrupts
     }
 }
 
@@ -395,43 +442,6 @@ fn stdin_chunks() -> tokio::sync::mpsc::Receiver<Vec<u8>> {
         }
     });
     rx
-}
-
-struct Sink {
-    mode: Output,
-    /// The runtime could not start the command because it does not exist.
-    not_found: bool,
-}
-
-impl Sink {
-    fn frame(&mut self, frame: LogOutput) -> Result<()> {
-        match frame {
-            LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                // Docker reports a command it cannot start as output; that
-                // message is an error, so it belongs on stderr.
-                if message.starts_with(b"OCI runtime exec failed") {
-                    let text = String::from_utf8_lossy(&message);
-                    self.not_found = text.contains("not found") || text.contains("no such file");
-                    return write_fd(2, &message);
-                }
-                match self.mode {
-                    Output::Passthrough => write_fd(1, &message),
-                    Output::Stderr => write_fd(2, &message),
-                }
-            }
-            LogOutput::StdErr { message } => write_fd(2, &message),
-            LogOutput::StdIn { .. } => Ok(()),
-        }
-    }
-
-    /// Docker gives 126 for any command its runtime cannot start; a shell
-    /// says 127 when the command was not found, and so does devinst.
-    fn shell_code(&self, code: i64) -> i64 {
-        if self.not_found && code == 126 {
-            return 127;
-        }
-        code
-    }
 }
 
 /// Writes straight to a file descriptor: no line buffering between the

@@ -90,6 +90,16 @@ impl Engine {
         })
     }
 
+    /// Whether an engine answers on the endpoint: `false` when nothing
+    /// listens there (no engine runs), an error for any other failure.
+    pub async fn answers(&self) -> Result<bool> {
+        match self.docker.ping().await {
+            Ok(_) => Ok(true),
+            Err(err) if is_connection_failure(&err) => Ok(false),
+            Err(err) => Err(self.explain(err)),
+        }
+    }
+
     /// Raises the client's API version to the engine's, after the engine
     /// refused the pinned one as too old.
     pub async fn renegotiate(&mut self) -> Result<()> {
@@ -283,11 +293,14 @@ fn is_podman(component_names: &[String]) -> bool {
 }
 
 /// The container cannot take an exec because it is missing (404) or not
-/// running: Docker answers 409, Podman 500 with "container state improper".
+/// running: Docker answers 409 (500 "is not running" while it stops), Podman
+/// 500 with "container state improper".
 fn is_missing_or_stopped(err: &ApiError) -> bool {
     match http_status(err) {
         Some(404 | 409) => true,
-        Some(500) => message(err).contains("container state improper"),
+        Some(500) => ["container state improper", "is not running"]
+            .iter()
+            .any(|m| message(err).contains(m)),
         _ => false,
     }
 }
@@ -357,6 +370,11 @@ mod tests {
         assert!(is_missing_or_stopped(&answer(
             500,
             "can only create exec sessions on running containers: container state improper"
+        )));
+        // Docker 20.10, racing a stop.
+        assert!(is_missing_or_stopped(&answer(
+            500,
+            "Container abc is not running: Exited (143) Less than a second ago"
         )));
         assert!(!is_missing_or_stopped(&answer(
             500,

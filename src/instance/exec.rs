@@ -6,10 +6,11 @@ use super::environment;
 use super::lifecycle::ensure_running;
 use super::ownership::is_ours;
 use super::Instance;
-use crate::engine::exec::{ExecError, ExecSpec, Output};
+use crate::engine::exec::{ExecError, ExecSpec, Output, RunFailure};
 use crate::engine::Engine;
+use crate::support::error::Hint;
 use crate::support::{output, terminal};
-use anyhow::Result;
+use anyhow::{anyhow, Result};
 use std::path::Path;
 
 /// Runs `spec` in the instance, starting the instance first if it is stopped
@@ -47,7 +48,10 @@ pub async fn run_in(mut engine: Engine, instance: &Instance, spec: &ExecSpec) ->
             ensure_running(&engine, instance, false).await?;
             create_or_start(&engine, instance, &refreshed(spec, instance)).await?
         }
-        Ok(id) => id,
+        Ok(id) => {
+            super::setup_steps::warn_if_incomplete(instance);
+            id
+        }
         Err(ExecError::VersionTooOld) => {
             engine.renegotiate().await?;
             create_or_start(&engine, instance, spec).await?
@@ -56,9 +60,31 @@ pub async fn run_in(mut engine: Engine, instance: &Instance, spec: &ExecSpec) ->
         Err(err) => return Err(err.into()),
     };
     super::behind::notice(instance);
-    engine
+    let ran = engine
         .run_exec(container, &id, spec, Output::Passthrough)
-        .await
+        .await;
+    ran.map_err(|err| {
+        let hint = match err.downcast_ref::<RunFailure>() {
+            Some(RunFailure::NoDirectory { .. }) => format!(
+                "run it from a directory that exists inside: the worktree is at `{}`, \
+                 and directories outside it map to that",
+                instance.settings.workdir
+            ),
+            Some(RunFailure::StoppedBeforeStart { .. }) => {
+                "run it again: a stopped instance is started first".to_owned()
+            }
+            Some(RunFailure::StoppedWhileRunning { .. }) => {
+                "run `devinst start` (or the command again: a stopped instance is started first)"
+                    .to_owned()
+            }
+            Some(RunFailure::Refused { .. }) => {
+                "run it again; if it fails the same way, `devinst start --recreate` makes the container anew"
+                    .to_owned()
+            }
+            None => return err,
+        };
+        err.context(Hint(hint))
+    })
 }
 
 async fn create_or_start(engine: &Engine, instance: &Instance, spec: &ExecSpec) -> Result<String> {
@@ -80,9 +106,16 @@ async fn start_then_create(
     ));
     ensure_running(engine, instance, false).await?;
     let spec = refreshed(spec, instance);
-    Ok(engine
-        .create_exec(&instance.record.container, &spec)
-        .await?)
+    let container = &instance.record.container;
+    engine
+        .create_exec(container, &spec)
+        .await
+        .map_err(|err| match err {
+            ExecError::NotRunning => {
+                anyhow!("container `{container}` stopped again as soon as it was started (`devinst stop` or the engine)")
+            }
+            err => err.into(),
+        })
 }
 
 /// `spec` with the variables `start` may just have written (the venv made

@@ -9,7 +9,9 @@ use super::setup_steps::run_setup_steps;
 use super::spec::{self, LABEL_SPEC};
 use super::{behind, environment, Instance};
 use crate::engine::{Container, ContainerSpec, CreateError, Engine, StartError};
+use crate::state::allocate;
 use crate::state::registry::identity;
+use crate::state::registry::Registry;
 use crate::support::error::WithHint;
 use crate::support::output;
 use anyhow::{anyhow, Context, Result};
@@ -36,12 +38,19 @@ pub async fn ensure_running_with(
     } else {
         None
     };
+    if registry_lacks(instance) {
+        // Before the services too: they publish ports of their own.
+        hold_ports(engine, instance).await?;
+    }
     super::services::ensure_running(engine, instance, recreate).await?;
     let mut facts = host_facts(instance, owner, image.reference())?;
     facts.agent = super::agent::install(instance, &engine.endpoint.uri)?;
     let wanted = spec::container_spec(&instance.settings, record, &instance.layout, &facts);
     let info = ensure_created(engine, instance, &wanted, image, recreate).await?;
-    if !info.running {
+    if info.paused {
+        output::note(format!("unpausing container `{}`", record.container));
+        engine.unpause(&record.container).await?;
+    } else if !info.running {
         start(engine, &record.container, &Start::Instance(record.port)).await?;
         if facts.agent.as_ref().is_some_and(|a| a.exec_socket) {
             super::agent::wait_until_serving(instance).await;
@@ -55,7 +64,10 @@ pub async fn ensure_running_with(
 }
 
 /// The instance's container as `wanted` says, made when missing, remade when
-/// asked to or when it was made for the worktree before it moved.
+/// asked to, when it was made for the worktree before it moved, when it
+/// publishes other ports than the instance's (after `setup` moved them), or
+/// when a host directory it mounts is gone. Its ports are held in the
+/// registry before it is made.
 async fn ensure_created(
     engine: &Engine,
     instance: &Instance,
@@ -72,37 +84,115 @@ async fn ensure_created(
         found = engine.inspect(name).await?;
     }
     let Some(info) = found else {
+        hold_ports(engine, instance).await?;
         return create(engine, name, wanted, image).await;
     };
-    match ownership_of(&info.labels, instance) {
-        Ownership::Foreign => Err(anyhow!(
-            "a container named `{name}` exists but does not belong to this worktree"
-        ))
-        .hint(format!(
-            "remove it (`docker rm -f {name}`) or choose another name: `devinst setup OTHER-NAME`"
+    let remake = match ownership_of(&info.labels, instance) {
+        Ownership::Foreign => {
+            return Err(anyhow!(
+                "a container named `{name}` exists but does not belong to this worktree"
+            ))
+            .hint(format!(
+                "remove it (`docker rm -f {name}`) or choose another name: `devinst setup OTHER-NAME`"
+            ))
+        }
+        // Its mounts name the old path; state, logs and venv moved along
+        // in `.sky-dev/`, so a new container loses nothing.
+        Ownership::MovedHere { from } => Some(format!(
+            "container `{name}` was made for `{from}`, which no longer exists (the worktree moved); recreating it here"
         )),
-        Ownership::MovedHere { from } => {
-            // Its mounts name the old path; state, logs and venv moved along
-            // in `.sky-dev/`, so a new container loses nothing.
-            output::note(format!(
-                "container `{name}` was made for `{from}`, which no longer exists (the worktree moved); recreating it here"
-            ));
-            replace(engine, name, wanted, image).await
-        }
-        Ownership::Ours if recreate => {
-            output::note(format!("removing container `{name}` to recreate it"));
-            replace(engine, name, wanted, image).await
-        }
-        Ownership::Ours => {
-            if info.label(LABEL_SPEC) != wanted.labels.get(LABEL_SPEC).map(String::as_str) {
-                output::warn(format!(
-                    "container `{name}` was created from a different recipe (devinst.toml, image, mounts or limits changed); \
-                     it keeps running as it was. Run `devinst start --recreate` to apply the changes (state, logs and venv are kept)"
-                ));
-            }
-            Ok(info)
-        }
+        Ownership::Ours if recreate => Some(format!("removing container `{name}` to recreate it")),
+        Ownership::Ours => why_remake(&info, wanted, instance),
+    };
+    if let Some(reason) = remake {
+        output::note(reason);
+        hold_ports(engine, instance).await?;
+        return replace(engine, name, wanted, image).await;
     }
+    if info.label(LABEL_SPEC) != wanted.labels.get(LABEL_SPEC).map(String::as_str) {
+        output::warn(format!(
+            "container `{name}` was created from a different recipe (devinst.toml, image, mounts or limits changed); \
+             it keeps running as it was. Run `devinst start --recreate` to apply the changes (state, logs and venv are kept)"
+        ));
+    }
+    Ok(info)
+}
+
+/// Why a container of this instance must be made anew even though the
+/// recipe did not ask: it publishes other host ports than `.sky-dev/.port`
+/// says, or (stopped) it mounts a host directory that is gone, which the
+/// engine would refuse to start.
+fn why_remake(info: &Container, wanted: &ContainerSpec, instance: &Instance) -> Option<String> {
+    let name = &instance.record.container;
+    let has = port_pairs(&info.bindings);
+    // On the host's network nothing is published (Podman drops the bindings).
+    let host_network = wanted.network.as_deref() == Some("host");
+    if !host_network && has != port_pairs(&wanted.published) {
+        let has: Vec<String> = has.iter().map(|(host, _)| host.to_string()).collect();
+        return Some(format!(
+            "container `{name}` publishes host port {} but the instance's port is {} (`.sky-dev/.port`); \
+             recreating it (state, logs and venv are kept)",
+            crate::support::text::list_or_none(&has.iter().map(String::as_str).collect::<Vec<_>>()),
+            instance.record.port
+        ));
+    }
+    if info.running {
+        return None;
+    }
+    let gone = info.bind_sources.iter().find(|source| {
+        !std::path::Path::new(source).exists()
+            && !wanted.mounts.iter().any(|m| &m.source == *source)
+    })?;
+    Some(format!(
+        "`{gone}`, which container `{name}` mounts, no longer exists; recreating the container without it (state, logs and venv are kept)"
+    ))
+}
+
+/// Host and container port of each binding, sorted.
+pub fn port_pairs(published: &[crate::engine::Published]) -> Vec<(u16, u16)> {
+    let mut pairs: Vec<(u16, u16)> = published
+        .iter()
+        .map(|p| (p.host_port, p.container_port))
+        .collect();
+    pairs.sort();
+    pairs
+}
+
+/// Holds the instance's ports in the registry (and checks that no other
+/// container holds them) before anything of it is made: `destroy` gives
+/// them up while `.sky-dev/` keeps them.
+async fn hold_ports(engine: &Engine, instance: &Instance) -> Result<()> {
+    let record = &instance.record;
+    let mut own: Vec<String> = instance
+        .settings
+        .services
+        .keys()
+        .map(|s| record.service_container(s))
+        .collect();
+    own.push(record.container.clone());
+    let mut registry = Registry::lock()?;
+    let held = super::holdings::gather(engine).await?;
+    if allocate::hold(&mut registry, record, &held.ports, &own)? {
+        registry.save()?;
+        output::note(format!(
+            "holding port {} for instance `{}` again",
+            record.port, record.name
+        ));
+    }
+    Ok(())
+}
+
+/// Whether the registry lacks this instance's ports (after `destroy`).
+fn registry_lacks(instance: &Instance) -> bool {
+    let record = &instance.record;
+    !Registry::read_unlocked().is_ok_and(|entries| {
+        entries.iter().any(|e| {
+            e.name == record.name
+                && e.worktree == record.worktree
+                && e.port == record.port
+                && e.services == record.service_ports
+        })
+    })
 }
 
 /// Removes the container and makes it anew. The image comes first: a build

@@ -2,7 +2,7 @@
 //! the network they share with the instance.
 
 use super::image::ImageChoice;
-use super::lifecycle::{create, start, Start};
+use super::lifecycle::{create, port_pairs, start, Start};
 use super::ownership::is_ours;
 use super::spec::{self, LABEL_MANAGED_BY, LABEL_SERVICE, LABEL_SPEC, LABEL_WORKTREE};
 use super::Instance;
@@ -96,6 +96,18 @@ async fn ensure_service(
             output::note(format!("removing container `{name}` to recreate it"));
             engine.remove_keeping_volumes(&name).await?;
             note_left_volumes(&old, &wanted);
+            create(engine, &name, &wanted, &image).await?
+        }
+        // `setup` moved its port: the container follows.
+        Some(info)
+            if wanted.network.as_deref() != Some("host")
+                && port_pairs(&info.bindings) != port_pairs(&wanted.published) =>
+        {
+            output::note(format!(
+                "service `{}` publishes another host port than the instance's record; recreating it (its data directory is kept)",
+                service.name
+            ));
+            engine.remove(&name).await?;
             create(engine, &name, &wanted, &image).await?
         }
         Some(info) => {
@@ -271,13 +283,10 @@ pub async fn views(engine: &Engine, instance: &Instance) -> Result<Vec<ServiceVi
     for service in s.services.values() {
         let container = r.service_container(&service.name);
         let host_port = r.service_port(&service.name);
-        let state = match engine.inspect(&container).await? {
-            Some(info) => info.status,
-            None => "missing".into(),
-        };
-        let ports = match (host_port, service.port) {
-            (Some(host), Some(inside)) => vec![format!("{}:{host} -> {inside}", s.bind)],
-            _ => Vec::new(),
+        // What the container publishes, which may not be the record's yet.
+        let (state, ports) = match engine.inspect(&container).await? {
+            Some(info) => (info.status, super::view::published(&info.bindings)),
+            None => ("missing".into(), Vec::new()),
         };
         views.push(ServiceView {
             name: service.name.clone(),

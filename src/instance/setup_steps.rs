@@ -1,4 +1,9 @@
 //! The recipe's setup steps, run in the container when their inputs changed.
+//!
+//! `.sky-dev/.setup-stamp` says how far they got: `incomplete` from the moment
+//! a run begins until every step has finished, then a digest of what they ran
+//! with. A run that fails, is interrupted or killed leaves `incomplete`, so
+//! the next `start` runs every step again, and shims warn until it has.
 
 use super::Instance;
 use crate::engine::exec::{ExecSpec, Output};
@@ -6,11 +11,16 @@ use crate::engine::Engine;
 use crate::support::error::WithHint;
 use crate::support::{fs, output};
 use anyhow::{anyhow, Context, Result};
+use futures_util::FutureExt;
 use rustix::fs::OFlags;
 use sha2::{Digest, Sha256};
 use std::io::{ErrorKind, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+
+/// The stamp's text while a run has not finished.
+const INCOMPLETE: &str = "incomplete";
 
 /// Runs the recipe's setup steps unless they already ran, with the same
 /// inputs, in this very container, and what they made is still there.
@@ -33,6 +43,8 @@ pub async fn run_setup_steps(
     if done && outputs_present {
         return Ok(());
     }
+    fs::write_atomic(&stamp_file, format!("{INCOMPLETE}\n").as_bytes(), 0o644)?;
+    let mut interrupts = Interrupts::listen()?;
     let total = s.setup_commands.len();
     for (i, command) in s.setup_commands.iter().enumerate() {
         output::note(format!("setup step {}/{total}: {command}", i + 1));
@@ -42,23 +54,106 @@ pub async fn run_setup_steps(
             env: super::environment::setup_env(instance),
             user: s.user.for_setup(),
             ..Default::default()
-        };
-        let code = engine
-            .exec_simple(&instance.record.container, &spec, Output::Stderr)
-            .await?;
+        }
+        // Ctrl-C or SIGTERM ends the step inside too, not only devinst.
+        .forwarding_signals();
+        let mut code = run_step(engine, &instance.record.container, &spec).await?;
+        if let Some(signal) = interrupts.arrived() {
+            // Even a step that shrugged the signal off ends the run.
+            code = 128 + i64::from(signal);
+        }
         if code != 0 {
             super::owner::hand_back(engine, instance).await;
-            let _ = std::fs::remove_file(&stamp_file);
-            return Err(anyhow!(
-                "setup step {}/{total} failed with exit code {}: {command}",
-                i + 1,
-                code
-            ))
-            .hint("fix the step (its output is above) and run `devinst start` again");
+            let how = match code {
+                130 | 143 | 129 => format!("was interrupted (exit code {code})"),
+                _ => format!("failed with exit code {code}"),
+            };
+            return Err(anyhow!("setup step {}/{total} {how}: {command}", i + 1)).hint(
+                "fix the step (its output is above) and run `devinst start` again; it runs every step again",
+            );
         }
     }
     super::owner::hand_back(engine, instance).await;
     fs::write_atomic(&stamp_file, format!("{stamp}\n").as_bytes(), 0o644)
+}
+
+/// SIGINT, SIGTERM and SIGHUP, noticed while the steps run.
+struct Interrupts(Vec<(i32, Signal)>);
+
+impl Interrupts {
+    fn listen() -> Result<Interrupts> {
+        let kinds = [
+            SignalKind::interrupt(),
+            SignalKind::terminate(),
+            SignalKind::hangup(),
+        ];
+        let mut streams = Vec::new();
+        for kind in kinds {
+            streams.push((
+                kind.as_raw_value(),
+                signal(kind).context("cannot listen for signals")?,
+            ));
+        }
+        Ok(Interrupts(streams))
+    }
+
+    /// The signal that arrived since the last look, if any.
+    fn arrived(&mut self) -> Option<i32> {
+        let mut arrived = None;
+        for (number, stream) in &mut self.0 {
+            if stream.recv().now_or_never().flatten().is_some() {
+                arrived = Some(*number);
+            }
+        }
+        arrived
+    }
+}
+
+/// Runs one step, its output on stderr; under `-q` its output shows only
+/// when it fails.
+async fn run_step(engine: &Engine, container: &str, spec: &ExecSpec) -> Result<i64> {
+    if !output::quiet() {
+        return engine.exec_simple(container, spec, Output::Stderr).await;
+    }
+    let (code, text) = engine.exec_captured(container, spec).await?;
+    if code != 0 {
+        crate::engine::exec::write_fd(2, &text)?;
+    }
+    Ok(code)
+}
+
+/// Where the setup steps stand, for `status`: `none` (the recipe has none),
+/// `incomplete` (a run failed or was interrupted), `done` (they ran in the
+/// container `container_id` with today's inputs) or `pending`.
+pub fn progress(instance: &Instance, container_id: Option<&str>) -> &'static str {
+    if instance.settings.setup_commands.is_empty() {
+        return "none";
+    }
+    let stamp = std::fs::read_to_string(instance.layout.setup_stamp()).unwrap_or_default();
+    match (stamp.trim(), container_id) {
+        (INCOMPLETE, _) => "incomplete",
+        (old, Some(id)) if setup_stamp(instance, id).is_ok_and(|now| now == old) => "done",
+        _ => "pending",
+    }
+}
+
+/// Whether a run of the setup steps began and never finished: one read of
+/// a small file, for every shim.
+pub fn incomplete(instance: &Instance) -> bool {
+    std::fs::read(instance.layout.setup_stamp())
+        .is_ok_and(|text| text.trim_ascii() == INCOMPLETE.as_bytes())
+}
+
+/// Says on stderr when a run of the setup steps never finished: for every
+/// exec of a running instance, whichever way it goes in.
+pub fn warn_if_incomplete(instance: &Instance) {
+    if incomplete(instance) {
+        output::warn(format!(
+            "the setup steps of instance `{}` did not finish (one failed or was interrupted); \
+             run `devinst start` to finish them",
+            instance.record.name
+        ));
+    }
 }
 
 fn setup_stamp(instance: &Instance, container_id: &str) -> Result<String> {

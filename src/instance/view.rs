@@ -4,7 +4,7 @@ use super::image::ImageChoice;
 use super::ownership::is_ours;
 use super::spec::{LABEL_INSTANCE, LABEL_SERVICE, LABEL_WORKTREE};
 use super::Instance;
-use crate::engine::{Engine, Listed};
+use crate::engine::{Container, Engine, Published};
 use crate::state::layout::path_text;
 use crate::state::registry::Registry;
 use crate::support::output;
@@ -27,6 +27,10 @@ pub struct InstanceView {
     pub image: Option<String>,
     pub runtime: Option<String>,
     pub created: String,
+    /// The setup steps: `done`, `incomplete` (failed or interrupted; the
+    /// next `start` runs them again), `pending` (not run in this container
+    /// with these inputs yet), `none` (the recipe has none); empty in `list`.
+    pub setup: String,
     /// The services beside the instance; empty in `list`.
     pub services: Vec<crate::instance::services::ServiceView>,
 }
@@ -42,10 +46,7 @@ pub async fn status(engine: &Engine, instance: &Instance) -> Result<InstanceView
         container: r.container.clone(),
         state: "missing".into(),
         port: r.port,
-        ports: vec![format!(
-            "{}:{} -> {}",
-            instance.settings.bind, r.port, instance.settings.container_port
-        )],
+        ports: Vec::new(),
         // A recipe that cannot be read still shows its configured image.
         image: Some(ImageChoice::of(instance).map_or_else(
             |_| instance.settings.image.clone(),
@@ -53,6 +54,8 @@ pub async fn status(engine: &Engine, instance: &Instance) -> Result<InstanceView
         )),
         runtime: None,
         created: r.created.clone(),
+        setup: super::setup_steps::progress(instance, info.as_ref().map(|i| i.id.as_str()))
+            .to_owned(),
         services: super::services::views(engine, instance).await?,
     };
     if let Some(info) = info {
@@ -61,17 +64,36 @@ pub async fn status(engine: &Engine, instance: &Instance) -> Result<InstanceView
                 "the container `{}` was not made for this worktree; `devinst start` says more",
                 r.container
             ));
+        } else if !info.bindings.iter().any(|b| b.host_port == r.port)
+            && instance.settings.network.as_deref() != Some("host")
+        {
+            output::warn(format!(
+                "container `{}` does not publish the instance's port {}; `devinst start` recreates it on that port (state is kept)",
+                r.container, r.port
+            ));
         }
-        view.state = info.status;
-        view.image = info.image.or(view.image);
-        view.runtime = info.runtime;
+        from_container(&mut view, &info);
     }
     Ok(view)
 }
 
+/// What the engine says of the container, alike in `status` and `list`.
+fn from_container(view: &mut InstanceView, info: &Container) {
+    view.state = info.status.clone();
+    view.image = info.image.clone().or(view.image.take());
+    view.runtime = info.runtime.clone();
+    view.ports = published(&info.bindings);
+    if view.port == 0 {
+        view.port = info.bindings.first().map_or(0, |p| p.host_port);
+    }
+    if view.created.is_empty() {
+        view.created = info.created.clone().unwrap_or_default();
+    }
+}
+
 /// Every instance on this host, from the registry and from the engine's
-/// labels (so containers whose worktree is gone show up too). Without an
-/// engine, states are `unknown`.
+/// labels (so containers whose worktree is gone show up too), ordered by
+/// worktree. Without an engine, states are `unknown`.
 pub async fn list(engine: Option<&Engine>) -> Result<Vec<InstanceView>> {
     let mut views: BTreeMap<String, InstanceView> = BTreeMap::new();
     for entry in Registry::read_unlocked()? {
@@ -88,6 +110,7 @@ pub async fn list(engine: Option<&Engine>) -> Result<Vec<InstanceView>> {
                 image: None,
                 runtime: None,
                 created: entry.created,
+                setup: String::new(),
                 services: Vec::new(),
             },
         );
@@ -95,14 +118,23 @@ pub async fn list(engine: Option<&Engine>) -> Result<Vec<InstanceView>> {
     if let Some(engine) = engine {
         merge_containers(engine, &mut views).await?;
     }
-    Ok(views.into_values().collect())
+    let mut views: Vec<InstanceView> = views.into_values().collect();
+    views.sort_by(|a, b| (&a.worktree, &a.name).cmp(&(&b.worktree, &b.name)));
+    Ok(views)
 }
 
 async fn merge_containers(
     engine: &Engine,
     views: &mut BTreeMap<String, InstanceView>,
 ) -> Result<()> {
-    for c in super::managed_containers(engine).await? {
+    let listed = super::managed_containers(engine).await?;
+    // Inspected, as `status` does, so both show the same values.
+    let inspected =
+        futures_util::future::join_all(listed.iter().map(|c| engine.inspect(&c.name))).await;
+    for (c, info) in listed.iter().zip(inspected) {
+        let Some(info) = info? else {
+            continue; // removed in between
+        };
         let name = c.name.clone();
         let labels = &c.labels;
         // A service's ports show with its instance, not as an instance.
@@ -113,7 +145,7 @@ async fn merge_containers(
             .map(str::to_owned);
         if let Some(parent) = parent {
             let view = views.get_mut(&parent).expect("checked above");
-            view.ports.extend(published(&c));
+            view.ports.extend(published(&info.bindings));
             continue;
         }
         let view = views.entry(name.clone()).or_insert_with(|| {
@@ -131,15 +163,13 @@ async fn merge_containers(
                 image: None,
                 runtime: None,
                 created: String::new(),
+                setup: String::new(),
                 services: Vec::new(),
             }
         });
-        view.state = c.state.clone();
-        view.image = c.image.clone();
-        if view.port == 0 {
-            view.port = c.ports.first().map_or(0, |p| p.host_port);
-        }
-        view.ports.extend(published(&c));
+        let service_ports = std::mem::take(&mut view.ports);
+        from_container(view, &info);
+        view.ports.extend(service_ports);
     }
     for view in views.values_mut().filter(|v| v.state == "unknown") {
         view.state = "missing".into();
@@ -148,8 +178,8 @@ async fn merge_containers(
 }
 
 /// A container's published ports as `ip:host -> inside`.
-fn published(c: &Listed) -> Vec<String> {
-    c.ports
+pub fn published(bindings: &[Published]) -> Vec<String> {
+    bindings
         .iter()
         .map(|p| format!("{}:{} -> {}", p.host_ip, p.host_port, p.container_port))
         .collect()

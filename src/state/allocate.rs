@@ -3,7 +3,7 @@
 //! another program listens on.
 
 use super::layout::{path_text, Record};
-use super::ports;
+use super::ports::{self, EnginePorts};
 use super::registry::{Entry, Registry};
 use super::worktree::Worktree;
 use crate::recipe::settings::Settings;
@@ -11,7 +11,7 @@ use crate::support::error::WithHint;
 use crate::support::{names, output};
 use anyhow::{anyhow, bail, Context, Result};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// What a `setup` asks for.
@@ -23,17 +23,20 @@ pub struct Request<'a> {
     /// The instance this worktree had, from its `.instance`.
     pub previous: Option<&'a Record>,
     pub tier: Option<String>,
+    /// The user gave the port up (deleted `.sky-dev/.port`): choose another.
+    pub new_port: bool,
 }
 
 /// Chooses the instance's name and ports and enters them in the registry
 /// (not yet saved), dropping this worktree's entries under other names.
-/// `published` are host ports the engine's containers publish; `live_owner`
-/// names the other live worktree whose container has a given name. Returns
-/// the record to write and the names the worktree was renamed from.
+/// `engine` are the host ports the engine's containers hold (`None` when no
+/// engine could be asked); `live_owner` names the other live worktree whose
+/// container has a given name. Returns the record to write and the names the
+/// worktree was renamed from.
 pub fn reserve(
     registry: &mut Registry,
     request: &Request,
-    published: &BTreeSet<u16>,
+    engine: Option<&EnginePorts>,
     live_owner: &dyn Fn(&str) -> Option<PathBuf>,
 ) -> Result<(Record, Vec<String>)> {
     let (settings, previous) = (request.settings, request.previous);
@@ -48,9 +51,8 @@ pub fn reserve(
         previous,
         &in_engine,
     )?;
-    let port = choose_port(registry, settings, &name, root, previous, published)?;
-    let service_ports =
-        choose_service_ports(registry, settings, &name, root, previous, port, published)?;
+    let port = choose_port(registry, request, &name, engine)?;
+    let service_ports = choose_service_ports(registry, request, &name, port, engine)?;
     let created = previous
         .filter(|p| p.name == name)
         .map(|p| p.created.clone())
@@ -83,6 +85,62 @@ pub fn reserve(
         services: record.service_ports.clone(),
     });
     Ok((record, renamed))
+}
+
+/// Holds a set-up instance's ports in the registry before its container is
+/// made again: after `destroy`, `.sky-dev/` keeps the port while the registry
+/// entry is gone, and another `setup` may have been given it since. Refuses,
+/// saying who holds it, when another instance or another container (`engine`
+/// minus `own`, the instance's containers) holds one of its ports now.
+/// Returns whether the registry changed (the caller saves it).
+pub fn hold(
+    registry: &mut Registry,
+    record: &Record,
+    engine: &EnginePorts,
+    own: &[String],
+) -> Result<bool> {
+    let setup_hint =
+        "run `devinst setup` to move this instance to a free port, then `devinst start`";
+    if let Some(other) = registry
+        .get(&record.name)
+        .filter(|e| e.worktree != record.worktree)
+    {
+        return Err(anyhow!(
+            "the instance name `{}` is now taken by the worktree `{}`",
+            record.name,
+            other.worktree.display()
+        ))
+        .hint("run `devinst setup` to give this worktree an instance of its own again");
+    }
+    let held = others_ports(registry, &record.name);
+    let ports = std::iter::once(record.port).chain(record.service_ports.values().copied());
+    for port in ports {
+        let holder = held.get(&port).cloned().or_else(|| {
+            ports::other_holder(engine, port, own).map(|h| format!("container `{}`", h.container))
+        });
+        if let Some(holder) = holder {
+            return Err(anyhow!(
+                "host port {port} of instance `{}` is now held by {holder}",
+                record.name
+            ))
+            .hint(setup_hint);
+        }
+    }
+    let entry = Entry {
+        name: record.name.clone(),
+        worktree: record.worktree.clone(),
+        container: record.container.clone(),
+        port: record.port,
+        created: record.created.clone(),
+        services: record.service_ports.clone(),
+    };
+    let same = registry.get(&record.name).is_some_and(|e| {
+        e.port == entry.port && e.services == entry.services && e.container == entry.container
+    });
+    if !same {
+        registry.insert(entry);
+    }
+    Ok(!same)
 }
 
 /// The name: the one asked for, else the one this worktree already has, else
@@ -167,23 +225,82 @@ fn suffixed_name(name: &str, root: &Path) -> String {
 
 fn choose_port(
     registry: &Registry,
-    settings: &Settings,
+    request: &Request,
     name: &str,
-    root: &Path,
-    previous: Option<&Record>,
-    published: &BTreeSet<u16>,
+    engine: Option<&EnginePorts>,
 ) -> Result<u16> {
-    let held = others_ports(registry, name);
-    // Keep the port this instance already has, unless another instance took it.
+    let (settings, root) = (request.settings, &request.worktree.root);
+    let mut held = others_ports(registry, name);
+    // The port this instance already has: the registry's, else `.instance`'s
+    // (after `destroy`, the entry is gone while `.sky-dev/` stays).
     let own = registry
         .get(name)
-        .filter(|e| e.worktree == root)
+        .filter(|e| &e.worktree == root)
         .map(|e| e.port)
-        .or(previous.map(|p| p.port));
-    if let Some(port) = own.filter(|p| !held.contains_key(p) && settings.host_range.contains(p)) {
+        .or(request.previous.map(|p| p.port));
+    let Some(port) = own else {
+        return choose_new_port(settings, held, engine);
+    };
+    let why = if request.new_port {
+        Some("was given up (`.sky-dev/.port` was deleted)".to_owned())
+    } else {
+        let own_containers = own_containers(settings, name);
+        why_not_keep(
+            port,
+            settings,
+            &held,
+            engine,
+            &own_containers,
+            ports::is_free_on_host,
+        )
+    };
+    let Some(why) = why else {
         return Ok(port);
+    };
+    held.insert(port, format!("instance `{name}`, which cannot keep it"));
+    let new = choose_new_port(settings, held, engine)?;
+    output::note(format!(
+        "host port {port} {why}; instance `{name}` moves to port {new} \
+         (`devinst start` makes its container publish the new port, keeping its state)"
+    ));
+    Ok(new)
+}
+
+/// The containers of instance `name`: its own and its services'.
+fn own_containers(settings: &Settings, name: &str) -> Vec<String> {
+    let container = names::container_name(&settings.name_prefix, name);
+    let services = settings.services.keys().map(|s| format!("{container}-{s}"));
+    services.chain([container.clone()]).collect()
+}
+
+/// Why an instance cannot keep `port`, or `None` when it can: another
+/// instance holds it, it left the range, a container that is not the
+/// instance's holds it, or (when the engine could be asked, and so knows
+/// whether the instance's own container is what listens) another program
+/// listens on it.
+fn why_not_keep(
+    port: u16,
+    settings: &Settings,
+    held: &ports::Holders,
+    engine: Option<&EnginePorts>,
+    own: &[String],
+    is_free: impl Fn(u16) -> bool,
+) -> Option<String> {
+    if !settings.host_range.contains(&port) {
+        let (first, last) = (settings.host_range.start(), settings.host_range.end());
+        return Some(format!("is outside `[ports] host_range` ({first}-{last})"));
     }
-    choose_new_port(settings, held, published)
+    if let Some(holder) = held.get(&port) {
+        return Some(format!("is held by {holder}"));
+    }
+    let engine = engine?;
+    if let Some(other) = ports::other_holder(engine, port, own) {
+        return Some(format!("is held by container `{}`", other.container));
+    }
+    let ours_listens = engine
+        .get(&port)
+        .is_some_and(|holders| holders.iter().any(|h| h.running));
+    (!ours_listens && !is_free(port)).then(|| "is in use by another program".to_owned())
 }
 
 /// Ports every other instance holds, its services' included.
@@ -200,44 +317,54 @@ fn others_ports(registry: &Registry, name: &str) -> ports::Holders {
 fn choose_new_port(
     settings: &Settings,
     mut held: ports::Holders,
-    published: &BTreeSet<u16>,
+    engine: Option<&EnginePorts>,
 ) -> Result<u16> {
-    for port in published {
-        held.entry(*port)
-            .or_insert_with(|| "a container".to_owned());
+    for (port, holders) in engine.into_iter().flatten() {
+        if let Some(holder) = holders.first() {
+            held.entry(*port)
+                .or_insert_with(|| format!("container `{}`", holder.container));
+        }
     }
     ports::choose(settings.host_range.clone(), &held, ports::is_free_on_host)
         .hint("free a port (`devinst list` shows instances; `devinst gc` removes stale ones), or widen `[ports] host_range` in devinst.toml")
 }
 
 /// A host port for each service that publishes one, from the same range and
-/// under the same lock as the instance's own; each keeps the port it had.
+/// under the same lock as the instance's own; each keeps the port it had
+/// unless it cannot, as for the instance.
 fn choose_service_ports(
     registry: &Registry,
-    settings: &Settings,
+    request: &Request,
     name: &str,
-    root: &Path,
-    previous: Option<&Record>,
     instance_port: u16,
-    published: &BTreeSet<u16>,
+    engine: Option<&EnginePorts>,
 ) -> Result<BTreeMap<String, u16>> {
+    let (settings, root) = (request.settings, &request.worktree.root);
     let mut held = others_ports(registry, name);
     held.insert(instance_port, format!("instance `{name}`"));
     let own = registry
         .get(name)
-        .filter(|e| e.worktree == root)
+        .filter(|e| &e.worktree == root)
         .map(|e| e.services.clone())
-        .or_else(|| previous.map(|p| p.service_ports.clone()))
+        .or_else(|| request.previous.map(|p| p.service_ports.clone()))
         .unwrap_or_default();
+    let own_containers = own_containers(settings, name);
     let mut chosen = BTreeMap::new();
     for service in settings.services.values().filter(|s| s.port.is_some()) {
-        let kept = own
-            .get(&service.name)
-            .copied()
-            .filter(|p| !held.contains_key(p) && settings.host_range.contains(p));
+        let kept = own.get(&service.name).copied().filter(|p| {
+            let why = why_not_keep(
+                *p,
+                settings,
+                &held,
+                engine,
+                &own_containers,
+                ports::is_free_on_host,
+            );
+            why.is_none()
+        });
         let port = match kept {
             Some(port) => port,
-            None => choose_new_port(settings, held.clone(), published).with_context(|| {
+            None => choose_new_port(settings, held.clone(), engine).with_context(|| {
                 format!("cannot choose a host port for service `{}`", service.name)
             })?,
         };
@@ -253,6 +380,47 @@ fn choose_service_ports(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn held_by(container: &str, running: bool) -> Vec<ports::HeldBy> {
+        vec![ports::HeldBy {
+            container: container.into(),
+            running,
+        }]
+    }
+
+    #[test]
+    fn a_port_is_kept_only_while_nothing_else_holds_it() {
+        let settings = Settings::resolve(Default::default()).unwrap();
+        let own = ["skypilot-dev-a".to_owned()];
+        let none = ports::Holders::new();
+        let engine = EnginePorts::from([
+            (46501, held_by("skypilot-dev-a", true)),
+            (46502, held_by("skypilot-dev-a", false)),
+            (46503, held_by("someone-else", false)),
+        ]);
+        let why = |port, held: &ports::Holders, engine, free: bool| {
+            why_not_keep(port, &settings, held, engine, &own, |_| free)
+        };
+        // Its own running container is what listens: kept.
+        assert_eq!(why(46501, &none, Some(&engine), false), None);
+        // Its own container is stopped: whoever listens is someone else.
+        assert_eq!(why(46502, &none, Some(&engine), true), None);
+        assert!(why(46502, &none, Some(&engine), false)
+            .unwrap()
+            .contains("another program"));
+        assert!(why(46503, &none, Some(&engine), true)
+            .unwrap()
+            .contains("`someone-else`"));
+        let held = ports::Holders::from([(46504, "instance `b`".to_owned())]);
+        assert!(why(46504, &held, Some(&engine), true)
+            .unwrap()
+            .contains("instance `b`"));
+        assert!(why(9, &none, Some(&engine), true)
+            .unwrap()
+            .contains("host_range"));
+        // No engine to ask: a listener may be its own container; kept.
+        assert_eq!(why(46505, &none, None, false), None);
+    }
 
     #[test]
     fn suffixed_names_are_valid_and_stable() {

@@ -8,6 +8,25 @@ use std::ops::RangeInclusive;
 /// Who holds a port, for the error when the range is exhausted.
 pub type Holders = BTreeMap<u16, String>;
 
+/// Host ports the engine's containers hold, by port: published by a running
+/// container, or bound by a stopped one that publishes it when started.
+pub type EnginePorts = BTreeMap<u16, Vec<HeldBy>>;
+
+/// A container that holds a host port.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeldBy {
+    pub container: String,
+    /// Whether it publishes the port now (else it will when started).
+    pub running: bool,
+}
+
+/// The first container in `held` that holds `port` and is not one of `own`.
+pub fn other_holder<'a>(held: &'a EnginePorts, port: u16, own: &[String]) -> Option<&'a HeldBy> {
+    held.get(&port)?
+        .iter()
+        .find(|h| !own.contains(&h.container))
+}
+
 /// Picks a port. `held` are ports other instances own (with their names),
 /// `is_free` asks the host whether a port can be bound.
 pub fn choose(

@@ -5,6 +5,7 @@ use crate::support::*;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 
 on_both_exec_paths!(
     a_terminal_gets_a_tty_of_its_size_and_is_restored_after,
@@ -259,6 +260,132 @@ fn signals_reach_the_command_and_nothing_is_left_running(env: TestEnv) {
         let ps = env.run(&repo, &["exec", "--", "ps", "-o", "args"]).ok();
         (!ps.stdout.contains("sleep 30")).then_some(())
     });
+}
+
+/// Whether anything the test started with `marker` still runs inside.
+fn left_running(env: &TestEnv, repo: &Path, marker: &str) -> String {
+    let ps = env.run(repo, &["exec", "--", "ps", "-o", "args"]).ok();
+    ps.stdout
+        .lines()
+        .filter(|l| l.contains(marker) && !l.contains("ps -o"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn three_sigints_end_a_command_that_ignores_them_with_all_it_started() {
+    let env = TestEnv::new();
+    let repo = started_busybox(&env, "sigint3", "");
+    // The command handles SIGINT and carries on; what it started in the
+    // background never sees it.
+    let script = "sleep 311 & trap 'echo got-int' INT; echo ready; while :; do sleep 0.1; done";
+    let (mut child, mut reader) = spawn_ready(&env, &repo, script);
+    for _ in 0..2 {
+        Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        assert_eq!(line, "got-int\n");
+    }
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    assert_eq!(left_running(&env, &repo, "sleep 311"), "");
+}
+
+#[test]
+fn ctrl_c_three_times_within_a_second_on_a_terminal_gives_the_prompt_back() {
+    let env = TestEnv::new();
+    let repo = started_busybox(&env, "ctrlc3", "");
+    // Everything ignores SIGINT, so Ctrl-C through the terminal does nothing.
+    let steps = r#"[["expect","ready"],["send","\u0003"],["send","\u0003"],["send","\u0003"]]"#;
+    let script = "trap '' INT; sleep 312 & echo ready; while :; do sleep 0.1; done";
+    let run = on_pty(
+        &env,
+        &repo,
+        (24, 80),
+        steps,
+        &["exec", "--", "sh", "-c", script],
+    );
+    assert_eq!(run.code, 130, "{run:?}");
+    assert!(run.restored, "{run:?}");
+    assert_eq!(left_running(&env, &repo, "sleep 312"), "");
+}
+
+#[test]
+fn exec_where_the_directory_is_missing_inside_says_so() {
+    let env = TestEnv::new();
+    let repo = started_busybox(&env, "nodir", "");
+    let missing = repo.join("not-here");
+    let mut cmd = env.cmd(&repo);
+    cmd.args(["-C", missing.to_str().unwrap(), "exec", "--", "true"]);
+    let run = env.run_cmd(&repo, &mut cmd);
+    let run = run.fails_with(
+        125,
+        "the directory `/app/not-here` does not exist in container",
+    );
+    assert!(!run.stderr.contains("OCI runtime"), "{run}");
+    assert!(run.stderr.contains("hint:"), "{run}");
+}
+
+#[test]
+fn exec_racing_stop_says_what_happened() {
+    let env = TestEnv::new();
+    let repo = started_busybox(&env, "racestop", "");
+    let container = instance_value(&repo, "DEVINST_CONTAINER").unwrap();
+    // `TestEnv` stays on this thread; the loops get its command's settings.
+    let envs: Vec<_> = env
+        .cmd(&repo)
+        .get_envs()
+        .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned())))
+        .collect();
+    let exec_true = || {
+        Command::new(env!("CARGO_BIN_EXE_devinst"))
+            .current_dir(&repo)
+            .envs(envs.iter().cloned())
+            .env_remove("DEVINST_INSTANCE")
+            .stdin(Stdio::null())
+            .args(["exec", "--", "true"])
+            .output()
+            .unwrap()
+    };
+    let stop = AtomicBool::new(false);
+    let runs = AtomicUsize::new(0);
+    let results = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| {
+                while !stop.load(SeqCst) {
+                    let out = exec_true();
+                    runs.fetch_add(1, SeqCst);
+                    results.lock().unwrap().push(Run::from(out));
+                }
+            });
+        }
+        // Three stops, each once the loops are under way again.
+        for _ in 0..3 {
+            let before = runs.load(SeqCst);
+            while runs.load(SeqCst) < before + 8 {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            quiet_docker(&["stop", "-t", "1", &container]);
+        }
+        stop.store(true, SeqCst);
+    });
+    for run in results.into_inner().unwrap() {
+        assert!(!run.stderr.contains("OCI runtime"), "{run}");
+        assert!(!run.stderr.contains("cannot exec"), "{run}");
+        assert!(run.stdout.is_empty(), "{run}");
+        match run.code {
+            0 | 137 => {}
+            125 => assert!(run.stderr.contains("stopped"), "{run}"),
+            _ => panic!("unexpected exit code\n{run}"),
+        }
+    }
 }
 
 fn chosen_environment_variables_pass_through_and_are_never_logged(env: TestEnv) {

@@ -54,6 +54,7 @@ pub fn run_through_agent(
         Ok(stream) => {
             // Said before the command's own output, as on the engine's path.
             super::super::behind::notice(instance);
+            super::super::setup_steps::warn_if_incomplete(instance);
             session::run(stream, spec)?
         }
         Err(reason) => Ended::Refused(reason),

@@ -182,6 +182,12 @@ impl Settings {
                 None => name == pattern,
             })
     }
+
+    /// Whether the credential directories are SkyPilot's defaults, mounted
+    /// when they exist, rather than ones the recipe asks for.
+    pub fn default_credentials(&self) -> bool {
+        self.credential_paths == DEFAULT_CREDENTIALS
+    }
 }
 
 /// The image the container starts from and, with `[container.build]`, the
