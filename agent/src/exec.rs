@@ -92,10 +92,12 @@ fn command(request: &ExecRequest) -> Result<Command, Failure> {
     if let Some(dir) = &request.workdir {
         let dir = OsStr::from_bytes(dir);
         if !std::path::Path::new(dir).is_dir() {
+            // devinst chose the directory (the host's, mapped), so this is
+            // devinst's failure (125), as on the engine's path.
             return Err(failed(
-                126,
+                125,
                 format!(
-                    "cannot change to `{}`: no such directory",
+                    "the directory `{}` does not exist in container",
                     dir.to_string_lossy()
                 ),
             ));
@@ -238,6 +240,6 @@ mod tests {
             workdir: Some(b"/nonexistent-dir".to_vec()),
             ..Default::default()
         };
-        assert!(matches!(command(&request), Err(Failure { code: 126, .. })));
+        assert!(matches!(command(&request), Err(Failure { code: 125, .. })));
     }
 }

@@ -127,6 +127,9 @@ pub struct Outcome {
     pub signalled: bool,
     /// The client is still there to be told.
     pub client: bool,
+    /// The user pressed Ctrl-C three times within a second: the command was
+    /// killed, and reports as interrupted (130).
+    pub gave_up: bool,
 }
 
 /// Waits for `child`, taking the client's signals and window sizes and
@@ -147,12 +150,18 @@ pub fn session(
         code: 0,
         signalled: false,
         client: true,
+        gave_up: false,
     };
     loop {
         let (exited, from_client, relay_events) =
             wait_for_events(&exited_r, stream, &outcome, relay.as_ref())?;
         if let Some(relay) = relay.as_mut() {
             relay.pump(&relay_events);
+            if relay.gave_up() && !outcome.gave_up {
+                outcome.gave_up = true;
+                outcome.signalled = true;
+                signal_group(pid, libc::SIGKILL);
+            }
         }
         if from_client {
             match proto::read_message(&mut proto::FdStream::of(stream)) {
@@ -183,7 +192,10 @@ pub fn session(
     let status = waiter
         .join()
         .map_err(|_| io::Error::other("the waiter panicked"))??;
-    outcome.code = exit_code(status);
+    outcome.code = match outcome.gave_up {
+        true => 128 + libc::SIGINT,
+        false => exit_code(status),
+    };
     Ok(outcome)
 }
 

@@ -21,7 +21,14 @@ pub struct Relay {
     pending: Vec<u8>,
     input_open: bool,
     master_open: bool,
+    /// When the caller last typed Ctrl-C, the latest three.
+    interrupts: std::collections::VecDeque<std::time::Instant>,
 }
+
+/// Ctrl-C typed this many times within [`GIVE_UP_WINDOW`] ends the command
+/// whatever it does with SIGINT: the user wants the prompt back.
+const GIVE_UP_PRESSES: usize = 3;
+const GIVE_UP_WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Starts `command` on a new pty of `(rows, cols)`.
 pub fn spawn(
@@ -57,6 +64,7 @@ pub fn spawn(
         pending: Vec::new(),
         input_open: true,
         master_open: true,
+        interrupts: Default::default(),
     };
     Ok((child, Some(relay)))
 }
@@ -132,9 +140,28 @@ impl Relay {
         let mut buf = [0u8; 16 * 1024];
         match rustix::io::read(&self.input, &mut buf) {
             Ok(0) | Err(Errno::IO) | Err(Errno::BADF) => self.input_open = false,
-            Ok(n) => self.pending.extend_from_slice(&buf[..n]),
+            Ok(n) => {
+                self.count_interrupts(&buf[..n]);
+                self.pending.extend_from_slice(&buf[..n]);
+            }
             Err(_) => {}
         }
+    }
+
+    fn count_interrupts(&mut self, typed: &[u8]) {
+        for _ in typed.iter().filter(|b| **b == 0x03) {
+            if self.interrupts.len() == GIVE_UP_PRESSES {
+                self.interrupts.pop_front();
+            }
+            self.interrupts.push_back(std::time::Instant::now());
+        }
+    }
+
+    /// Whether the caller pressed Ctrl-C three times within a second.
+    pub fn gave_up(&self) -> bool {
+        self.interrupts.len() == GIVE_UP_PRESSES
+            && self.interrupts[GIVE_UP_PRESSES - 1].duration_since(self.interrupts[0])
+                <= GIVE_UP_WINDOW
     }
 
     fn write_pending(&mut self) {

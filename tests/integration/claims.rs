@@ -55,16 +55,9 @@ fn a_port_a_container_publishes_is_skipped() {
     let env = TestEnv::new();
     let port = free_port();
     let published = format!("127.0.0.1:{port}:80");
+    let publisher = unique("publisher");
     let _theirs = Foreign::new(&[
-        "run",
-        "-d",
-        "-p",
-        &published,
-        "--name",
-        &unique("publisher"),
-        BUSYBOX,
-        "sleep",
-        "600",
+        "run", "-d", "-p", &published, "--name", &publisher, BUSYBOX, "sleep", "600",
     ]);
     let repo = claims_repo(
         &env,
@@ -74,7 +67,7 @@ fn a_port_a_container_publishes_is_skipped() {
     // Named as the engine's, not as some program's: the engine was asked.
     env.run(&repo, &["setup"]).fails_with(
         1,
-        &format!("no free host port in {port}-{port}: {port} (a container)"),
+        &format!("no free host port in {port}-{port}: {port} (container `{publisher}`)"),
     );
     assert!(!repo.join(".sky-dev").exists(), "nothing half-made");
 }

@@ -320,13 +320,32 @@ fn ctrl_c_three_times_within_a_second_on_a_terminal_gives_the_prompt_back() {
 fn exec_where_the_directory_is_missing_inside_says_so() {
     let env = TestEnv::new();
     let repo = started_busybox(&env, "nodir", "");
-    let missing = repo.join("not-here");
+    // A directory the host has and the container does not: a file system
+    // mounted over `sub` on the host after the container was made does not
+    // reach the container's view of the worktree.
+    let sub = repo.join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "tmpfs"])
+        .arg(&sub)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mount a tmpfs (the tests run as root)");
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(sub.clone());
+    let only_here = sub.join("only-here");
+    std::fs::create_dir(&only_here).unwrap();
     let mut cmd = env.cmd(&repo);
-    cmd.args(["-C", missing.to_str().unwrap(), "exec", "--", "true"]);
+    cmd.args(["-C", only_here.to_str().unwrap(), "exec", "--", "true"]);
     let run = env.run_cmd(&repo, &mut cmd);
     let run = run.fails_with(
         125,
-        "the directory `/app/not-here` does not exist in container",
+        "the directory `/app/sub/only-here` does not exist in container",
     );
     assert!(!run.stderr.contains("OCI runtime"), "{run}");
     assert!(run.stderr.contains("hint:"), "{run}");

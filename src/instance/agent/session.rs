@@ -5,6 +5,7 @@
 //! mode and the agent relays it to a terminal of the command's own.
 
 use crate::engine::exec::{ExecSpec, MARKER_VAR};
+use crate::support::error::WithHint;
 use crate::support::output;
 use crate::support::terminal::{self, RawMode};
 use anyhow::{anyhow, bail, Context, Result};
@@ -41,7 +42,18 @@ pub fn run(stream: UnixStream, spec: &ExecSpec) -> Result<Ended> {
         Ok(Some(Message::Started)) => {}
         Ok(Some(Message::Refused { reason })) => return Ok(Ended::Refused(reason)),
         Ok(Some(Message::Failed { code, message })) => {
-            output::report(&anyhow!(message));
+            let failed = Err::<(), _>(anyhow!(message));
+            let failed = match code {
+                // The command never ran: devinst's own failure.
+                125 => failed.hint(
+                    "run it from a directory that exists inside: the worktree's, \
+                     or one outside it (which maps to the container's work directory)",
+                ),
+                _ => failed,
+            };
+            if let Err(err) = failed {
+                output::report(&err);
+            }
             return Ok(Ended::Code(code.into()));
         }
         Ok(other) => bail!("the agent answered the command with {other:?}"),
