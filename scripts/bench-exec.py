@@ -94,7 +94,7 @@ def main():
     os.makedirs(work)
     with open(os.path.join(work, "devinst.toml"), "w") as f:
         f.write(f'[container]\nimage = "{IMAGE}"\n[setup]\ncommands = []\n'
-                '[shims]\nt = "true"\ncat = "cat"\n[ports]\nhost_range = [47900, 47950]\n')
+                '[shims]\nt = "true"\npipe-cat = "cat"\n[ports]\nhost_range = [47900, 47950]\n')
     container = None
     try:
         subprocess.run([devinst, "-q", "setup"], cwd=work, env=env, check=True)
@@ -126,7 +126,8 @@ def main():
             chunk = os.urandom(1 << 20)
             for _ in range(args.mib):
                 f.write(chunk)
-        cat_shim = os.path.join(work, ".sky-dev", "bin", "cat")
+        # Named so it shadows no host command (which would need consent).
+        cat_shim = os.path.join(work, ".sky-dev", "bin", "pipe-cat")
         same_bytes_back(cat_shim, data)
         # Through pipes at both ends, as in `producer | shim | consumer`.
         piped = lambda cmd: ["sh", "-c", f"cat {data} | {cmd} | cat >/dev/null"]
