@@ -130,13 +130,7 @@ fn user_host_start_never_chowns_through_a_state_link() {
     write(&repo.join("devinst.toml"), &toml);
     // As in engines.rs: the worktree belongs to 1234, devinst runs as root.
     chown("1234:1234", &repo);
-    let devinst = |args: &[&str]| {
-        let mut cmd = env.cmd(&repo);
-        cmd.env("GIT_CONFIG_COUNT", "1")
-            .env("GIT_CONFIG_KEY_0", "safe.directory")
-            .env("GIT_CONFIG_VALUE_0", "*");
-        env.run_cmd(&repo, cmd.args(args))
-    };
+    let devinst = |args: &[&str]| env.run_on_others_worktree(&repo, args);
     devinst(&["setup"]).ok();
     // Root's directory, linked in where the state directory goes.
     let target = env.tmp.path().join("roots-dir");

@@ -531,13 +531,7 @@ fn any_engine_user_host_runs_everything_as_the_worktree_owner_with_a_writable_ho
         .unwrap();
     assert!(chown.success());
     // Git refuses a repository another user owns; that user's git would not.
-    let devinst = |args: &[&str]| {
-        let mut cmd = env.cmd(&repo);
-        cmd.env("GIT_CONFIG_COUNT", "1")
-            .env("GIT_CONFIG_KEY_0", "safe.directory")
-            .env("GIT_CONFIG_VALUE_0", "*");
-        env.run_cmd(&repo, cmd.args(args))
-    };
+    let devinst = |args: &[&str]| env.run_on_others_worktree(&repo, args);
     // A shim named `make` shadows the host's: the user agrees first.
     devinst(&["trust"]).ok();
     devinst(&["setup"]).ok();

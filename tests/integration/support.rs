@@ -204,6 +204,16 @@ impl TestEnv {
         Run::from(out)
     }
 
+    /// Runs devinst (as root) in `dir`, a worktree another uid owns, with git
+    /// trusting it as that user's own git would.
+    pub fn run_on_others_worktree(&self, dir: &Path, args: &[&str]) -> Run {
+        let mut cmd = self.cmd(dir);
+        cmd.env("GIT_CONFIG_COUNT", "1")
+            .env("GIT_CONFIG_KEY_0", "safe.directory")
+            .env("GIT_CONFIG_VALUE_0", "*");
+        self.run_cmd(dir, cmd.args(args))
+    }
+
     /// Runs `script` with `sh -c` inside the instance of `dir`.
     pub fn sh(&self, dir: &Path, script: &str) -> Run {
         self.run(dir, &["exec", "--", "sh", "-c", script])
