@@ -56,8 +56,15 @@ pub fn run(stream: UnixStream, spec: &ExecSpec) -> Result<Ended> {
             }
             return Ok(Ended::Code(code.into()));
         }
-        Ok(other) => bail!("the agent answered the command with {other:?}"),
-        Err(err) => bail!("the agent did not answer the command: {err}"),
+        // Hung up without an answer: the container is stopping under us.
+        // Whether the command began is unknown, so it is not run again.
+        Ok(None) => bail!(
+            "the instance's agent went away before the command started (was the container stopped?)"
+        ),
+        Ok(Some(other)) => bail!("the agent answered the command with {other:?}"),
+        Err(err) => bail!(
+            "the instance's agent did not answer the command ({err}): was the container stopped?"
+        ),
     }
     let _raw = match spec.tty {
         true => Some(RawMode::enter().context("cannot put the terminal in raw mode")?),
