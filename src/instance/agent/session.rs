@@ -230,3 +230,43 @@ impl Drop for Signals {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> ExecSpec {
+        ExecSpec {
+            argv: vec!["true".into()],
+            workdir: None,
+            env: Vec::new(),
+            user: None,
+            tty: false,
+            stdin: false,
+            marker: None,
+        }
+    }
+
+    /// The agent takes the request and is gone before it answers, as when
+    /// the container is stopped at that moment.
+    fn agent_that_hangs_up(agent: UnixStream) -> std::thread::JoinHandle<()> {
+        std::thread::spawn(move || {
+            let got = proto::recv_with_fds(agent.as_fd()).unwrap();
+            assert!(matches!(got.message, Some(Message::Exec(_))));
+        })
+    }
+
+    #[test]
+    fn an_agent_gone_before_answering_is_reported_as_a_stopped_container() {
+        let (ours, agent) = UnixStream::pair().unwrap();
+        let agent = agent_that_hangs_up(agent);
+        let err = run(ours, &spec()).err().expect("no code without an answer");
+        agent.join().unwrap();
+        let message = format!("{err:#}");
+        assert!(
+            message.contains("went away before the command started"),
+            "{message}"
+        );
+        assert!(message.contains("stopped"), "{message}");
+    }
+}
