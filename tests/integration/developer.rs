@@ -295,7 +295,7 @@ fn a_developer_who_is_not_root_owns_what_the_instance_makes_and_git_works_inside
     );
     for made in [
         ".sky-dev/venv/bin/pip",
-        "skypkg.egg-info",
+        "__pycache__",
         "skypkg/__pycache__",
         "extra/extra.egg-info",
         "made-by-exec",
@@ -330,7 +330,7 @@ fn a_developer_who_is_not_root_owns_what_the_instance_makes_and_git_works_inside
         &[
             "-r",
             ".sky-dev/venv",
-            "skypkg.egg-info",
+            "__pycache__",
             "skypkg/__pycache__",
         ],
     )
