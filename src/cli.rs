@@ -94,6 +94,15 @@ pub struct ExecArgs {
     #[arg(long, value_name = "DIR")]
     pub worktree: Option<PathBuf>,
 
+    /// Run on node K of a `[cluster]` (0, the head, by default).
+    #[arg(long, value_name = "K")]
+    pub node: Option<u16>,
+
+    /// Run on every node of a `[cluster]` at once, each output line behind
+    /// its node; exits 0 only when every node did.
+    #[arg(long, conflicts_with = "node")]
+    pub all: bool,
+
     /// The command and its arguments.
     #[arg(
         required = true,
@@ -108,6 +117,10 @@ pub struct ExecArgs {
 pub struct ShellArgs {
     #[arg(long, value_name = "DIR", hide = true)]
     pub worktree: Option<PathBuf>,
+
+    /// Open the shell on node K of a `[cluster]` (0, the head, by default).
+    #[arg(long, value_name = "K")]
+    pub node: Option<u16>,
 }
 
 #[derive(Debug, Args)]
@@ -152,6 +165,9 @@ pub struct LogsArgs {
     /// Only the last N lines.
     #[arg(long, value_name = "N")]
     pub tail: Option<u64>,
+    /// The logs of node K of a `[cluster]` (0, the head, by default).
+    #[arg(long, value_name = "K")]
+    pub node: Option<u16>,
 }
 
 #[derive(Debug, Args)]

@@ -6,7 +6,7 @@
 use super::Invocation;
 use crate::cli::DestroyArgs;
 use crate::engine::Engine;
-use crate::instance::{lifecycle, services, snapshot, teardown, Instance, Named};
+use crate::instance::{lifecycle, nodes, services, snapshot, teardown, Instance, Named};
 use crate::state::registry::{Entry, Registry};
 use crate::support::error::WithHint;
 use crate::support::output;
@@ -56,6 +56,7 @@ pub async fn run(ctx: &Invocation, args: DestroyArgs) -> Result<i32> {
         teardown::clear_dir(&engine, &instance).await?;
     }
     lifecycle::remove_if_ours(&engine, &instance).await?;
+    nodes::remove_all(&engine, &r.worktree, &r.container).await?;
     // After the instance: its network can only go once nothing is on it.
     services::remove_all(&engine, &instance, args.purge).await?;
     teardown::remove_volumes(&engine, &extras.volumes).await?;

@@ -4,17 +4,21 @@ use super::Invocation;
 use crate::cli::{ExecArgs, ShellArgs};
 use crate::engine::Engine;
 use crate::instance::agent::run_through_agent;
-use crate::instance::exec::{exec_spec, run_in};
-use crate::instance::{consent, Instance};
+use crate::instance::exec::{exec_spec, run_in, run_on, run_on_every_node};
+use crate::instance::{consent, nodes, Instance};
 use crate::support::terminal;
 use anyhow::Result;
 
 pub fn exec(ctx: &Invocation, args: ExecArgs) -> Result<i32> {
     let target = args.worktree.as_deref().unwrap_or(&ctx.cwd);
     let instance = Instance::find(target)?;
-    let tty = terminal::wants_tty();
+    let tty = terminal::wants_tty() && !args.all;
     let spec = exec_spec(&instance, &ctx.cwd, args.command, tty);
-    run(ctx, &instance, spec)
+    match (args.all, args.node.unwrap_or(0)) {
+        (true, _) => run_on_nodes(ctx, &instance, spec, None),
+        (false, 0) => run(ctx, &instance, spec),
+        (false, rank) => run_on_nodes(ctx, &instance, spec, Some(rank)),
+    }
 }
 
 pub fn shell(ctx: &Invocation, args: ShellArgs) -> Result<i32> {
@@ -27,7 +31,10 @@ pub fn shell(ctx: &Invocation, args: ShellArgs) -> Result<i32> {
     // ENV that an interactive sh reads after the profile.
     let argv = ["sh", "-c", LOGIN_SHELL].map(String::from).to_vec();
     let spec = exec_spec(&instance, &ctx.cwd, argv, tty);
-    run(ctx, &instance, spec)
+    match args.node.unwrap_or(0) {
+        0 => run(ctx, &instance, spec),
+        rank => run_on_nodes(ctx, &instance, spec, Some(rank)),
+    }
 }
 
 /// The script `devinst shell` runs inside.
@@ -52,6 +59,29 @@ fn run(ctx: &Invocation, instance: &Instance, spec: crate::engine::exec::ExecSpe
     super::block_on(async {
         let engine = Engine::connect_lazy(&choice)?;
         let code = run_in(engine, instance, &spec).await?;
+        Ok(exit_code(code))
+    })
+}
+
+/// On one node other than the head (`Some(rank)`), or on every node: the
+/// engine's way, as the agent serves the head alone.
+fn run_on_nodes(
+    ctx: &Invocation,
+    instance: &Instance,
+    spec: crate::engine::exec::ExecSpec,
+    rank: Option<u16>,
+) -> Result<i32> {
+    if let Some(rank) = rank {
+        nodes::check_rank(instance, rank)?;
+    }
+    let choice = ctx.engine_choice(Some(&instance.settings));
+    consent::require(&instance.layout.root, &instance.settings, &choice)?;
+    super::block_on(async {
+        let engine = Engine::connect_lazy(&choice)?;
+        let code = match rank {
+            Some(rank) => run_on(engine, instance, rank, &spec).await?,
+            None => run_on_every_node(engine, instance, &spec).await?,
+        };
         Ok(exit_code(code))
     })
 }

@@ -1,17 +1,18 @@
-//! `devinst logs [-f] [--tail N]`: the container's own output, its stdout to
-//! stdout and its stderr to stderr.
+//! `devinst logs [-f] [--tail N] [--node K]`: the container's own output (a
+//! cluster node's with `--node`), its stdout to stdout and its stderr to
+//! stderr.
 
 use super::Invocation;
 use crate::cli::LogsArgs;
 use crate::engine::Engine;
-use crate::instance::Instance;
+use crate::instance::{nodes, Instance};
 use crate::support::error::WithHint;
 use anyhow::{anyhow, Result};
 
 pub async fn run(ctx: &Invocation, args: LogsArgs) -> Result<i32> {
     let instance = Instance::find(&ctx.cwd)?;
     let engine = Engine::connect(&ctx.engine_choice(Some(&instance.settings))).await?;
-    let name = &instance.record.container;
+    let name = &nodes::container_of(&instance, args.node.unwrap_or(0))?;
     if engine.inspect(name).await?.is_none() {
         return Err(anyhow!(
             "container `{name}` does not exist, so it has no logs"

@@ -49,6 +49,21 @@ fn text(view: &InstanceView) -> String {
         ("setup", setup_text(&view.setup)),
     ];
     lines.extend(services.lines().map(|line| ("service", line.to_owned())));
+    let mut nodes = Table::headless();
+    for node in &view.nodes {
+        nodes.row([
+            node.rank.to_string(),
+            format!("({})", node.container),
+            node.state.clone(),
+            node.address.clone().unwrap_or_default(),
+        ]);
+    }
+    lines.extend(
+        nodes
+            .to_string()
+            .lines()
+            .map(|line| ("node", line.to_owned())),
+    );
     table::pairs(lines)
 }
 
@@ -67,6 +82,7 @@ fn setup_text(progress: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::instance::nodes::NodeView;
     use crate::instance::services::ServiceView;
 
     fn service(name: &str, state: &str, ports: &[&str]) -> ServiceView {
@@ -99,6 +115,20 @@ mod tests {
                 service("db", "running", &["127.0.0.1:46581 -> 5432"]),
                 service("cache", "missing", &[]),
             ],
+            nodes: vec![
+                NodeView {
+                    rank: 0,
+                    container: "skypilot-dev-feat".into(),
+                    state: "running".into(),
+                    address: Some("172.18.0.2".into()),
+                },
+                NodeView {
+                    rank: 1,
+                    container: "skypilot-dev-feat-node-1".into(),
+                    state: "exited".into(),
+                    address: None,
+                },
+            ],
         };
         assert_eq!(
             text(&view),
@@ -112,7 +142,9 @@ mod tests {
              created:   2026-11-23T14:30:05Z\n\
              setup:     incomplete (a step failed or was interrupted; `devinst start` runs them again)\n\
              service:   db     (skypilot-dev-feat-db)     running  127.0.0.1:46581 -> 5432\n\
-             service:   cache  (skypilot-dev-feat-cache)  missing"
+             service:   cache  (skypilot-dev-feat-cache)  missing\n\
+             node:      0  (skypilot-dev-feat)         running  172.18.0.2\n\
+             node:      1  (skypilot-dev-feat-node-1)  exited"
         );
     }
 }

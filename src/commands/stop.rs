@@ -10,6 +10,7 @@ pub async fn run(ctx: &Invocation) -> Result<i32> {
     let engine = Engine::connect(&ctx.engine_choice(Some(&instance.settings))).await?;
     let name = &instance.record.container;
     lifecycle::stop(&engine, name).await?;
+    crate::instance::nodes::stop_all(&engine, &instance).await?;
     // After the instance, which may still be talking to them.
     crate::instance::services::stop_all(&engine, &instance).await?;
     Ok(0)

@@ -203,6 +203,8 @@ pub struct Container {
     pub bind_sources: Vec<String>,
     /// When the engine made it (RFC 3339), if it says.
     pub created: Option<String>,
+    /// Its IPv4 address on each network it is on (while it runs), by network.
+    pub addresses: BTreeMap<String, String>,
 }
 
 impl Container {
@@ -211,6 +213,14 @@ impl Container {
         let config = info.config.unwrap_or_default();
         let host = info.host_config.unwrap_or_default();
         let points = info.mounts.unwrap_or_default();
+        let addresses = info
+            .network_settings
+            .and_then(|n| n.networks)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(network, point)| Some((network, point.ip_address?)))
+            .filter(|(_, ip)| !ip.is_empty())
+            .collect();
         // Docker lists binds in both places; Podman only at the top.
         let mut bind_sources: Vec<String> = host
             .mounts
@@ -252,6 +262,7 @@ impl Container {
             bindings: bindings(host.port_bindings.unwrap_or_default()),
             bind_sources,
             created: info.created.filter(|c| !c.is_empty()),
+            addresses,
         }
     }
 

@@ -63,6 +63,9 @@ pub enum Output {
     Stderr,
     /// Both kept, in order, for the caller to show or not.
     Captured,
+    /// stdout to stdout and stderr to stderr, each line behind a prefix
+    /// (the prefix is given to [`Engine::exec_prefixed`]).
+    Prefixed,
 }
 
 /// Why an exec could not be created.
@@ -309,6 +312,15 @@ impl Engine {
         }
     }
 
+    /// [`Engine::create_exec`] for a caller that does not start the
+    /// container when it is not running.
+    async fn create_exec_or_say(&self, container: &str, spec: &ExecSpec) -> Result<String> {
+        self.create_exec(container, spec)
+            .await
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("cannot run a command in `{container}`"))
+    }
+
     /// Runs `spec` to its end: the plain form used by setup steps.
     pub async fn exec_simple(
         &self,
@@ -316,22 +328,30 @@ impl Engine {
         spec: &ExecSpec,
         output: Output,
     ) -> Result<i64> {
-        let id = self
-            .create_exec(container, spec)
-            .await
-            .map_err(anyhow::Error::from)
-            .with_context(|| format!("cannot run a command in `{container}`"))?;
+        let id = self.create_exec_or_say(container, spec).await?;
         self.run_exec(container, &id, spec, output).await
+    }
+
+    /// Runs `spec` to its end with each line of its output behind `prefix`
+    /// (one write per line, so commands run at once keep their lines whole);
+    /// the exit code.
+    pub async fn exec_prefixed(
+        &self,
+        container: &str,
+        spec: &ExecSpec,
+        prefix: &str,
+    ) -> Result<i64> {
+        let id = self.create_exec_or_say(container, spec).await?;
+        let mut sink = Sink::prefixed(prefix);
+        let code = self.stream_exec(container, &id, spec, &mut sink).await;
+        sink.flush()?;
+        code
     }
 
     /// Runs `spec` to its end with its output kept rather than shown, and
     /// returns the exit code and the output (both streams, in order).
     pub async fn exec_captured(&self, container: &str, spec: &ExecSpec) -> Result<(i64, Vec<u8>)> {
-        let id = self
-            .create_exec(container, spec)
-            .await
-            .map_err(anyhow::Error::from)
-            .with_context(|| format!("cannot run a command in `{container}`"))?;
+        let id = self.create_exec_or_say(container, spec).await?;
         let mut sink = Sink::new(Output::Captured);
         let code = self.stream_exec(container, &id, spec, &mut sink).await?;
         Ok((code, sink.captured))

@@ -53,8 +53,13 @@ pub fn write_git_config(instance: &Instance) -> Result<()> {
 }
 
 /// Writes what every exec adds, once the setup steps are done: the venv,
-/// when they made one, in front of the container's `PATH`.
-pub fn write_exec_env(instance: &Instance, container: &Container) -> Result<()> {
+/// when they made one, in front of the container's `PATH`, and `cluster`
+/// (a cluster's addresses, the same on every node).
+pub fn write_exec_env(
+    instance: &Instance,
+    container: &Container,
+    cluster: &[(String, String)],
+) -> Result<()> {
     let venv = instance.layout.venv_dir();
     let venv = venv
         .join("bin/activate")
@@ -65,7 +70,8 @@ pub fn write_exec_env(instance: &Instance, container: &Container) -> Result<()> 
         .iter()
         .find_map(|entry| entry.strip_prefix("PATH="))
         .unwrap_or(DEFAULT_PATH);
-    let vars = activated(git_config_var(instance), venv.as_deref(), path);
+    let mut vars = activated(git_config_var(instance), venv.as_deref(), path);
+    vars.extend_from_slice(cluster);
     let text = shell::assignments(vars.iter().map(|(k, v)| (k.as_str(), v.clone())));
     write_if_changed(&instance.layout.exec_env_file(), &text)
 }

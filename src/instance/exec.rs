@@ -10,20 +10,30 @@ use crate::engine::exec::{ExecError, ExecSpec, Output, RunFailure};
 use crate::engine::Engine;
 use crate::support::error::Hint;
 use crate::support::{output, terminal};
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 use std::path::Path;
 
 /// Runs `spec` in the instance, starting the instance first if it is stopped
 /// or not created yet, and returns the command's exit code.
 /// The engine is connected lazily (no round trip yet): this is every shim's
 /// path.
-pub async fn run_in(mut engine: Engine, instance: &Instance, spec: &ExecSpec) -> Result<i64> {
+pub async fn run_in(engine: Engine, instance: &Instance, spec: &ExecSpec) -> Result<i64> {
+    run_on(engine, instance, 0, spec).await
+}
+
+/// [`run_in`] on node `rank` of the instance's cluster (0 is the head).
+pub async fn run_on(
+    mut engine: Engine,
+    instance: &Instance,
+    rank: u16,
+    spec: &ExecSpec,
+) -> Result<i64> {
     if spec.tty {
         // Interactive: worth a round trip to learn whether the engine takes
         // the terminal size at creation.
         engine.renegotiate().await?;
     }
-    let container = &instance.record.container;
+    let container = &super::nodes::container_of(instance, rank)?;
     // The exec is created while the container is inspected, so checking that
     // the container is this worktree's costs no extra round trip; an exec that
     // is never started is harmless.
@@ -46,7 +56,7 @@ pub async fn run_in(mut engine: Engine, instance: &Instance, spec: &ExecSpec) ->
         // with the reason, or recreates it if this worktree moved.
         Ok(_) if !ours => {
             ensure_running(&engine, instance, false).await?;
-            create_or_start(&engine, instance, &refreshed(spec, instance)).await?
+            create_or_start(&engine, instance, container, &refreshed(spec, instance)).await?
         }
         Ok(id) => {
             super::setup_steps::warn_if_incomplete(instance);
@@ -54,9 +64,9 @@ pub async fn run_in(mut engine: Engine, instance: &Instance, spec: &ExecSpec) ->
         }
         Err(ExecError::VersionTooOld) => {
             engine.renegotiate().await?;
-            create_or_start(&engine, instance, spec).await?
+            create_or_start(&engine, instance, container, spec).await?
         }
-        Err(ExecError::NotRunning) => start_then_create(&engine, instance, spec).await?,
+        Err(ExecError::NotRunning) => start_then_create(&engine, instance, container, spec).await?,
         Err(err) => return Err(err.into()),
     };
     super::behind::notice(instance);
@@ -87,10 +97,15 @@ pub async fn run_in(mut engine: Engine, instance: &Instance, spec: &ExecSpec) ->
     })
 }
 
-async fn create_or_start(engine: &Engine, instance: &Instance, spec: &ExecSpec) -> Result<String> {
-    match engine.create_exec(&instance.record.container, spec).await {
+async fn create_or_start(
+    engine: &Engine,
+    instance: &Instance,
+    container: &str,
+    spec: &ExecSpec,
+) -> Result<String> {
+    match engine.create_exec(container, spec).await {
         Ok(id) => Ok(id),
-        Err(ExecError::NotRunning) => start_then_create(engine, instance, spec).await,
+        Err(ExecError::NotRunning) => start_then_create(engine, instance, container, spec).await,
         Err(err) => Err(err.into()),
     }
 }
@@ -98,6 +113,7 @@ async fn create_or_start(engine: &Engine, instance: &Instance, spec: &ExecSpec) 
 async fn start_then_create(
     engine: &Engine,
     instance: &Instance,
+    container: &str,
     spec: &ExecSpec,
 ) -> Result<String> {
     output::note(format!(
@@ -106,7 +122,6 @@ async fn start_then_create(
     ));
     ensure_running(engine, instance, false).await?;
     let spec = refreshed(spec, instance);
-    let container = &instance.record.container;
     engine
         .create_exec(container, &spec)
         .await
@@ -116,6 +131,71 @@ async fn start_then_create(
             }
             err => err.into(),
         })
+}
+
+/// Runs `spec` on every node of the instance's cluster at once (all brought
+/// up first), each output line behind `[node K] `; without stdin or a
+/// terminal, which cannot be shared. The exit code is 0 when every node's
+/// was, else the first failing node's (by rank), which is named.
+pub async fn run_on_every_node(
+    engine: Engine,
+    instance: &Instance,
+    spec: &ExecSpec,
+) -> Result<i64> {
+    let mut spec = ExecSpec {
+        tty: false,
+        stdin: false,
+        ..spec.clone()
+    };
+    if !every_node_running(&engine, instance).await? {
+        output::note(format!(
+            "instance `{}` is not running on every node; starting it",
+            instance.record.name
+        ));
+        ensure_running(&engine, instance, false).await?;
+        spec = refreshed(&spec, instance);
+    }
+    super::setup_steps::warn_if_incomplete(instance);
+    let ranks = super::nodes::ranks(instance);
+    let runs = ranks.clone().map(|rank| {
+        let container = instance.record.node_container(rank);
+        let (engine, spec) = (&engine, &spec);
+        async move {
+            let prefix = format!("[node {rank}] ");
+            engine.exec_prefixed(&container, spec, &prefix).await
+        }
+    });
+    let results = futures_util::future::join_all(runs).await;
+    let mut failed = None;
+    for (rank, result) in ranks.zip(results) {
+        let code = result.with_context(|| format!("node {rank} could not run the command"))?;
+        if code != 0 && failed.is_none() {
+            failed = Some((rank, code));
+        }
+    }
+    match failed {
+        None => Ok(0),
+        Some((rank, code)) => {
+            output::warn(format!(
+                "node {rank} (container `{}`) exited with code {code}",
+                instance.record.node_container(rank)
+            ));
+            Ok(code)
+        }
+    }
+}
+
+async fn every_node_running(engine: &Engine, instance: &Instance) -> Result<bool> {
+    for rank in super::nodes::ranks(instance) {
+        let running = engine
+            .inspect(&instance.record.node_container(rank))
+            .await?
+            .is_some_and(|info| info.running && !info.paused);
+        if !running {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// `spec` with the variables `start` may just have written (the venv made

@@ -21,20 +21,28 @@ pub async fn prepare_owner_dirs(engine: &Engine, instance: &Instance) -> Result<
     let meta = std::fs::metadata(&layout.root)
         .with_context(|| format!("cannot stat `{}`", layout.root.display()))?;
     let (uid, gid) = (meta.uid(), meta.gid());
-    let dirs = [
-        layout.dir(),
-        layout.home_dir(),
-        layout.state_dir(),
-        layout.logs_dir(),
-    ];
+    let mut dirs = vec![layout.dir()];
+    dirs.extend(spec::NodeDirs::of(layout, 0).all(&instance.settings));
     for dir in &dirs {
         contained::make_dir(layout, dir)?;
     }
-    // Never through a link: a planted one would hand its target over.
+    give_to_owner(&dirs, uid, gid)?;
+    Ok(Owner {
+        uid,
+        gid,
+        mapping: engine.user_mapping().await?,
+    })
+}
+
+/// Makes the directories `dirs` (made already, inside the worktree) the
+/// worktree owner's, never through a link: a planted one would hand its
+/// target over.
+pub fn give_to_owner(dirs: &[PathBuf], uid: u32, gid: u32) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
     for dir in dirs {
-        let owned = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.uid() == uid && m.gid() == gid);
+        let owned = std::fs::symlink_metadata(dir).is_ok_and(|m| m.uid() == uid && m.gid() == gid);
         if !owned {
-            std::os::unix::fs::lchown(&dir, Some(uid), Some(gid))
+            std::os::unix::fs::lchown(dir, Some(uid), Some(gid))
                 .with_context(|| {
                     format!(
                         "cannot give `{}` to the worktree's owner ({uid}:{gid})",
@@ -44,11 +52,7 @@ pub async fn prepare_owner_dirs(engine: &Engine, instance: &Instance) -> Result<
                 .hint("run devinst as the worktree's owner, or as root")?;
         }
     }
-    Ok(Owner {
-        uid,
-        gid,
-        mapping: engine.user_mapping().await?,
-    })
+    Ok(())
 }
 
 pub fn host_facts(instance: &Instance, owner: Option<Owner>, image: &str) -> Result<HostFacts> {

@@ -37,6 +37,25 @@ impl ImageChoice {
         )
     }
 
+    /// The image of a cluster's node `rank` when it is not the head's: a
+    /// restored snapshot's own image of that node, when the snapshot has one.
+    pub async fn for_node(
+        &self,
+        engine: &Engine,
+        instance: &Instance,
+        rank: u16,
+    ) -> Result<Option<ImageChoice>> {
+        let (ImageChoice::Snapshot(_), Some(snapshot)) = (self, instance.layout.active_snapshot())
+        else {
+            return Ok(None);
+        };
+        let image = super::snapshot::node_image_ref(&instance.record.name, &snapshot, rank);
+        Ok(engine
+            .image_exists(&image)
+            .await?
+            .then_some(ImageChoice::Snapshot(image)))
+    }
+
     pub fn reference(&self) -> &str {
         match self {
             ImageChoice::Snapshot(image) | ImageChoice::Pulled(image) => image,

@@ -5,7 +5,7 @@
 use super::host::{host_facts, prepare_owner_dirs};
 use super::image::ImageChoice;
 use super::ownership::{ownership_of, Ownership};
-use super::setup_steps::run_setup_steps;
+use super::setup_steps::{run_setup_steps, SetupTarget};
 use super::spec::{self, LABEL_SPEC};
 use super::{behind, environment, Instance};
 use crate::engine::{Container, ContainerSpec, CreateError, Engine, StartError};
@@ -56,11 +56,45 @@ pub async fn ensure_running_with(
             super::agent::wait_until_serving(instance).await;
         }
     }
+    let head_current = info.label(LABEL_SPEC) == wanted.labels.get(LABEL_SPEC).map(String::as_str);
+    super::nodes::ensure_running(engine, instance, &facts, image, recreate, head_current).await?;
+    let cluster = match super::nodes::addresses(engine, instance, &info.env).await? {
+        Some(ips) => spec::cluster_address_env(&ips),
+        None => Vec::new(),
+    };
     environment::write_git_config(instance)?;
     let inputs = behind::inputs_now(instance);
-    run_setup_steps(engine, instance, &info.id).await?;
+    for target in setup_targets(engine, instance, &info).await? {
+        run_setup_steps(engine, instance, &target, &cluster).await?;
+    }
     behind::record(instance, &inputs)?;
-    environment::write_exec_env(instance, &info)
+    environment::write_exec_env(instance, &info, &cluster)
+}
+
+/// Where the setup steps run: the head, and with `[cluster] setup = "all"`
+/// every other node after it, one at a time (they share the worktree, and
+/// so the venv the default steps make).
+async fn setup_targets(
+    engine: &Engine,
+    instance: &Instance,
+    head: &Container,
+) -> Result<Vec<SetupTarget>> {
+    let mut targets = vec![SetupTarget::head(instance, &head.id)];
+    if !instance.settings.setup_on_every_node {
+        return Ok(targets);
+    }
+    for rank in super::nodes::ranks(instance).skip(1) {
+        let container = instance.record.node_container(rank);
+        let info = engine.inspect(&container).await?.ok_or_else(|| {
+            anyhow!("container `{container}` (node {rank}) vanished while starting")
+        })?;
+        targets.push(SetupTarget {
+            container,
+            id: info.id,
+            stamp: instance.layout.node_setup_stamp(rank),
+        });
+    }
+    Ok(targets)
 }
 
 /// The instance's container as `wanted` says, made when missing, remade when

@@ -10,6 +10,7 @@ pub mod holdings;
 pub mod host;
 pub mod image;
 pub mod lifecycle;
+pub mod nodes;
 pub mod owner;
 pub mod ownership;
 pub mod services;

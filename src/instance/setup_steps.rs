@@ -22,20 +22,42 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 /// The stamp's text while a run has not finished.
 const INCOMPLETE: &str = "incomplete";
 
-/// Runs the recipe's setup steps unless they already ran, with the same
-/// inputs, in this very container, and what they made is still there.
+/// A container the setup steps run in, and the stamp that says how far they
+/// got there.
+pub struct SetupTarget {
+    pub container: String,
+    pub id: String,
+    pub stamp: std::path::PathBuf,
+}
+
+impl SetupTarget {
+    /// The instance's own container (a cluster's head).
+    pub fn head(instance: &Instance, id: &str) -> SetupTarget {
+        SetupTarget {
+            container: instance.record.container.clone(),
+            id: id.to_owned(),
+            stamp: instance.layout.setup_stamp(),
+        }
+    }
+}
+
+/// Runs the recipe's setup steps in `target` unless they already ran there,
+/// with the same inputs, in this very container, and what they made is
+/// still there. `extra_env` is added to what every step gets (a cluster's
+/// addresses).
 pub async fn run_setup_steps(
     engine: &Engine,
     instance: &Instance,
-    container_id: &str,
+    target: &SetupTarget,
+    extra_env: &[(String, String)],
 ) -> Result<()> {
     let s = &instance.settings;
     if s.setup_commands.is_empty() {
         return Ok(());
     }
-    let stamp = setup_stamp(instance, container_id)?;
-    let stamp_file = instance.layout.setup_stamp();
-    let done = std::fs::read_to_string(&stamp_file).is_ok_and(|old| old.trim() == stamp);
+    let stamp = setup_stamp(instance, &target.id)?;
+    let stamp_file = &target.stamp;
+    let done = std::fs::read_to_string(stamp_file).is_ok_and(|old| old.trim() == stamp);
     let outputs_present = s
         .setup_outputs
         .iter()
@@ -43,7 +65,9 @@ pub async fn run_setup_steps(
     if done && outputs_present {
         return Ok(());
     }
-    fs::write_atomic(&stamp_file, format!("{INCOMPLETE}\n").as_bytes(), 0o644)?;
+    fs::write_atomic(stamp_file, format!("{INCOMPLETE}\n").as_bytes(), 0o644)?;
+    let mut env = super::environment::setup_env(instance);
+    super::environment::with_vars(&mut env, extra_env);
     let mut interrupts = Interrupts::listen()?;
     let total = s.setup_commands.len();
     for (i, command) in s.setup_commands.iter().enumerate() {
@@ -51,13 +75,13 @@ pub async fn run_setup_steps(
         let spec = ExecSpec {
             argv: vec!["sh".into(), "-c".into(), command.clone()],
             workdir: Some(s.workdir.clone()),
-            env: super::environment::setup_env(instance),
+            env: env.clone(),
             user: s.user.for_setup(),
             ..Default::default()
         }
         // Ctrl-C or SIGTERM ends the step inside too, not only devinst.
         .forwarding_signals();
-        let mut code = run_step(engine, &instance.record.container, &spec).await?;
+        let mut code = run_step(engine, &target.container, &spec).await?;
         if let Some(signal) = interrupts.arrived() {
             // Even a step that shrugged the signal off ends the run.
             code = 128 + i64::from(signal);
@@ -74,7 +98,7 @@ pub async fn run_setup_steps(
         }
     }
     super::owner::hand_back(engine, instance).await;
-    fs::write_atomic(&stamp_file, format!("{stamp}\n").as_bytes(), 0o644)
+    fs::write_atomic(stamp_file, format!("{stamp}\n").as_bytes(), 0o644)
 }
 
 /// SIGINT, SIGTERM and SIGHUP, noticed while the steps run.

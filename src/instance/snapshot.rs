@@ -5,7 +5,7 @@
 use super::Instance;
 use crate::engine::image::Commit;
 use crate::engine::Engine;
-use crate::state::layout::Layout;
+use crate::state::layout::{Layout, NODES_DIR_NAME};
 use crate::state::restore;
 use crate::support::error::WithHint;
 use crate::support::{fs, names, output};
@@ -23,6 +23,12 @@ pub fn image_repo(instance_name: &str) -> String {
 /// The image a snapshot's filesystem is kept in.
 pub fn image_ref(instance_name: &str, snapshot: &str) -> String {
     format!("{}:{snapshot}", image_repo(instance_name))
+}
+
+/// The image the filesystem of a cluster's node `rank` is kept in: a
+/// repository of its own, so listings show the snapshot once.
+pub fn node_image_ref(instance_name: &str, snapshot: &str, rank: u16) -> String {
+    format!("{}/node-{rank}:{snapshot}", image_repo(instance_name))
 }
 
 /// Saves a snapshot; returns its name.
@@ -50,12 +56,27 @@ pub async fn save(engine: &Engine, instance: &Instance, name: Option<String>) ->
         }
     }
     let _lock = layout.lock()?;
-    // Paused throughout, so the filesystem and `state/` are of one moment
-    // and no file is copied halfway through a write.
-    let paused = hold_still(engine, container).await?;
-    let saved_all = save_held(engine, instance, &name, &saved).await;
-    if paused {
-        engine.unpause(container).await?;
+    // Every node paused throughout, so the filesystems and `state/` are of
+    // one moment and no file is copied halfway through a write.
+    let mut held = Vec::new();
+    let mut still = Ok(());
+    for rank in super::nodes::ranks(instance) {
+        let node = instance.record.node_container(rank);
+        match hold_still(engine, &node).await {
+            Ok(true) => held.push(node),
+            Ok(false) => {}
+            Err(err) => {
+                still = Err(err);
+                break;
+            }
+        }
+    }
+    let saved_all = match still {
+        Ok(()) => save_held(engine, instance, &name, &saved).await,
+        Err(err) => Err(err),
+    };
+    for node in &held {
+        engine.unpause(node).await?;
     }
     saved_all?;
     output::note(format!(
@@ -79,33 +100,78 @@ async fn hold_still(engine: &Engine, container: &str) -> Result<bool> {
     Ok(true)
 }
 
-/// Commits the held container and copies its data; if copying fails, the
-/// image is taken back so no half snapshot is left.
+/// Commits the held containers (every node's) and copies their data; if
+/// anything fails, the images are taken back so no half snapshot is left.
 async fn save_held(engine: &Engine, instance: &Instance, name: &str, saved: &Path) -> Result<()> {
-    commit(engine, instance, name).await?;
-    if let Err(err) = copy_data(&instance.layout, saved) {
+    let committed = commit_all(engine, instance, name).await;
+    let copied = committed.and_then(|()| copy_data(&instance.layout, saved));
+    if copied.is_err() {
         let _ = engine
             .remove_image(&image_ref(&instance.record.name, name))
             .await;
-        return Err(err);
+        let _ = remove_node_images(engine, instance, Some(name)).await;
+    }
+    copied
+}
+
+async fn commit_all(engine: &Engine, instance: &Instance, name: &str) -> Result<()> {
+    let instance_name = &instance.record.name;
+    commit(engine, instance, 0, image_repo(instance_name), name).await?;
+    for rank in super::nodes::ranks(instance).skip(1) {
+        let image = node_image_ref(instance_name, name, rank);
+        let repo = image.rsplit_once(':').expect("a tag").0.to_owned();
+        commit(engine, instance, rank, repo, name).await?;
     }
     Ok(())
 }
 
-async fn commit(engine: &Engine, instance: &Instance, name: &str) -> Result<()> {
+async fn commit(
+    engine: &Engine,
+    instance: &Instance,
+    rank: u16,
+    repo: String,
+    name: &str,
+) -> Result<()> {
     let commit = Commit {
-        container: instance.record.container.clone(),
-        repo: image_repo(&instance.record.name),
+        container: instance.record.node_container(rank),
+        repo,
         tag: name.to_owned(),
         comment: format!("devinst snapshot `{name}`"),
         // One label per LABEL, as Podman reads only the first pair.
         // `devinst.managed-by` comes from the container.
         changes: format!("LABEL {LABEL_SNAPSHOT_OF}={}", instance.record.name),
     };
-    engine
-        .commit(&commit)
-        .await
-        .context("cannot save the container's filesystem")
+    engine.commit(&commit).await.with_context(|| {
+        format!(
+            "cannot save the filesystem of container `{}`",
+            commit.container
+        )
+    })
+}
+
+/// Removes the node images of snapshot `name` (of every snapshot with
+/// `None`); how many there were.
+async fn remove_node_images(
+    engine: &Engine,
+    instance: &Instance,
+    name: Option<&str>,
+) -> Result<usize> {
+    let label = format!("{LABEL_SNAPSHOT_OF}={}", instance.record.name);
+    let nodes_repo = format!("{}/node-", image_repo(&instance.record.name));
+    let mut removed = 0;
+    for image in engine.list_images(&label).await? {
+        for tag in &image.tags {
+            let Some((registry, rest)) = tag.split_once(&nodes_repo) else {
+                continue;
+            };
+            let ours = registry.is_empty() || registry.ends_with('/');
+            let snapshot = rest.split_once(':').map(|(_, snapshot)| snapshot);
+            if ours && (name.is_none() || snapshot == name) && engine.remove_image(tag).await? {
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// Copies `state/` and `sky_logs/` into `saved`, through a temporary
@@ -118,7 +184,11 @@ fn copy_data(layout: &Layout, saved: &Path) -> Result<()> {
     let copy = || -> Result<()> {
         fs::create_dir_all(&tmp)?;
         for dir in restore::SAVED_DIRS {
-            fs::copy_tree(&layout.dir().join(dir), &tmp.join(dir))?;
+            let live = layout.dir().join(dir);
+            // `nodes/` exists only for a cluster.
+            if dir != NODES_DIR_NAME || live.exists() {
+                fs::copy_tree(&live, &tmp.join(dir))?;
+            }
         }
         std::fs::rename(&tmp, saved).with_context(|| format!("cannot create `{}`", saved.display()))
     };
@@ -196,7 +266,7 @@ pub async fn restore(engine: &Engine, instance: &Instance, name: &str) -> Result
         // before the commit leaves the instance as it was (the next command
         // deletes the copies), one after it is finished by the next command.
         restore::stage(layout, &saved)?;
-        engine.remove(&instance.record.container).await?;
+        remove_containers(engine, instance).await?;
         restore::commit(layout, name)?;
     }
     output::note(format!("restored snapshot `{name}`"));
@@ -213,7 +283,7 @@ pub async fn reset(engine: &Engine, instance: &Instance) -> Result<()> {
     };
     {
         let _lock = layout.lock()?;
-        engine.remove(&instance.record.container).await?;
+        remove_containers(engine, instance).await?;
         std::fs::remove_file(layout.snapshot_file())
             .with_context(|| format!("cannot remove `{}`", layout.snapshot_file().display()))?;
         let _ = std::fs::remove_file(layout.setup_stamp());
@@ -224,6 +294,14 @@ pub async fn reset(engine: &Engine, instance: &Instance) -> Result<()> {
     let instance = Instance::find(&layout.root)?;
     crate::instance::lifecycle::ensure_running(engine, &instance, false).await?;
     Ok(())
+}
+
+/// Removes the instance's containers, every node's, to make them anew from
+/// another image.
+async fn remove_containers(engine: &Engine, instance: &Instance) -> Result<()> {
+    engine.remove(&instance.record.container).await?;
+    let r = &instance.record;
+    super::nodes::remove_all(engine, &r.worktree, &r.container).await
 }
 
 pub async fn remove(engine: &Engine, instance: &Instance, name: &str) -> Result<()> {
@@ -238,6 +316,7 @@ pub async fn remove(engine: &Engine, instance: &Instance, name: &str) -> Result<
     let saved = layout.snapshots_dir().join(name);
     let image = image_ref(&instance.record.name, name);
     let had_image = engine.remove_image(&image).await?;
+    remove_node_images(engine, instance, Some(name)).await?;
     let had_data = saved.is_dir();
     if had_data {
         std::fs::remove_dir_all(&saved)
@@ -256,6 +335,7 @@ pub async fn remove_images(engine: &Engine, instance: &Instance) -> Result<usize
     let Ok(entries) = std::fs::read_dir(instance.layout.snapshots_dir()) else {
         return Ok(0);
     };
+    remove_node_images(engine, instance, None).await?;
     let mut removed = 0;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();

@@ -18,6 +18,8 @@ pub const LABEL_VERSION: &str = "devinst.version";
 pub const LABEL_SPEC: &str = "devinst.spec";
 /// On a service's container: the service's name.
 pub const LABEL_SERVICE: &str = "devinst.service";
+/// On a cluster node's container (not the head's): its rank.
+pub const LABEL_NODE: &str = "devinst.node";
 /// The identity of the data directory whose devinst made the container
 /// (`state::registry::identity`): a container from another data directory is
 /// never this instance's, and `gc` acts only on its own by default. Like the
@@ -91,37 +93,71 @@ fn user_and_userns(settings: &Settings, owner: Option<Owner>) -> (Option<String>
     }
 }
 
-/// The instance's own container.
+/// The instance's own container: the head of its cluster.
 pub fn container_spec(
     settings: &Settings,
     record: &Record,
     layout: &Layout,
     host: &HostFacts,
 ) -> ContainerSpec {
+    node_spec(settings, record, layout, host, 0)
+}
+
+/// The container of the cluster's node `rank`; 0 is the head, the instance's
+/// own container. The other nodes are the head's image, limits, runtime and
+/// worktree, with state, logs and home of their own, publishing nothing and
+/// without the agent (the head alone serves shims).
+pub fn node_spec(
+    settings: &Settings,
+    record: &Record,
+    layout: &Layout,
+    host: &HostFacts,
+    rank: u16,
+) -> ContainerSpec {
     let (user, userns_mode) = user_and_userns(settings, host.owner);
+    let container = record.node_container(rank);
+    let hostname = match (rank, &settings.hostname) {
+        (0, Some(hostname)) => hostname.clone(),
+        _ => crate::support::names::hostname(&container),
+    };
+    let mut env = container_env(settings, host);
+    let mut labels = labels(record);
+    let mut aliases = Vec::new();
+    if settings.nodes > 1 {
+        env.extend(cluster_env(settings, record, rank));
+        aliases.push(crate::support::names::hostname(&container));
+    }
+    if rank > 0 {
+        labels.insert(LABEL_NODE.to_owned(), rank.to_string());
+    }
+    let head = rank == 0;
     let mut spec = ContainerSpec {
         image: host.image.clone().unwrap_or_else(|| settings.image.clone()),
-        hostname: Some(
-            settings
-                .hostname
-                .clone()
-                .unwrap_or_else(|| crate::support::names::hostname(&record.container)),
-        ),
+        hostname: Some(hostname),
         working_dir: Some(settings.workdir.clone()),
         cmd: Some(settings.command.clone()),
-        env: container_env(settings, host),
+        env,
         user,
-        labels: labels(record),
-        mounts: mounts(settings, layout, host),
-        exposed: vec![settings.container_port],
-        published: vec![Published {
-            container_port: settings.container_port,
-            host_ip: settings.bind.clone(),
-            host_port: record.port,
-        }],
+        labels,
+        mounts: mounts(settings, &layout.root, &NodeDirs::of(layout, rank), host),
+        exposed: if head {
+            vec![settings.container_port]
+        } else {
+            vec![]
+        },
+        published: if head {
+            vec![Published {
+                container_port: settings.container_port,
+                host_ip: settings.bind.clone(),
+                host_port: record.port,
+            }]
+        } else {
+            vec![]
+        },
         init: Some(settings.init),
         runtime: settings.runtime.clone(),
         network: instance_network(settings, record),
+        aliases,
         userns_mode,
         nano_cpus: host.limits.cpus.map(|cpus| (cpus * 1e9) as i64),
         memory_bytes: host
@@ -132,11 +168,87 @@ pub fn container_spec(
         pids_limit: host.limits.pids,
         ..Default::default()
     };
-    if let Some(agent) = &host.agent {
+    if let (Some(agent), true) = (&host.agent, head) {
         with_agent(&mut spec, settings, record, agent);
     }
     stamp(&mut spec, host.identity.as_deref());
     spec
+}
+
+/// What a node knows of its cluster before any address is given: its rank,
+/// the count, and every node's host name (rank order, one per line), under
+/// devinst's names and SkyPilot's. The addresses come with every exec
+/// ([`cluster_address_env`]).
+fn cluster_env(settings: &Settings, record: &Record, rank: u16) -> Vec<String> {
+    let hosts: Vec<String> = (0..settings.nodes)
+        .map(|r| crate::support::names::hostname(&record.node_container(r)))
+        .collect();
+    vec![
+        format!("DEVINST_NODE_RANK={rank}"),
+        format!("DEVINST_NUM_NODES={}", settings.nodes),
+        format!("DEVINST_NODE_HOSTS={}", hosts.join("\n")),
+        format!("DEVINST_HEAD_HOST={}", hosts[0]),
+        format!("SKYPILOT_NODE_RANK={rank}"),
+        format!("SKYPILOT_NUM_NODES={}", settings.nodes),
+    ]
+}
+
+/// The variables that carry the nodes' addresses on the cluster network,
+/// known once every node has one: `ips` in rank order.
+pub fn cluster_address_env(ips: &[String]) -> Vec<(String, String)> {
+    let all = ips.join("\n");
+    vec![
+        ("DEVINST_NODE_IPS".to_owned(), all.clone()),
+        (
+            "DEVINST_HEAD_IP".to_owned(),
+            ips.first().cloned().unwrap_or_default(),
+        ),
+        ("SKYPILOT_NODE_IPS".to_owned(), all),
+    ]
+}
+
+/// The host directories a node keeps its own: the head's are `.sky-dev/`'s
+/// own, another node's are under `.sky-dev/nodes/RANK/`.
+pub struct NodeDirs {
+    pub state: PathBuf,
+    pub logs: PathBuf,
+    pub home: PathBuf,
+}
+
+impl NodeDirs {
+    pub fn of(layout: &Layout, rank: u16) -> NodeDirs {
+        match rank {
+            0 => NodeDirs {
+                state: layout.state_dir(),
+                logs: layout.logs_dir(),
+                home: layout.home_dir(),
+            },
+            rank => NodeDirs {
+                state: layout.node_state_dir(rank),
+                logs: layout.node_logs_dir(rank),
+                home: layout.node_home_dir(rank),
+            },
+        }
+    }
+
+    /// All of them, for making them before the container mounts them, and
+    /// under the home those of the state and logs mounts that lie in it:
+    /// made by the engine, those mount points would be root's.
+    pub fn all(&self, settings: &Settings) -> Vec<PathBuf> {
+        let mut dirs = vec![self.home.clone(), self.state.clone(), self.logs.clone()];
+        if settings.user.is_owner() {
+            for mount in [&settings.state_mount, &settings.logs_mount] {
+                let inside_home = mount
+                    .strip_prefix(HOST_USER_HOME)
+                    .and_then(|rest| rest.strip_prefix('/'))
+                    .filter(|rest| !rest.is_empty() && !rest.split('/').any(|p| p == ".."));
+                if let Some(rest) = inside_home {
+                    dirs.push(self.home.join(rest));
+                }
+            }
+        }
+        dirs
+    }
 }
 
 /// The agent in front: it runs the recipe's command as its child, serves
@@ -229,13 +341,16 @@ pub fn from_data_dir(spec: &ContainerSpec, identity: &str) -> ContainerSpec {
     spec
 }
 
-/// The network the instance and its services share: the recipe's, or with
-/// services and none named, the instance's own (named after its container).
-/// `None` leaves the instance on the engine's default network.
+/// The network the instance, its nodes and its services share: the
+/// recipe's, or with services or nodes and none named, the instance's own
+/// (named after its container). `None` leaves the instance on the engine's
+/// default network.
 pub fn instance_network(settings: &Settings, record: &Record) -> Option<String> {
     match &settings.network {
         Some(network) => Some(network.clone()),
-        None if !settings.services.is_empty() => Some(record.private_network().to_owned()),
+        None if !settings.services.is_empty() || settings.nodes > 1 => {
+            Some(record.private_network().to_owned())
+        }
         None => None,
     }
 }
@@ -349,15 +464,20 @@ pub fn volume_labels(record: &Record, service: &str) -> BTreeMap<String, String>
     labels
 }
 
-fn mounts(settings: &Settings, layout: &Layout, host: &HostFacts) -> Vec<BindMount> {
-    let mut mounts = vec![bind(layout.root.clone(), &settings.workdir, false)];
+fn mounts(
+    settings: &Settings,
+    worktree: &std::path::Path,
+    dirs: &NodeDirs,
+    host: &HostFacts,
+) -> Vec<BindMount> {
+    let mut mounts = vec![bind(worktree.to_path_buf(), &settings.workdir, false)];
     if settings.user.is_owner() {
         // Before the state and logs: by default they are mounted inside it.
-        mounts.push(bind(layout.home_dir(), HOST_USER_HOME, false));
+        mounts.push(bind(dirs.home.clone(), HOST_USER_HOME, false));
     }
     mounts.extend([
-        bind(layout.state_dir(), &settings.state_mount, false),
-        bind(layout.logs_dir(), &settings.logs_mount, false),
+        bind(dirs.state.clone(), &settings.state_mount, false),
+        bind(dirs.logs.clone(), &settings.logs_mount, false),
     ]);
     if let Some(common) = &host.git_common_dir {
         // A linked worktree's `.git` file names this directory by its host
@@ -460,6 +580,66 @@ mod tests {
     }
 
     #[test]
+    fn a_clusters_nodes_share_the_head_but_for_ports_agent_and_their_own_dirs() {
+        let (mut settings, record, layout) = fixture();
+        let host = HostFacts {
+            agent: Some(AgentFacts {
+                binary: PathBuf::from("/w/feat/.sky-dev/agent/devinst-agent"),
+                exec_socket: true,
+            }),
+            ..Default::default()
+        };
+        let single = container_spec(&settings, &record, &layout, &host);
+        assert!(!single.env.iter().any(|e| e.starts_with("DEVINST_NODE")));
+        assert_eq!(single.network, None);
+
+        settings.nodes = 3;
+        let head = container_spec(&settings, &record, &layout, &host);
+        let node = node_spec(&settings, &record, &layout, &host, 2);
+        assert_eq!(head.network.as_deref(), Some("skypilot-dev-feat"));
+        assert_eq!(node.network, head.network);
+        assert_eq!(node.image, head.image);
+        assert!(head.env.contains(&"DEVINST_NODE_RANK=0".to_owned()));
+        for var in [
+            "DEVINST_NODE_RANK=2",
+            "SKYPILOT_NODE_RANK=2",
+            "DEVINST_NUM_NODES=3",
+            "SKYPILOT_NUM_NODES=3",
+            "DEVINST_HEAD_HOST=skypilot-dev-feat",
+            "DEVINST_NODE_HOSTS=skypilot-dev-feat\nskypilot-dev-feat-node-1\nskypilot-dev-feat-node-2",
+        ] {
+            assert!(node.env.contains(&var.to_owned()), "{var}: {:?}", node.env);
+        }
+        assert_eq!(node.hostname.as_deref(), Some("skypilot-dev-feat-node-2"));
+        assert_eq!(node.aliases, ["skypilot-dev-feat-node-2"]);
+        assert_eq!(node.labels[LABEL_NODE], "2");
+        assert!(node.published.is_empty() && node.exposed.is_empty());
+        assert!(!node.labels.contains_key(LABEL_AGENT));
+        assert_eq!(node.cmd.as_deref(), Some(&settings.command[..]));
+        let mounts = targets(&node);
+        assert!(mounts.contains(&("/w/feat".into(), "/app".into(), false)));
+        assert!(mounts.contains(&(
+            "/w/feat/.sky-dev/nodes/2/state".into(),
+            "/root/.sky".into(),
+            false
+        )));
+        assert!(!mounts
+            .iter()
+            .any(|(source, ..)| source.ends_with("/.sky-dev/state")));
+        assert_ne!(node.labels[LABEL_SPEC], head.labels[LABEL_SPEC]);
+    }
+
+    #[test]
+    fn the_addresses_come_in_rank_order_under_both_names() {
+        let ips = ["10.0.0.2".to_owned(), "10.0.0.3".to_owned()];
+        let env = cluster_address_env(&ips);
+        let get = |k: &str| env.iter().find(|(key, _)| key == k).unwrap().1.clone();
+        assert_eq!(get("DEVINST_NODE_IPS"), "10.0.0.2\n10.0.0.3");
+        assert_eq!(get("SKYPILOT_NODE_IPS"), "10.0.0.2\n10.0.0.3");
+        assert_eq!(get("DEVINST_HEAD_IP"), "10.0.0.2");
+    }
+
+    #[test]
     fn spec_hash_is_stable_and_tracks_the_recipe() {
         let (settings, record, layout) = fixture();
         let host = HostFacts::default();
@@ -506,6 +686,28 @@ mod tests {
         assert_eq!(hc.nano_cpus, Some(500_000_000));
         assert_eq!(hc.memory_bytes, Some(512 << 20));
         assert_eq!(hc.pids_limit, Some(100));
+    }
+
+    #[test]
+    fn the_owners_dirs_include_the_mount_points_inside_their_home() {
+        let (mut settings, _, layout) = fixture();
+        let node = NodeDirs::of(&layout, 1);
+        assert_eq!(node.all(&settings).len(), 3, "as root, nothing in a home");
+        settings.user = User::Owner;
+        settings.state_mount = "/home/devinst/.sky".into();
+        settings.logs_mount = "/var/log/sky".into();
+        assert_eq!(
+            node.all(&settings),
+            [
+                "/w/feat/.sky-dev/nodes/1/home",
+                "/w/feat/.sky-dev/nodes/1/state",
+                "/w/feat/.sky-dev/nodes/1/sky_logs",
+                "/w/feat/.sky-dev/nodes/1/home/.sky",
+            ]
+            .map(PathBuf::from)
+        );
+        settings.state_mount = "/home/devinst/../etc".into();
+        assert_eq!(node.all(&settings).len(), 3, "never outside the home");
     }
 
     #[test]

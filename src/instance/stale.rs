@@ -9,7 +9,7 @@
 //! worktree gone. By default only containers this data directory made are
 //! judged at all.
 
-use super::spec::{LABEL_DATA_DIR, LABEL_SERVICE, LABEL_WORKTREE};
+use super::spec::{LABEL_DATA_DIR, LABEL_NODE, LABEL_SERVICE, LABEL_WORKTREE};
 use crate::engine::Engine;
 use crate::state::layout::{Layout, DIR_NAME};
 use crate::state::registry::Entry;
@@ -36,9 +36,12 @@ pub async fn find(engine: &Engine, entries: &[Entry], scope: &Scope) -> Result<P
         .into_iter()
         .map(|c| {
             let worktree = c.label(LABEL_WORKTREE).map(PathBuf::from);
-            let service = c.label(LABEL_SERVICE).map(str::to_owned);
+            let part = c
+                .label(LABEL_SERVICE)
+                .map(str::to_owned)
+                .or_else(|| c.label(LABEL_NODE).map(|rank| format!("node-{rank}")));
             let data_dir = c.label(LABEL_DATA_DIR).map(str::to_owned);
-            Managed::new(c.name, worktree, service.as_deref()).made_by(data_dir)
+            Managed::new(c.name, worktree, part.as_deref()).made_by(data_dir)
         })
         .collect();
     let mut plan = plan(entries, &containers, scope, owner_of);
@@ -99,16 +102,19 @@ struct Managed {
     name: String,
     worktree: Option<PathBuf>,
     /// The instance's container it belongs to: its own name, or for a
-    /// service's container (`<instance container>-<service>`) its instance's,
-    /// so a live instance's services are judged, and kept, with it.
+    /// service's or a cluster node's container (`<instance container>-<service>`,
+    /// `<instance container>-node-K`) its instance's, so a live instance's
+    /// services and nodes are judged, and kept, with it.
     instance: String,
     /// The identity of the data directory that made it, when labelled.
     data_dir: Option<String>,
 }
 
 impl Managed {
-    fn new(name: String, worktree: Option<PathBuf>, service: Option<&str>) -> Managed {
-        let instance = service
+    /// `part`: the service's name, or `node-K`, for a container that is part
+    /// of an instance.
+    fn new(name: String, worktree: Option<PathBuf>, part: Option<&str>) -> Managed {
+        let instance = part
             .and_then(|s| name.strip_suffix(&format!("-{s}")))
             .unwrap_or(&name)
             .to_owned();

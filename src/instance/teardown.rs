@@ -207,6 +207,7 @@ pub async fn remove_gone(engine: &Engine, entry: &Entry, with_volumes: bool) -> 
             info.label(super::spec::LABEL_WORKTREE).unwrap_or("unknown")
         )),
     }
+    super::nodes::remove_all(engine, &entry.worktree, name).await?;
     super::services::remove_containers(engine, &entry.worktree, name, with_volumes).await?;
     super::services::remove_private_network(engine, name).await
 }

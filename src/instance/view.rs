@@ -2,7 +2,7 @@
 
 use super::image::ImageChoice;
 use super::ownership::is_ours;
-use super::spec::{LABEL_INSTANCE, LABEL_SERVICE, LABEL_WORKTREE};
+use super::spec::{LABEL_INSTANCE, LABEL_NODE, LABEL_SERVICE, LABEL_WORKTREE};
 use super::Instance;
 use crate::engine::{Container, Engine, Published};
 use crate::state::layout::path_text;
@@ -33,6 +33,9 @@ pub struct InstanceView {
     pub setup: String,
     /// The services beside the instance; empty in `list`.
     pub services: Vec<crate::instance::services::ServiceView>,
+    /// A `[cluster]`'s nodes, the head first; empty for an instance of one
+    /// node, and in `list`.
+    pub nodes: Vec<crate::instance::nodes::NodeView>,
 }
 
 /// This instance, with its container and services as the engine has them.
@@ -57,6 +60,7 @@ pub async fn status(engine: &Engine, instance: &Instance) -> Result<InstanceView
         setup: super::setup_steps::progress(instance, info.as_ref().map(|i| i.id.as_str()))
             .to_owned(),
         services: super::services::views(engine, instance).await?,
+        nodes: super::nodes::views(engine, instance).await?,
     };
     if let Some(info) = info {
         if !is_ours(&info.labels, instance) {
@@ -112,6 +116,7 @@ pub async fn list(engine: Option<&Engine>) -> Result<Vec<InstanceView>> {
                 created: entry.created,
                 setup: String::new(),
                 services: Vec::new(),
+                nodes: Vec::new(),
             },
         );
     }
@@ -137,12 +142,15 @@ async fn merge_containers(
         };
         let name = c.name.clone();
         let labels = &c.labels;
-        // A service's ports show with its instance, not as an instance.
-        let parent = labels
+        // A service's ports show with its instance, not as an instance; a
+        // cluster's node (which publishes none) is part of its instance.
+        let part = labels
             .get(LABEL_SERVICE)
-            .and_then(|s| name.strip_suffix(&format!("-{s}")))
-            .filter(|parent| views.contains_key(*parent))
-            .map(str::to_owned);
+            .cloned()
+            .or_else(|| labels.get(LABEL_NODE).map(|rank| format!("node-{rank}")));
+        let parent = part
+            .and_then(|part| name.strip_suffix(&format!("-{part}")).map(str::to_owned))
+            .filter(|parent| views.contains_key(parent));
         if let Some(parent) = parent {
             let view = views.get_mut(&parent).expect("checked above");
             view.ports.extend(published(&info.bindings));
@@ -165,6 +173,7 @@ async fn merge_containers(
                 created: String::new(),
                 setup: String::new(),
                 services: Vec::new(),
+                nodes: Vec::new(),
             }
         });
         let service_ports = std::mem::take(&mut view.ports);

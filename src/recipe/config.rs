@@ -33,6 +33,28 @@ pub struct Config {
     /// Containers beside the instance (a database, object storage), by name.
     #[serde(default)]
     pub services: BTreeMap<String, ServiceConfig>,
+    #[serde(default)]
+    pub cluster: ClusterConfig,
+}
+
+/// `[cluster]`: several nodes forming one cluster (the head is the instance's
+/// own container).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// How many containers the instance is, the head included.
+    pub nodes: Option<i64>,
+    /// Where the setup steps run: `"head"` (the default) or `"all"`.
+    pub setup: Option<ClusterSetup>,
+}
+
+/// Where the setup steps run in a cluster.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClusterSetup {
+    #[default]
+    Head,
+    All,
 }
 
 /// `[services.NAME]`: one container beside the instance.

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub const DIR_NAME: &str = ".sky-dev";
+/// The directory under `.sky-dev/` of a cluster's nodes but the head.
+pub const NODES_DIR_NAME: &str = "nodes";
 /// The agent's directory under `.sky-dev/`.
 pub const AGENT_DIR_NAME: &str = "agent";
 /// The agent's exec socket, in its directory.
@@ -115,6 +117,27 @@ impl Layout {
     pub fn noticed_file(&self) -> PathBuf {
         self.dir().join(".noticed")
     }
+    /// A cluster's node `rank` (1 and up; the head keeps the directories
+    /// above): its state, logs, home and setup stamp.
+    pub fn node_dir(&self, rank: u16) -> PathBuf {
+        self.dir().join(NODES_DIR_NAME).join(rank.to_string())
+    }
+    pub fn node_state_dir(&self, rank: u16) -> PathBuf {
+        self.node_dir(rank).join("state")
+    }
+    pub fn node_logs_dir(&self, rank: u16) -> PathBuf {
+        self.node_dir(rank).join("sky_logs")
+    }
+    pub fn node_home_dir(&self, rank: u16) -> PathBuf {
+        self.node_dir(rank).join("home")
+    }
+    /// The setup stamp of node `rank`: the head's is [`Layout::setup_stamp`].
+    pub fn node_setup_stamp(&self, rank: u16) -> PathBuf {
+        match rank {
+            0 => self.setup_stamp(),
+            rank => self.node_dir(rank).join(".setup-stamp"),
+        }
+    }
     /// Where a service's `data` directory is kept on the host.
     pub fn service_data_dir(&self, service: &str) -> PathBuf {
         self.dir().join("services").join(service)
@@ -219,6 +242,15 @@ impl Record {
     /// The container of service `name`: the instance's, suffixed.
     pub fn service_container(&self, name: &str) -> String {
         format!("{}-{name}", self.container)
+    }
+
+    /// The container of a cluster's node `rank`: the head (0) is the
+    /// instance's own.
+    pub fn node_container(&self, rank: u16) -> String {
+        match rank {
+            0 => self.container.clone(),
+            rank => format!("{}-node-{rank}", self.container),
+        }
     }
 
     /// The private network an instance with services gets when the recipe

@@ -8,14 +8,16 @@
 //! are deleted, the live directories were never touched), so no command ever
 //! sees `state/` missing, and nothing is left behind.
 
-use super::layout::Layout;
+use super::layout::{Layout, NODES_DIR_NAME};
 use crate::support::fs::{copy_tree, create_dir_all, write_atomic};
 use anyhow::{Context, Result};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
-/// The directories a snapshot keeps, by their name under `.sky-dev/`.
-pub const SAVED_DIRS: [&str; 2] = ["state", "sky_logs"];
+/// The directories a snapshot keeps, by their name under `.sky-dev/`:
+/// the head's state and logs, and every other node's (`nodes/`, which an
+/// instance of one node does not have).
+pub const SAVED_DIRS: [&str; 3] = ["state", "sky_logs", NODES_DIR_NAME];
 
 fn restore_dir(layout: &Layout) -> PathBuf {
     layout.dir().join(".restore")
@@ -55,7 +57,11 @@ pub fn stage(layout: &Layout, saved: &Path) -> Result<()> {
     let new = restore_dir(layout).join("new");
     create_dir_all(&new)?;
     for dir in SAVED_DIRS {
-        copy_tree(&saved.join(dir), &new.join(dir))?;
+        match exists(&saved.join(dir))? {
+            true => copy_tree(&saved.join(dir), &new.join(dir))?,
+            // Saved without it (a snapshot of one node): restored empty.
+            false => create_dir_all(&new.join(dir))?,
+        }
     }
     Ok(())
 }
@@ -202,6 +208,18 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_of_one_node_restores_an_empty_nodes_directory() {
+        let (_tmp, layout, saved) = setup();
+        std::fs::remove_dir_all(saved.join(NODES_DIR_NAME)).unwrap();
+        stage(&layout, &saved).unwrap();
+        commit(&layout, "s1").unwrap();
+        assert_eq!(content(&layout, "state"), "saved");
+        let nodes = layout.dir().join(NODES_DIR_NAME);
+        assert_eq!(std::fs::read_dir(nodes).unwrap().count(), 0);
+        assert!(!left(&layout));
+    }
+
+    #[test]
     fn a_committed_restore_is_finished_from_any_step() {
         // Each step of the swap, cut short after it: all finish the same.
         for steps in 0..=SAVED_DIRS.len() * 2 {
@@ -252,7 +270,13 @@ mod tests {
         names.sort();
         assert_eq!(
             names,
-            [".setup-stamp", "sky_logs", "sky_logs.old-7", "state"]
+            [
+                ".setup-stamp",
+                "nodes",
+                "sky_logs",
+                "sky_logs.old-7",
+                "state"
+            ]
         );
     }
 }

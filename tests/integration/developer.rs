@@ -327,12 +327,7 @@ fn a_developer_who_is_not_root_owns_what_the_instance_makes_and_git_works_inside
     dev.run(
         &repo,
         "rm",
-        &[
-            "-r",
-            ".sky-dev/venv",
-            "__pycache__",
-            "skypkg/__pycache__",
-        ],
+        &["-r", ".sky-dev/venv", "__pycache__", "skypkg/__pycache__"],
     )
     .ok();
 }
@@ -396,4 +391,40 @@ fn a_developer_who_is_not_root_sets_up_as_root_and_uses_git_in_main_and_linked_w
         assert_eq!(not_theirs(dir), Vec::<PathBuf>::new(), "{branch}");
     }
     assert_eq!(not_theirs(&main.join(".git")), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn a_developer_who_is_not_root_owns_what_every_node_of_a_cluster_makes() {
+    let env = TestEnv::new();
+    let dev = Developer::new(&env);
+    // A range of its own: the tests above hold theirs at the same time.
+    let range = "[ports]\nhost_range = [47810, 47819]\n";
+    let repo = env.busybox_repo("devcluster", &format!("{range}[cluster]\nnodes = 2\n"));
+    dev.own(&repo);
+    dev.devinst(&repo, &["setup"]).ok();
+    let _cleanup = crate::cluster::Cleanup::new(&repo);
+    dev.devinst(&repo, &["start"]).ok();
+    let made = dev
+        .devinst(
+            &repo,
+            &[
+                "exec",
+                "--all",
+                "--",
+                "sh",
+                "-c",
+                "touch /app/made-on-$DEVINST_NODE_RANK \"$HOME/.sky-state-$DEVINST_NODE_RANK\" && id -u",
+            ],
+        )
+        .ok();
+    let mut lines: Vec<&str> = made.stdout.lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [format!("[node 0] {UID}"), format!("[node 1] {UID}")]
+    );
+    assert!(repo.join("made-on-1").exists());
+    assert!(repo.join(".sky-dev/nodes/1/home/.sky-state-1").exists());
+    assert_eq!(not_theirs(&repo), Vec::<PathBuf>::new());
+    dev.devinst(&repo, &["destroy", "--purge", "--yes"]).ok();
 }

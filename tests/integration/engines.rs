@@ -186,6 +186,33 @@ fn port_of(repo: &Path) -> u16 {
 }
 
 #[test]
+fn gvisor_sandboxes_every_node_of_a_cluster() {
+    let env = TestEnv::new();
+    let repo = env.busybox_repo(
+        "eng-gvisor-cluster",
+        &format!("{RANGE}[cluster]\nnodes = 2\n"),
+    );
+    let toml = std::fs::read_to_string(repo.join("devinst.toml")).unwrap();
+    write(
+        &repo.join("devinst.toml"),
+        &toml.replacen("[container]\n", "[container]\nruntime = \"runsc\"\n", 1),
+    );
+    env.run(&repo, &["setup"]).ok();
+    let head = instance_value(&repo, "DEVINST_CONTAINER").unwrap();
+    let node = format!("{head}-node-1");
+    let started = env.run(&repo, &["start"]);
+    let kernels = env.run(&repo, &["exec", "--all", "--", "uname", "-r"]);
+    let on_node = inspect(&node, "{{.HostConfig.Runtime}}");
+    env.run(&repo, &["destroy"]).ok();
+    crate::support::quiet_docker(&["network", "rm", &head]);
+    started.ok();
+    assert_eq!(on_node, "runsc");
+    let mut lines: Vec<&str> = kernels.stdout.lines().collect();
+    lines.sort();
+    assert_eq!(lines, ["[node 0] 4.4.0", "[node 1] 4.4.0"], "{kernels}");
+}
+
+#[test]
 fn gvisor_runs_the_instance_in_its_sandbox_with_ports_shims_and_restarts() {
     let env = TestEnv::new();
     let repo = env.busybox_repo(

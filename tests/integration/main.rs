@@ -7,6 +7,7 @@ mod support;
 
 mod agent;
 mod claims;
+mod cluster;
 mod consent;
 mod containment;
 mod core;

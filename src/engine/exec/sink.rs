@@ -52,6 +52,9 @@ pub(super) struct Sink {
     /// message: whether they are depends on the exit code.
     held: Vec<(i32, Vec<u8>)>,
     seen_output: bool,
+    /// For [`Output::Prefixed`]: the prefix, and each stream's unfinished line.
+    prefix: Vec<u8>,
+    partial: [Vec<u8>; 2],
 }
 
 impl Sink {
@@ -61,7 +64,47 @@ impl Sink {
             captured: Vec::new(),
             held: Vec::new(),
             seen_output: false,
+            prefix: Vec::new(),
+            partial: Default::default(),
         }
+    }
+
+    pub fn prefixed(prefix: &str) -> Sink {
+        Sink {
+            prefix: prefix.as_bytes().to_vec(),
+            ..Sink::new(Output::Prefixed)
+        }
+    }
+
+    /// Writes what is left of an unfinished line, ended.
+    pub fn flush(&mut self) -> Result<()> {
+        for fd in [1, 2] {
+            let rest = std::mem::take(&mut self.partial[fd as usize - 1]);
+            if !rest.is_empty() {
+                self.write_line(fd, &rest, true)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every whole line of `bytes` (with what came before it) behind the
+    /// prefix; the unfinished end is kept for later.
+    fn write_lines(&mut self, fd: i32, bytes: &[u8]) -> Result<()> {
+        let index = if fd == 1 { 0 } else { 1 };
+        for line in whole_lines(&mut self.partial[index], bytes) {
+            self.write_line(fd, &line, false)?;
+        }
+        Ok(())
+    }
+
+    fn write_line(&self, fd: i32, line: &[u8], end_it: bool) -> Result<()> {
+        let mut out = Vec::with_capacity(self.prefix.len() + line.len() + 1);
+        out.extend_from_slice(&self.prefix);
+        out.extend_from_slice(line);
+        if end_it {
+            out.push(b'\n');
+        }
+        write_fd(fd, &out)
     }
 
     pub fn frame(&mut self, frame: LogOutput) -> Result<()> {
@@ -86,6 +129,7 @@ impl Sink {
                 self.captured.extend_from_slice(bytes);
                 Ok(())
             }
+            Output::Prefixed => self.write_lines(fd, bytes),
         }
     }
 
@@ -130,6 +174,17 @@ impl Sink {
             code
         })
     }
+}
+
+/// `bytes` added to `partial`: the whole lines now there (each with its
+/// newline), taken out of it.
+fn whole_lines(partial: &mut Vec<u8>, bytes: &[u8]) -> Vec<Vec<u8>> {
+    partial.extend_from_slice(bytes);
+    let mut lines = Vec::new();
+    while let Some(end) = partial.iter().position(|&b| b == b'\n') {
+        lines.push(partial.drain(..=end).collect());
+    }
+    lines
 }
 
 /// The runtime's words for a container that stopped under the exec (the
@@ -203,6 +258,19 @@ fn is_engine_message(message: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn output_is_cut_into_whole_lines_whatever_the_chunks() {
+        let mut partial = Vec::new();
+        assert!(whole_lines(&mut partial, b"hal").is_empty());
+        assert_eq!(
+            whole_lines(&mut partial, b"f\nwhole\nnext"),
+            [b"half\n".to_vec(), b"whole\n".to_vec()]
+        );
+        assert_eq!(partial, b"next");
+        assert_eq!(whole_lines(&mut partial, b"\n"), [b"next\n".to_vec()]);
+        assert!(partial.is_empty());
+    }
     use bytes::Bytes;
 
     fn out(text: &str) -> LogOutput {

@@ -14,7 +14,9 @@ pub use service::{service_env_stem, Service};
 pub use user::{User, HOST_USER_HOME};
 pub use validate::is_engine_network_mode;
 
-use crate::recipe::config::{BuildConfig, CommandLine, Config, Limits, SetupConfig, WorktreePath};
+use crate::recipe::config::{
+    BuildConfig, ClusterSetup, CommandLine, Config, Limits, SetupConfig, WorktreePath,
+};
 use crate::recipe::image::ImageRecipe;
 use crate::recipe::user_config::UserConfig;
 use anyhow::{bail, Context, Result};
@@ -76,7 +78,17 @@ pub struct Settings {
     pub overridden: Vec<String>,
     pub tiers: BTreeMap<String, Limits>,
     pub services: BTreeMap<String, Service>,
+    /// `[cluster] nodes`: how many containers the instance is (1: just the
+    /// head, as without `[cluster]`).
+    pub nodes: u16,
+    /// `[cluster] setup = "all"`: the setup steps run on every node, not
+    /// only on the head.
+    pub setup_on_every_node: bool,
 }
+
+/// The most nodes a `[cluster]` may have: each is a whole container on one
+/// machine.
+pub const MAX_NODES: u16 = 16;
 
 impl Settings {
     /// Loads `devinst.toml` from the worktree `root` and resolves it under
@@ -160,6 +172,8 @@ impl Settings {
             overridden,
             tiers: config.tiers,
             services: service::resolve_services(config.services)?,
+            nodes: resolve_nodes(config.cluster.nodes)?,
+            setup_on_every_node: config.cluster.setup == Some(ClusterSetup::All),
             workdir,
         };
         settings.validate()?;
@@ -187,6 +201,15 @@ impl Settings {
     /// when they exist, rather than ones the recipe asks for.
     pub fn default_credentials(&self) -> bool {
         self.credential_paths == DEFAULT_CREDENTIALS
+    }
+}
+
+/// `[cluster] nodes`, 1 when left out.
+fn resolve_nodes(nodes: Option<i64>) -> Result<u16> {
+    match nodes {
+        None => Ok(1),
+        Some(n) if (1..=i64::from(MAX_NODES)).contains(&n) => Ok(n as u16),
+        Some(n) => bail!("`[cluster] nodes` must be from 1 to {MAX_NODES}, not {n}"),
     }
 }
 
@@ -295,6 +318,31 @@ mod tests {
             .last()
             .unwrap()
             .contains("/bin/pip' install -e '/app'"));
+    }
+
+    #[test]
+    fn a_cluster_has_from_one_to_sixteen_nodes_on_a_network_of_its_own() {
+        let one = resolve("").unwrap();
+        assert_eq!((one.nodes, one.setup_on_every_node), (1, false));
+        let three = resolve("[cluster]\nnodes = 3\nsetup = \"all\"\n").unwrap();
+        assert_eq!((three.nodes, three.setup_on_every_node), (3, true));
+        for (text, says) in [
+            ("[cluster]\nnodes = 0\n", "must be from 1 to 16, not 0"),
+            ("[cluster]\nnodes = 17\n", "must be from 1 to 16, not 17"),
+            ("[cluster]\nsetup = \"some\"\n", "unknown variant `some`"),
+            (
+                "[container]\nnetwork = \"host\"\n[cluster]\nnodes = 2\n",
+                "cannot carry the nodes of a `[cluster]`",
+            ),
+            (
+                "[services.node-1]\nimage = \"x\"\n",
+                "are the nodes of a `[cluster]`",
+            ),
+        ] {
+            let err = format!("{:#}", resolve(text).unwrap_err());
+            assert!(err.contains(says), "{text}: {err}");
+        }
+        assert!(resolve("[services.node-a]\nimage = \"x\"\n").is_ok());
     }
 
     #[test]

@@ -110,6 +110,13 @@ fn validate_service_name(name: &str) -> Result<()> {
              at most {MAX_SERVICE_NAME} characters, starting with a letter or digit"
         );
     }
+    // `<container>-node-K` is the name of a cluster's node K.
+    let node_like = name
+        .strip_prefix("node-")
+        .is_some_and(|rank| !rank.is_empty() && rank.chars().all(|c| c.is_ascii_digit()));
+    if node_like {
+        bail!("`[services.{name}]`: names `node-` followed by a number are the nodes of a `[cluster]`; pick another name");
+    }
     Ok(())
 }
 

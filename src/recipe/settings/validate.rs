@@ -69,14 +69,20 @@ impl Settings {
             .context("`[container] name_prefix`")
     }
 
-    /// Services are found by name, which only a network of their own gives.
+    /// Services and nodes are found by name, which only a network of their
+    /// own gives.
     fn validate_network(&self) -> Result<()> {
-        let Some(network) = self.network.as_ref().filter(|_| !self.services.is_empty()) else {
+        let carried = match (self.services.is_empty(), self.nodes > 1) {
+            (_, true) => "the nodes of a `[cluster]`",
+            (false, false) => "services",
+            (true, false) => return Ok(()),
+        };
+        let Some(network) = &self.network else {
             return Ok(());
         };
         if is_engine_network_mode(network) {
             bail!(
-                "`[container] network = \"{network}\"` cannot carry services: they are found by name only on a network of their own; \
+                "`[container] network = \"{network}\"` cannot carry {carried}: they are found by name only on a network of their own; \
                  name one (`network = \"team-net\"`) or leave `network` out for the instance's private network"
             );
         }
