@@ -25,7 +25,7 @@ for arg in "$@"; do
     esac
 done
 
-PACKAGES=(docker.io busybox-static debootstrap shellcheck zsh fish runsc podman catatonit hyperfine tmux ca-certificates time docker-registry curl)
+PACKAGES=(docker.io busybox-static debootstrap shellcheck zsh fish runsc podman catatonit hyperfine tmux ca-certificates time docker-registry curl python3-pytest)
 BUSYBOX_IMAGE=devinst-test/busybox:1
 PYTHON_IMAGE=ubuntu:22.04 # really Debian bookworm: the product's default image name, built locally
 DAEMON_JSON=/etc/docker/daemon.json

@@ -15,6 +15,7 @@ mod developer;
 mod engines;
 mod errors;
 mod everyday;
+mod examples;
 mod exec;
 mod flags;
 mod fleet;

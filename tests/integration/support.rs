@@ -168,7 +168,7 @@ impl TestEnv {
 
     /// The test's own HOME, data directory and user config (under HOME), and
     /// no consent but what the test gives.
-    fn isolate(&self, cmd: &mut Command) {
+    pub fn isolate(&self, cmd: &mut Command) {
         cmd.env("HOME", &self.home)
             .env("XDG_CONFIG_HOME", self.home.join(".config"))
             .env("DEVINST_DATA_DIR", data_dir())
