@@ -253,6 +253,18 @@ fn a_cluster_stops_starts_scales_and_goes_as_one() {
         .ok();
     assert_eq!(sorted_lines(&count.stdout), ["[node 0] 2", "[node 1] 2"]);
 
+    // `list` shows the instance once, its nodes as part of it.
+    let list = env.run(&repo, &["list", "--json"]).ok();
+    let list: Value = serde_json::from_str(&list.stdout).unwrap();
+    let shown: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["container"].as_str())
+        .filter(|c| c.starts_with(head.as_str()))
+        .collect();
+    assert_eq!(shown, [head.as_str()]);
+
     env.run(&repo, &["destroy"]).ok();
     assert!(!container_exists(&head));
     assert_eq!(node_containers(&head), Vec::<String>::new());
