@@ -69,6 +69,16 @@ pub enum Command {
     Trust,
     /// Print a shell completion script.
     Completions(CompletionsArgs),
+    /// Serve the HTTP API and the dashboard (on 127.0.0.1 by default).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The address and port to listen on; a port of 0 picks a free one.
+    /// Another address than loopback is reachable by others: only with care.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:46500")]
+    pub listen: std::net::SocketAddr,
 }
 
 #[derive(Debug, Args)]

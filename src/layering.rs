@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 /// Layers from the bottom up, by their folder under `src/`.
-const LAYERS: [&str; 6] = [
-    "support", "recipe", "state", "engine", "instance", "commands",
+const LAYERS: [&str; 7] = [
+    "support", "recipe", "state", "engine", "instance", "api", "commands",
 ];
 
 fn rust_files(dir: &Path) -> Vec<PathBuf> {

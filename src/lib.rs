@@ -1,5 +1,6 @@
 //! devinst: one isolated container instance per git worktree.
 
+mod api;
 mod cli;
 mod commands;
 mod engine;

@@ -6,14 +6,12 @@
 use super::Invocation;
 use crate::cli::DestroyArgs;
 use crate::engine::Engine;
-use crate::instance::{lifecycle, nodes, services, snapshot, teardown, Instance, Named};
-use crate::state::registry::{Entry, Registry};
+use crate::instance::{teardown, Instance, Named};
+use crate::state::registry::Entry;
 use crate::support::error::WithHint;
 use crate::support::output;
 use anyhow::{anyhow, Result};
-use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::Path;
 
 pub async fn run(ctx: &Invocation, args: DestroyArgs) -> Result<i32> {
     let instance = match args.target() {
@@ -47,24 +45,7 @@ pub async fn run(ctx: &Invocation, args: DestroyArgs) -> Result<i32> {
         output::note("nothing removed");
         return Ok(0);
     }
-    if args.purge {
-        // Found by their data in `.sky-dev/snapshots/`, so before it goes.
-        let images = snapshot::remove_images(&engine, &instance).await?;
-        if images > 0 {
-            output::note(format!("removed {images} snapshot image(s)"));
-        }
-        teardown::clear_dir(&engine, &instance).await?;
-    }
-    lifecycle::remove_if_ours(&engine, &instance).await?;
-    nodes::remove_all(&engine, &r.worktree, &r.container).await?;
-    // After the instance: its network can only go once nothing is on it.
-    services::remove_all(&engine, &instance, args.purge).await?;
-    teardown::remove_volumes(&engine, &extras.volumes).await?;
-    release(&r.name, &instance.layout.root, r.port, &r.service_ports)?;
-    if args.purge {
-        teardown::remove_dir(&instance.layout)?;
-        output::note(format!("removed `{}`", instance.layout.dir().display()));
-    }
+    teardown::destroy(&engine, &instance, &extras, args.purge).await?;
     Ok(0)
 }
 
@@ -89,22 +70,8 @@ async fn gone(ctx: &Invocation, entry: &Entry, why: &str, args: &DestroyArgs) ->
     }
     teardown::remove_gone(&engine, entry, args.purge).await?;
     teardown::remove_volumes(&engine, &volumes).await?;
-    release(&entry.name, &entry.worktree, entry.port, &entry.services)?;
+    teardown::release(&entry.name, &entry.worktree, entry.port, &entry.services)?;
     Ok(0)
-}
-
-/// Drops the registry entry, if it is still this worktree's.
-fn release(name: &str, worktree: &Path, port: u16, services: &BTreeMap<String, u16>) -> Result<()> {
-    let mut registry = Registry::lock()?;
-    if registry.get(name).is_some_and(|e| e.worktree == worktree) {
-        registry.remove(name);
-        registry.save()?;
-        output::note(format!("released port {port}"));
-        for (service, port) in services {
-            output::note(format!("released port {port} (service `{service}`)"));
-        }
-    }
-    Ok(())
 }
 
 /// Asks on the terminal, with `details` (one line each) under the question.

@@ -8,6 +8,7 @@ mod exec;
 mod gc;
 mod list;
 mod logs;
+mod serve;
 mod setup;
 mod snapshot;
 mod start;
@@ -19,8 +20,6 @@ mod trust;
 use crate::cli::Command;
 use crate::engine;
 use crate::recipe::settings::Settings;
-use crate::recipe::user_config::UserConfig;
-use crate::support::output;
 use anyhow::Result;
 use std::future::Future;
 use std::path::PathBuf;
@@ -36,23 +35,7 @@ impl Invocation {
     /// The engines named: `--host`, the user's config, the recipe's
     /// `[engine] host` (see `engine::discover` for the whole order).
     pub fn engine_choice(&self, settings: Option<&Settings>) -> engine::Choice {
-        let user = match settings {
-            Some(s) => s.user_config.engine.host.clone(),
-            None => {
-                UserConfig::load()
-                    .unwrap_or_else(|err| {
-                        output::warn(format!("{err:#}; going on without it"));
-                        UserConfig::default()
-                    })
-                    .engine
-                    .host
-            }
-        };
-        engine::Choice {
-            flag: self.host.clone(),
-            user,
-            config: settings.and_then(|s| s.engine_host.clone()),
-        }
+        crate::instance::engine_choice(self.host.clone(), settings)
     }
 }
 
@@ -74,6 +57,7 @@ pub fn dispatch(command: Command, ctx: &Invocation) -> Result<i32> {
         Command::Doctor => block_on(doctor::run(ctx)),
         Command::Trust => trust::run(ctx),
         Command::Completions(args) => completions::run(args),
+        Command::Serve(args) => serve::run(ctx, args),
     }
 }
 

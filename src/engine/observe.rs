@@ -65,15 +65,8 @@ impl Engine {
     /// lines (all with `None`), and with `follow` until it stops. Ctrl-C ends
     /// it with 130, as a shell reports a command ended that way.
     pub async fn copy_logs(&self, name: &str, tail: Option<u64>, follow: bool) -> Result<()> {
-        let options = LogsOptions {
-            follow,
-            stdout: true,
-            stderr: true,
-            tail: tail.map_or_else(|| "all".to_owned(), |n| n.to_string()),
-            ..Default::default()
-        };
         let copy = async {
-            let mut stream = self.docker.logs(name, Some(options));
+            let mut stream = self.docker.logs(name, Some(logs_options(tail, follow)));
             while let Some(frame) = stream.next().await {
                 match frame.map_err(|e| self.explain(e))? {
                     LogOutput::StdOut { message } | LogOutput::Console { message } => {
@@ -91,6 +84,28 @@ impl Engine {
         }
     }
 
+    /// A container's output as it comes, both streams together: the last
+    /// `tail` lines (all with `None`), and with `follow` until it stops.
+    pub fn log_stream(
+        &self,
+        name: &str,
+        tail: Option<u64>,
+        follow: bool,
+    ) -> impl futures_util::Stream<Item = Result<bytes::Bytes>> + Send + 'static {
+        self.docker
+            .logs(name, Some(logs_options(tail, follow)))
+            .filter_map(move |frame| {
+                let item = match frame {
+                    Ok(LogOutput::StdIn { .. }) => None,
+                    Ok(LogOutput::StdOut { message })
+                    | Ok(LogOutput::StdErr { message })
+                    | Ok(LogOutput::Console { message }) => Some(Ok(message)),
+                    Err(err) => Some(Err(anyhow!("the engine's log stream broke off: {err}"))),
+                };
+                std::future::ready(item)
+            })
+    }
+
     /// A running container's cpu and memory use now.
     pub async fn usage(&self, name: &str) -> Result<Usage> {
         let (before, now) = two_samples(self, name).await?;
@@ -101,6 +116,16 @@ impl Engine {
             memory_limit: memory.limit.unwrap_or(0),
             pids: now.pids_stats.and_then(|p| p.current),
         })
+    }
+}
+
+fn logs_options(tail: Option<u64>, follow: bool) -> LogsOptions {
+    LogsOptions {
+        follow,
+        stdout: true,
+        stderr: true,
+        tail: tail.map_or_else(|| "all".to_owned(), |n| n.to_string()),
+        ..Default::default()
     }
 }
 

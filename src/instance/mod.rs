@@ -13,12 +13,14 @@ pub mod lifecycle;
 pub mod nodes;
 pub mod owner;
 pub mod ownership;
+pub mod provision;
 pub mod services;
 pub mod setup_steps;
 pub mod snapshot;
 pub mod spec;
 pub mod stale;
 pub mod teardown;
+pub mod usage;
 pub mod view;
 pub mod volumes;
 
@@ -126,6 +128,28 @@ pub enum Named {
     Here(Box<Instance>),
     /// Only the registry and the engine still know it.
     Gone { entry: Entry, why: String },
+}
+
+/// The engines named: `flag` (`--host`), the user's config, the recipe's
+/// `[engine] host` (see `engine::discover` for the whole order).
+pub fn engine_choice(flag: Option<String>, settings: Option<&Settings>) -> crate::engine::Choice {
+    let user = match settings {
+        Some(s) => s.user_config.engine.host.clone(),
+        None => {
+            crate::recipe::user_config::UserConfig::load()
+                .unwrap_or_else(|err| {
+                    crate::support::output::warn(format!("{err:#}; going on without it"));
+                    Default::default()
+                })
+                .engine
+                .host
+        }
+    };
+    crate::engine::Choice {
+        flag,
+        user,
+        config: settings.and_then(|s| s.engine_host.clone()),
+    }
 }
 
 /// Every container devinst made on this engine, running or not, found by

@@ -288,7 +288,7 @@ pub fn container_of(instance: &Instance, rank: u16) -> Result<String> {
 }
 
 /// One node in `status --json`. Fields are only ever added.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct NodeView {
     pub rank: u16,
     pub container: String,

@@ -261,7 +261,7 @@ pub async fn remove_private_network(engine: &Engine, name: &str) -> Result<()> {
 }
 
 /// One service in `status --json`. Fields are only ever added.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ServiceView {
     pub name: String,
     pub container: String,

@@ -197,7 +197,7 @@ fn copy_data(layout: &Layout, saved: &Path) -> Result<()> {
     })
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SnapshotView {
     pub name: String,
     pub image: String,

@@ -12,6 +12,56 @@ use crate::support::output;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
+/// Takes the instance down: its containers (every node's), its services and
+/// private network, the `extras` (asked about first), its registry entry,
+/// and with `purge` its snapshots and `.sky-dev/`, `.instance` last.
+pub async fn destroy(
+    engine: &Engine,
+    instance: &Instance,
+    extras: &PurgeExtras,
+    purge: bool,
+) -> Result<()> {
+    let r = &instance.record;
+    if purge {
+        // Found by their data in `.sky-dev/snapshots/`, so before it goes.
+        let images = super::snapshot::remove_images(engine, instance).await?;
+        if images > 0 {
+            output::note(format!("removed {images} snapshot image(s)"));
+        }
+        clear_dir(engine, instance).await?;
+    }
+    super::lifecycle::remove_if_ours(engine, instance).await?;
+    super::nodes::remove_all(engine, &r.worktree, &r.container).await?;
+    // After the instance: its network can only go once nothing is on it.
+    super::services::remove_all(engine, instance, purge).await?;
+    remove_volumes(engine, &extras.volumes).await?;
+    release(&r.name, &instance.layout.root, r.port, &r.service_ports)?;
+    if purge {
+        remove_dir(&instance.layout)?;
+        output::note(format!("removed `{}`", instance.layout.dir().display()));
+    }
+    Ok(())
+}
+
+/// Drops the registry entry, if it is still this worktree's.
+pub fn release(
+    name: &str,
+    worktree: &Path,
+    port: u16,
+    services: &std::collections::BTreeMap<String, u16>,
+) -> Result<()> {
+    let mut registry = crate::state::registry::Registry::lock()?;
+    if registry.get(name).is_some_and(|e| e.worktree == worktree) {
+        registry.remove(name);
+        registry.save()?;
+        output::note(format!("released port {port}"));
+        for (service, port) in services {
+            output::note(format!("released port {port} (service `{service}`)"));
+        }
+    }
+    Ok(())
+}
+
 /// What `destroy --purge` deletes besides the container and `.sky-dev/`,
 /// for the question asked first.
 #[derive(Debug, Default)]

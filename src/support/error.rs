@@ -17,6 +17,20 @@ impl fmt::Display for Hint {
     }
 }
 
+/// An error chain's messages, outermost first, and its hints apart.
+pub fn messages_and_hints(err: &anyhow::Error) -> (Vec<String>, Vec<String>) {
+    let mut hints = Vec::new();
+    let mut messages = Vec::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        match text.strip_prefix(HINT_PREFIX) {
+            Some(hint) => hints.push(hint.to_owned()),
+            None => messages.push(text),
+        }
+    }
+    (messages, hints)
+}
+
 pub trait WithHint<T> {
     fn hint(self, hint: impl Into<String>) -> anyhow::Result<T>;
 }

@@ -1,7 +1,6 @@
 //! The one place that writes for humans. Data goes to stdout; notes, progress
 //! and errors go to stderr, and `-q` silences notes.
 
-use crate::support::error::HINT_PREFIX;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
@@ -56,15 +55,7 @@ pub fn json(value: &impl serde::Serialize) {
 
 /// Prints an error chain as `error:` / `Caused by:` / `hint:`.
 pub fn report(err: &anyhow::Error) {
-    let mut hints = Vec::new();
-    let mut messages = Vec::new();
-    for cause in err.chain() {
-        let text = cause.to_string();
-        match text.strip_prefix(HINT_PREFIX) {
-            Some(hint) => hints.push(hint.to_owned()),
-            None => messages.push(text),
-        }
-    }
+    let (messages, hints) = crate::support::error::messages_and_hints(err);
     let mut text = String::new();
     let mut messages = messages.into_iter();
     if let Some(first) = messages.next() {

@@ -6,6 +6,7 @@ mod poll;
 mod support;
 
 mod agent;
+mod api;
 mod claims;
 mod cluster;
 mod consent;
