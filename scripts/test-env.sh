@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Bring up everything the integration tests need on a Debian 12 machine (root):
-# Debian packages, a Docker engine with the gVisor (runsc) runtime, and the
+# Debian packages, a Docker engine with the gVisor (runsc) runtime, the
 # locally built test images (no container registry is reachable, so nothing is
-# pulled). Optionally (--podman) also Podman's Docker-compatible API.
+# pulled), the Node packages of the dashboard's browser test (tests/browser), and
+# the API fuzzer (schemathesis) in target/test-tools/venv.
+# Optionally (--podman) also Podman's Docker-compatible API.
 #
 # Idempotent: each step checks first and does nothing when already done, so a
 # second run takes a second or two.
@@ -15,7 +17,7 @@ for arg in "$@"; do
     case "$arg" in
         --podman) WANT_PODMAN=1 ;;
         -h | --help)
-            sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+            sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
             exit 0
             ;;
         *)
@@ -25,7 +27,7 @@ for arg in "$@"; do
     esac
 done
 
-PACKAGES=(docker.io busybox-static debootstrap shellcheck zsh fish runsc podman catatonit hyperfine tmux ca-certificates time docker-registry curl python3-pytest)
+PACKAGES=(docker.io busybox-static debootstrap shellcheck zsh fish runsc podman catatonit hyperfine tmux ca-certificates time docker-registry curl python3-pytest python3-venv chromium)
 BUSYBOX_IMAGE=devinst-test/busybox:1
 PYTHON_IMAGE=ubuntu:22.04 # really Debian bookworm: the product's default image name, built locally
 DAEMON_JSON=/etc/docker/daemon.json
@@ -35,6 +37,11 @@ PODMAN_SOCK=/run/podman/podman.sock
 PODMAN_LOG=/tmp/podman-service.log
 CONTAINERS_CONF=/etc/containers/containers.conf
 HOST_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BROWSER_TESTS=$REPO_ROOT/tests/browser
+# The API fuzzer, pinned, in a venv of the project's own (target/ is not tracked).
+TEST_VENV=$REPO_ROOT/target/test-tools/venv
+SCHEMATHESIS=schemathesis==4.32.5
 
 export DEBIAN_FRONTEND=noninteractive
 
@@ -472,6 +479,51 @@ YAML
 }
 
 # ---------------------------------------------------------------------------
+# 4c. The dashboard's browser test: its Node packages (playwright-core)
+# ---------------------------------------------------------------------------
+ensure_browser_test_packages() {
+    if [[ -d $BROWSER_TESTS/node_modules/playwright-core ]]; then
+        log "browser tests: node packages present"
+        return
+    fi
+    command -v npm >/dev/null ||
+        die "browser tests: no npm; install Node.js 20 or newer with npm (tests/browser needs it)"
+    local major
+    major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+    ((major >= 20)) ||
+        die "browser tests: playwright-core needs Node.js 20 or newer, found $(node --version 2>/dev/null || echo none)"
+    log "browser tests: npm ci in tests/browser"
+    (cd "$BROWSER_TESTS" && npm ci --silent --no-audit --no-fund </dev/null >&2) ||
+        die "browser tests: npm ci in tests/browser failed"
+}
+
+# ---------------------------------------------------------------------------
+# 4d. The API fuzzer: schemathesis from PyPI, in a venv of its own
+# ---------------------------------------------------------------------------
+ensure_api_fuzzer() {
+    if "$TEST_VENV/bin/schemathesis" --version 2>/dev/null | grep -qF "${SCHEMATHESIS#*==}"; then
+        log "api fuzzer: ${SCHEMATHESIS} present"
+        return
+    fi
+    local py
+    py=$(python_bin)
+    [[ -n $py ]] || die "api fuzzer: no python3 to make a venv with"
+    log "api fuzzer: installing ${SCHEMATHESIS} into target/test-tools/venv"
+    rm -rf "$TEST_VENV"
+    "$py" -m venv "$TEST_VENV" || die "api fuzzer: cannot make a venv with $py (python3-venv?)"
+    "$TEST_VENV/bin/pip" install --quiet "$SCHEMATHESIS" </dev/null >&2 ||
+        die "api fuzzer: pip install ${SCHEMATHESIS} failed"
+}
+
+browser_state() {
+    local chromium playwright
+    chromium=$(chromium --version 2>/dev/null | awk '{ print $1, $2 }' || true)
+    playwright=$(node -p 'require(process.argv[1]).version' \
+        "$BROWSER_TESTS/node_modules/playwright-core/package.json" 2>/dev/null || true)
+    printf '%s, playwright-core %s' "${chromium:-no chromium}" "${playwright:-missing}"
+}
+
+# ---------------------------------------------------------------------------
 # 5. Summary
 # ---------------------------------------------------------------------------
 image_state() {
@@ -489,6 +541,7 @@ summary() {
     printf 'test-env: %-22s %s\n' "$BUSYBOX_IMAGE" "$(image_state "$BUSYBOX_IMAGE")" >&2
     printf 'test-env: %-22s %s\n' "$PYTHON_IMAGE" "$(image_state "$PYTHON_IMAGE") [Debian bookworm + python3]" >&2
     printf 'test-env: %-22s %s\n' "registry" "$(registry_up && echo "http://$REGISTRY_ADDR" || echo "not answering")" >&2
+    printf 'test-env: %-22s %s\n' "browser" "$(browser_state)" >&2
     if ((WANT_PODMAN)); then
         if podman_api_up; then
             podman_state="API $(DOCKER_HOST="unix://$PODMAN_SOCK" docker version --format '{{.Server.APIVersion}}' 2>/dev/null || echo '?') on unix://$PODMAN_SOCK"
@@ -505,6 +558,8 @@ ensure_docker
 build_busybox_image
 build_python_image
 ensure_registry
+ensure_browser_test_packages
+ensure_api_fuzzer
 PODMAN_FAILED=""
 if ((WANT_PODMAN)); then
     ensure_podman || PODMAN_FAILED=1

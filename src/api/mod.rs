@@ -132,9 +132,15 @@ fn unauthorized(why: &str) -> Response {
     ApiError::new(StatusCode::UNAUTHORIZED, why, Some(hint)).into_response()
 }
 
-/// The page: one file in the binary, no build step.
-async fn dashboard() -> Html<&'static str> {
-    Html(include_str!("../../templates/dashboard.html"))
+/// The page: one file in the binary, no build step. It loads nothing from
+/// elsewhere, and the browser is told to keep it that way.
+async fn dashboard() -> impl IntoResponse {
+    let policy = "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+                  frame-ancestors 'none'";
+    (
+        [(header::CONTENT_SECURITY_POLICY, policy)],
+        Html(include_str!("../../templates/dashboard.html")),
+    )
 }
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
