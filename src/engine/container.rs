@@ -356,13 +356,15 @@ pub enum CreateError {
 pub enum StartError {
     /// A host port to publish is in use.
     PortInUse(anyhow::Error),
+    /// The container is gone: removed since it was last looked at.
+    Gone(anyhow::Error),
     Refused(anyhow::Error),
 }
 
 impl From<StartError> for anyhow::Error {
     fn from(err: StartError) -> anyhow::Error {
         match err {
-            StartError::PortInUse(err) | StartError::Refused(err) => err,
+            StartError::PortInUse(err) | StartError::Gone(err) | StartError::Refused(err) => err,
         }
     }
 }
@@ -439,6 +441,7 @@ impl Engine {
         match result {
             Ok(()) => Ok(()),
             Err(err) if http_status(&err) == Some(304) => Ok(()),
+            Err(err) if http_status(&err) == Some(404) => Err(StartError::Gone(self.explain(err))),
             Err(err) => {
                 let text = message(&err).to_owned();
                 let err = self.explain(err);

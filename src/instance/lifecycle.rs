@@ -46,12 +46,25 @@ pub async fn ensure_running_with(
     let mut facts = host_facts(instance, owner, image.reference())?;
     facts.agent = super::agent::install(instance, &engine.endpoint.uri)?;
     let wanted = spec::container_spec(&instance.settings, record, &instance.layout, &facts);
-    let info = ensure_created(engine, instance, &wanted, image, recreate).await?;
+    let mut info = ensure_created(engine, instance, &wanted, image, recreate).await?;
     if info.paused {
         output::note(format!("unpausing container `{}`", record.container));
         engine.unpause(&record.container).await?;
     } else if !info.running {
-        start(engine, &record.container, &Start::Instance(record.port)).await?;
+        let port = Start::Instance(record.port);
+        let started = start(engine, &record.container, &port).await;
+        if started.as_ref().is_err_and(|err| err.is::<ContainerGone>()) {
+            // A removal a killed devinst asked for (`snapshot restore`)
+            // finished after the container was looked at: make it anew.
+            output::note(format!(
+                "container `{}` was removed meanwhile; making it anew",
+                record.container
+            ));
+            info = ensure_created(engine, instance, &wanted, image, recreate).await?;
+            start(engine, &record.container, &port).await?;
+        } else {
+            started?;
+        }
         if facts.agent.as_ref().is_some_and(|a| a.exec_socket) {
             super::agent::wait_until_serving(instance).await;
         }
@@ -338,7 +351,20 @@ pub async fn start(engine: &Engine, container: &str, what: &Start<'_>) -> Result
         Err(StartError::PortInUse(err)) => Err(err)
             .context(format!("cannot start {subject}"))
             .hint(port_hint),
+        Err(StartError::Gone(err)) => Err(err
+            .context(ContainerGone(container.to_owned()))
+            .context(format!("cannot start {subject}"))),
         Err(StartError::Refused(err)) => Err(err.context(format!("cannot start {subject}"))),
+    }
+}
+
+/// A container that was there when looked at and gone when started.
+#[derive(Debug)]
+pub struct ContainerGone(pub String);
+
+impl std::fmt::Display for ContainerGone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "container `{}` no longer exists", self.0)
     }
 }
 

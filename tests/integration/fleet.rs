@@ -559,8 +559,8 @@ fn doctor_reports_checks_and_fails_only_when_use_is_blocked() {
 
 /// Every subcommand whose name starts with `s`, which each shell must
 /// offer for `devinst s`, and none other.
-const S_COMMANDS: [&str; 7] = [
-    "setup", "shell", "snapshot", "start", "stats", "status", "stop",
+const S_COMMANDS: [&str; 8] = [
+    "serve", "setup", "shell", "snapshot", "start", "stats", "status", "stop",
 ];
 
 /// The completion script for `shell`, written to `dir/file`.
