@@ -3,7 +3,7 @@
 # Debian packages, a Docker engine with the gVisor (runsc) runtime, the
 # locally built test images (no container registry is reachable, so nothing is
 # pulled), the Node packages of the dashboard's browser test (tests/browser), and
-# the API fuzzer (schemathesis) in target/test-tools/venv.
+# the API fuzzer (schemathesis) and an S3 server (moto) in target/test-tools/venv.
 # Optionally (--podman) also Podman's Docker-compatible API.
 #
 # Idempotent: each step checks first and does nothing when already done, so a
@@ -41,7 +41,7 @@ REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BROWSER_TESTS=$REPO_ROOT/tests/browser
 # The API fuzzer, pinned, in a venv of the project's own (target/ is not tracked).
 TEST_VENV=$REPO_ROOT/target/test-tools/venv
-SCHEMATHESIS=schemathesis==4.32.5
+PYTHON_TOOLS=(schemathesis==4.32.5 "moto[server]==5.1.21")
 
 export DEBIAN_FRONTEND=noninteractive
 
@@ -498,21 +498,31 @@ ensure_browser_test_packages() {
 }
 
 # ---------------------------------------------------------------------------
-# 4d. The API fuzzer: schemathesis from PyPI, in a venv of its own
+# 4d. Python tools from PyPI, in a venv of their own: the API fuzzer
+#     (schemathesis) and an S3-protocol server (moto) for snapshot push/pull
 # ---------------------------------------------------------------------------
-ensure_api_fuzzer() {
-    if "$TEST_VENV/bin/schemathesis" --version 2>/dev/null | grep -qF "${SCHEMATHESIS#*==}"; then
-        log "api fuzzer: ${SCHEMATHESIS} present"
+python_tools_present() {
+    local wanted=("$@") frozen
+    frozen=$("$TEST_VENV/bin/pip" freeze 2>/dev/null) || return 1
+    local tool
+    for tool in "${wanted[@]}"; do
+        grep -qiF "${tool/\[server\]/}" <<<"$frozen" || return 1
+    done
+}
+
+ensure_python_tools() {
+    if python_tools_present "${PYTHON_TOOLS[@]}"; then
+        log "python tools: ${PYTHON_TOOLS[*]} present"
         return
     fi
     local py
     py=$(python_bin)
-    [[ -n $py ]] || die "api fuzzer: no python3 to make a venv with"
-    log "api fuzzer: installing ${SCHEMATHESIS} into target/test-tools/venv"
-    rm -rf "$TEST_VENV"
-    "$py" -m venv "$TEST_VENV" || die "api fuzzer: cannot make a venv with $py (python3-venv?)"
-    "$TEST_VENV/bin/pip" install --quiet "$SCHEMATHESIS" </dev/null >&2 ||
-        die "api fuzzer: pip install ${SCHEMATHESIS} failed"
+    [[ -n $py ]] || die "python tools: no python3 to make a venv with"
+    log "python tools: installing ${PYTHON_TOOLS[*]} into target/test-tools/venv"
+    [[ -x $TEST_VENV/bin/pip ]] ||
+        "$py" -m venv "$TEST_VENV" || die "python tools: cannot make a venv with $py (python3-venv?)"
+    "$TEST_VENV/bin/pip" install --quiet "${PYTHON_TOOLS[@]}" </dev/null >&2 ||
+        die "python tools: pip install ${PYTHON_TOOLS[*]} failed"
 }
 
 browser_state() {
@@ -559,7 +569,7 @@ build_busybox_image
 build_python_image
 ensure_registry
 ensure_browser_test_packages
-ensure_api_fuzzer
+ensure_python_tools
 PODMAN_FAILED=""
 if ((WANT_PODMAN)); then
     ensure_podman || PODMAN_FAILED=1

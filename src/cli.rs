@@ -213,4 +213,18 @@ pub enum SnapshotCommand {
     Reset,
     /// Delete snapshot NAME.
     Rm { name: String },
+    /// Copy snapshot NAME to a store: `s3://BUCKET/PREFIX` or a directory
+    /// (default: `[snapshots] store`).
+    Push {
+        name: String,
+        #[arg(long, value_name = "STORE")]
+        to: Option<String>,
+    },
+    /// Copy snapshot NAME from a store into this instance's snapshots
+    /// (default store: `[snapshots] store`).
+    Pull {
+        name: String,
+        #[arg(long, value_name = "STORE")]
+        from: Option<String>,
+    },
 }

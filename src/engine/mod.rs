@@ -1,5 +1,6 @@
 //! The container engine, reached through its API (bollard), never its CLI.
 
+pub mod archive;
 pub mod build;
 pub mod container;
 pub mod discover;

@@ -20,6 +20,7 @@ pub mod snapshot;
 pub mod spec;
 pub mod stale;
 pub mod teardown;
+pub mod travel;
 pub mod usage;
 pub mod view;
 pub mod volumes;

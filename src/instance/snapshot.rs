@@ -149,6 +149,15 @@ async fn commit(
     })
 }
 
+/// Removes snapshot `name`'s images, every node's.
+pub async fn remove_all_images(engine: &Engine, instance: &Instance, name: &str) -> Result<()> {
+    engine
+        .remove_image(&image_ref(&instance.record.name, name))
+        .await?;
+    remove_node_images(engine, instance, Some(name)).await?;
+    Ok(())
+}
+
 /// Removes the node images of snapshot `name` (of every snapshot with
 /// `None`); how many there were.
 async fn remove_node_images(
@@ -156,10 +165,9 @@ async fn remove_node_images(
     instance: &Instance,
     name: Option<&str>,
 ) -> Result<usize> {
-    let label = format!("{LABEL_SNAPSHOT_OF}={}", instance.record.name);
     let nodes_repo = format!("{}/node-", image_repo(&instance.record.name));
     let mut removed = 0;
-    for image in engine.list_images(&label).await? {
+    for image in engine.list_images(LABEL_SNAPSHOT_OF).await? {
         for tag in &image.tags {
             let Some((registry, rest)) = tag.split_once(&nodes_repo) else {
                 continue;
@@ -208,8 +216,9 @@ pub struct SnapshotView {
 
 /// The instance's snapshots, oldest first.
 pub async fn list(engine: &Engine, instance: &Instance) -> Result<Vec<SnapshotView>> {
-    let label = format!("{LABEL_SNAPSHOT_OF}={}", instance.record.name);
-    let images = engine.list_images(&label).await?;
+    // By any snapshot label: a pulled snapshot carries the label of the
+    // instance it was saved from, and its tag names this one.
+    let images = engine.list_images(LABEL_SNAPSHOT_OF).await?;
     let repo = format!("{}:", image_repo(&instance.record.name));
     let active = instance.layout.active_snapshot();
     let mut views: Vec<SnapshotView> = images

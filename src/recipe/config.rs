@@ -35,6 +35,19 @@ pub struct Config {
     pub services: BTreeMap<String, ServiceConfig>,
     #[serde(default)]
     pub cluster: ClusterConfig,
+    #[serde(default)]
+    pub snapshots: SnapshotsConfig,
+}
+
+/// `[snapshots]`: where `snapshot push` and `pull` go without `--to`/`--from`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotsConfig {
+    /// `s3://bucket/prefix`, `file:///dir` or a directory.
+    pub store: Option<String>,
+    /// The S3 endpoint (`http://127.0.0.1:9000` for a MinIO), where
+    /// `AWS_ENDPOINT_URL` does not say.
+    pub endpoint: Option<String>,
 }
 
 /// `[cluster]`: several nodes forming one cluster (the head is the instance's

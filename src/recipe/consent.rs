@@ -84,10 +84,35 @@ pub fn asks(settings: &Settings, host: &HostFacts) -> Vec<Ask> {
             "devinst talks to this engine: every container, command and passed variable goes there",
         ));
     }
+    asks.extend(snapshot_asks(settings));
     asks.extend(network_ask(settings));
     asks.extend(bind_ask(settings));
     asks.extend(env_asks(settings));
     asks.extend(shim_asks(settings, host));
+    asks
+}
+
+/// A recipe's snapshot store, and its endpoint, where the user's config
+/// names none: `snapshot push` sends the instance's filesystem, state and
+/// logs there.
+fn snapshot_asks(settings: &Settings) -> Vec<Ask> {
+    let mine = &settings.user_config.snapshots;
+    let recipe = &settings.recipe_snapshots;
+    let mut asks = Vec::new();
+    if let (None, Some(store)) = (&mine.store, &recipe.store) {
+        asks.push(Ask::new(
+            "[snapshots] store",
+            store,
+            "`snapshot push` without `--to` sends the instance's filesystem, state and logs there",
+        ));
+    }
+    if let (None, Some(endpoint)) = (&mine.endpoint, &recipe.endpoint) {
+        asks.push(Ask::new(
+            "[snapshots] endpoint",
+            endpoint,
+            "snapshots pushed to and pulled from S3 go through this server, with your AWS credentials",
+        ));
+    }
     asks
 }
 
@@ -262,6 +287,25 @@ mod tests {
             .into_iter()
             .map(|a| format!("{}={}", a.key, a.value))
             .collect()
+    }
+
+    #[test]
+    fn a_recipes_snapshot_store_asks_unless_the_user_names_one() {
+        let text = "[snapshots]\nstore = \"s3://theirs/x\"\nendpoint = \"http://10.0.0.9:9000\"\n";
+        assert_eq!(
+            keys(text),
+            [
+                "[snapshots] store=s3://theirs/x",
+                "[snapshots] endpoint=http://10.0.0.9:9000"
+            ]
+        );
+        let mine: UserConfig = toml::from_str(
+            "[snapshots]\nstore = \"s3://mine/y\"\nendpoint = \"http://127.0.0.1:9000\"\n",
+        )
+        .unwrap();
+        let with_mine = Settings::resolve_with(Config::parse(text).unwrap(), mine, true).unwrap();
+        assert!(asks(&with_mine, &host()).is_empty());
+        assert_eq!(with_mine.snapshot_store.as_deref(), Some("s3://mine/y"));
     }
 
     #[test]

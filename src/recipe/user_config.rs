@@ -18,6 +18,9 @@ pub struct UserConfig {
     pub credentials: UserList,
     #[serde(default)]
     pub env: UserEnv,
+    /// The user's snapshot store: beats a recipe's, and needs no consent.
+    #[serde(default)]
+    pub snapshots: crate::recipe::config::SnapshotsConfig,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -26,3 +26,4 @@ mod scripts;
 mod services;
 mod shared;
 mod snapshot;
+mod travel;

@@ -81,6 +81,12 @@ pub struct Settings {
     /// `[cluster] nodes`: how many containers the instance is (1: just the
     /// head, as without `[cluster]`).
     pub nodes: u16,
+    /// `[snapshots]` of the user's config, else of the recipe.
+    pub snapshot_store: Option<String>,
+    pub snapshot_endpoint: Option<String>,
+    /// The recipe's own `[snapshots]`, which a user's store beats and which
+    /// needs consent when it is used.
+    pub recipe_snapshots: crate::recipe::config::SnapshotsConfig,
     /// `[cluster] setup = "all"`: the setup steps run on every node, not
     /// only on the head.
     pub setup_on_every_node: bool,
@@ -139,6 +145,14 @@ impl Settings {
         let (mounts, credentials, env) = (config.mounts, config.credentials, config.env);
         let (setup_commands, setup_inputs, setup_outputs) =
             resolve_setup(config.setup, &workdir, &venv);
+        // The user's store beats the recipe's, as their engine does.
+        let snapshot_store = mine
+            .snapshots
+            .store
+            .clone()
+            .or(config.snapshots.store.clone());
+        let snapshot_endpoint =
+            (mine.snapshots.endpoint.clone()).or(config.snapshots.endpoint.clone());
         let settings = Settings {
             image,
             build,
@@ -173,6 +187,9 @@ impl Settings {
             tiers: config.tiers,
             services: service::resolve_services(config.services)?,
             nodes: resolve_nodes(config.cluster.nodes)?,
+            snapshot_store,
+            snapshot_endpoint,
+            recipe_snapshots: config.snapshots,
             setup_on_every_node: config.cluster.setup == Some(ClusterSetup::All),
             workdir,
         };
