@@ -95,6 +95,10 @@ pub struct StartArgs {
     /// Replace the container (state, logs and venv are kept).
     #[arg(long)]
     pub recreate: bool,
+    /// Run the setup steps here even when a sibling instance of the same
+    /// repository finished the same ones (never start warm).
+    #[arg(long)]
+    pub cold: bool,
 }
 
 #[derive(Debug, Args)]

@@ -18,7 +18,7 @@ pub async fn run(ctx: &Invocation, args: StartArgs) -> Result<i32> {
     // asked anything.
     let image = ImageChoice::of(&instance)?;
     let engine = Engine::connect(&choice).await?;
-    lifecycle::ensure_running_with(&engine, &instance, args.recreate, &image).await?;
+    lifecycle::ensure_running_with(&engine, &instance, args.recreate, &image, args.cold).await?;
     let s = &instance.settings;
     output::data(format!(
         "{}:{} -> {}",

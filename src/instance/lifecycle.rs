@@ -19,7 +19,7 @@ use anyhow::{anyhow, Context, Result};
 /// Brings the instance to "running and set up", doing only what is missing.
 pub async fn ensure_running(engine: &Engine, instance: &Instance, recreate: bool) -> Result<()> {
     let image = ImageChoice::of(instance)?;
-    ensure_running_with(engine, instance, recreate, &image).await
+    ensure_running_with(engine, instance, recreate, &image, false).await
 }
 
 /// [`ensure_running`] with the image already chosen (and its recipe's files
@@ -29,6 +29,7 @@ pub async fn ensure_running_with(
     instance: &Instance,
     recreate: bool,
     image: &ImageChoice,
+    cold: bool,
 ) -> Result<()> {
     let _lock = instance.layout.lock()?;
     let record = &instance.record;
@@ -46,7 +47,24 @@ pub async fn ensure_running_with(
     let mut facts = host_facts(instance, owner, image.reference())?;
     facts.agent = super::agent::install(instance, &engine.endpoint.uri)?;
     let wanted = spec::container_spec(&instance.settings, record, &instance.layout, &facts);
-    let mut info = ensure_created(engine, instance, &wanted, image, recreate).await?;
+    // A container about to be made may start from a sibling's finished
+    // setup steps: its image is the sibling's container, the spec's digest
+    // the recipe's, so later starts see it as the recipe's container.
+    let warm = match cold || engine.inspect(&record.container).await?.is_some() {
+        true => None,
+        false => super::warm::prepare(engine, instance, image).await?,
+    };
+    let mut info = match &warm {
+        Some(warm) => {
+            let from = ContainerSpec {
+                image: warm.image.clone(),
+                ..wanted.clone()
+            };
+            let image = ImageChoice::Snapshot(warm.image.clone());
+            ensure_created(engine, instance, &from, &image, recreate).await?
+        }
+        None => ensure_created(engine, instance, &wanted, image, recreate).await?,
+    };
     if info.paused {
         output::note(format!("unpausing container `{}`", record.container));
         engine.unpause(&record.container).await?;
@@ -77,10 +95,21 @@ pub async fn ensure_running_with(
     };
     environment::write_git_config(instance)?;
     let inputs = behind::inputs_now(instance);
+    if let Some(warm) = &warm {
+        super::setup_steps::mark_done(instance, &SetupTarget::head(instance, &info.id))?;
+        output::note(format!(
+            "started warm from instance `{}`: its setup steps' results were copied, not run again \
+             (`devinst start --cold` runs them)",
+            warm.sibling
+        ));
+    }
     for target in setup_targets(engine, instance, &info).await? {
         run_setup_steps(engine, instance, &target, &cluster).await?;
     }
     behind::record(instance, &inputs)?;
+    if let Some(image_id) = engine.image_id(image.reference()).await? {
+        super::warm::record(instance, &info.id, &image_id)?;
+    }
     environment::write_exec_env(instance, &info, &cluster)
 }
 

@@ -24,6 +24,7 @@ pub mod travel;
 pub mod usage;
 pub mod view;
 pub mod volumes;
+pub mod warm;
 
 use crate::engine::{Engine, Listed};
 use crate::recipe::settings::Settings;

@@ -183,6 +183,25 @@ pub fn warn_if_incomplete(instance: &Instance) {
 fn setup_stamp(instance: &Instance, container_id: &str) -> Result<String> {
     let mut hasher = Sha256::new();
     hasher.update(container_id.as_bytes());
+    hash_steps(&mut hasher, instance)?;
+    Ok(short_hex(hasher))
+}
+
+/// What the setup steps' results depend on but the container: the image
+/// they ran on (by id), where and as whom, the steps, and their inputs'
+/// contents. Two instances with the same fingerprint got the same results.
+pub fn fingerprint(instance: &Instance, image_id: &str) -> Result<String> {
+    let s = &instance.settings;
+    let mut hasher = Sha256::new();
+    for part in [image_id, &s.workdir, &format!("{:?}", s.user)] {
+        hasher.update(part.as_bytes());
+        hasher.update(b"\0");
+    }
+    hash_steps(&mut hasher, instance)?;
+    Ok(short_hex(hasher))
+}
+
+fn hash_steps(hasher: &mut Sha256, instance: &Instance) -> Result<()> {
     for command in &instance.settings.setup_commands {
         hasher.update(b"\0cmd\0");
         hasher.update(command.as_bytes());
@@ -194,12 +213,23 @@ fn setup_stamp(instance: &Instance, container_id: &str) -> Result<String> {
             hasher.update(&bytes);
         }
     }
-    Ok(hasher
+    Ok(())
+}
+
+fn short_hex(hasher: Sha256) -> String {
+    hasher
         .finalize()
         .iter()
         .take(16)
         .map(|b| format!("{b:02x}"))
-        .collect())
+        .collect()
+}
+
+/// Records the setup steps as done in `target`'s container: their results
+/// came from elsewhere (a warm start).
+pub fn mark_done(instance: &Instance, target: &SetupTarget) -> Result<()> {
+    let stamp = setup_stamp(instance, &target.id)?;
+    fs::write_atomic(&target.stamp, format!("{stamp}\n").as_bytes(), 0o644)
 }
 
 /// The most of one input that is read: a lock file is far smaller.

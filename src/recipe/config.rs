@@ -197,6 +197,9 @@ pub struct SetupConfig {
     pub inputs: Option<Vec<WorktreePath>>,
     /// Worktree paths the steps create; when one is missing they run again.
     pub outputs: Option<Vec<WorktreePath>>,
+    /// Start a new worktree's instance from a sibling's finished steps
+    /// (default true).
+    pub warm: Option<bool>,
 }
 
 /// A path inside the worktree, relative to its root, with no `..`: refused

@@ -113,6 +113,11 @@ impl Layout {
     pub fn setup_inputs_file(&self) -> PathBuf {
         self.dir().join(".setup-inputs")
     }
+    /// What the setup steps last completed with, for a sibling to start
+    /// warm from: their fingerprint, the container and the repository.
+    pub fn warm_file(&self) -> PathBuf {
+        self.dir().join(".warm")
+    }
     /// The last "instance is behind" notice a shim gave, so it is given once.
     pub fn noticed_file(&self) -> PathBuf {
         self.dir().join(".noticed")

@@ -95,6 +95,15 @@ pub fn outside_common_dir(root: &Path) -> Result<Option<PathBuf>> {
     Ok(Some(common).filter(|c| !c.starts_with(root)))
 }
 
+/// The repository's common git directory, wherever it is: the same for a
+/// main worktree and all its linked ones. `None` outside git.
+pub fn common_dir(root: &Path) -> Result<Option<PathBuf>> {
+    match rev_parse(root, &["--git-common-dir"])? {
+        Some(common) => Ok(Some(canonical(&common)?)),
+        None => Ok(None),
+    }
+}
+
 /// The files git tracks under `rel` in the worktree at `root`, as git names
 /// them. None outside git, without git, or when git refuses the repository
 /// (another user's, without `safe.directory`).

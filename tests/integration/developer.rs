@@ -428,3 +428,43 @@ fn a_developer_who_is_not_root_owns_what_every_node_of_a_cluster_makes() {
     assert_eq!(not_theirs(&repo), Vec::<PathBuf>::new());
     dev.devinst(&repo, &["destroy", "--purge", "--yes"]).ok();
 }
+
+#[test]
+fn a_developer_who_is_not_root_starts_a_linked_worktree_warm_and_owns_the_copy() {
+    let env = TestEnv::new();
+    let dev = Developer::new(&env);
+    let main = env.repo("devwarm");
+    write(
+        &main.join("devinst.toml"),
+        &format!(
+            "[container]\nimage = \"{BUSYBOX}\"\n[ports]\nhost_range = [47830, 47839]\n\
+             [setup]\ncommands = [\"mkdir -p build && echo {} > build/out\"]\noutputs = [\"build/out\"]\n",
+            std::process::id()
+        ),
+    );
+    git(&main, &["add", "devinst.toml"]);
+    git(&main, &["commit", "-q", "-m", "recipe"]);
+    let linked = env.tmp.path().join("devwarm-linked");
+    git(&main, &["worktree", "add", "-q", linked.to_str().unwrap()]);
+    let linked = linked.canonicalize().unwrap();
+    dev.own(&main);
+    dev.own(&linked);
+    for dir in [&main, &linked] {
+        dev.devinst(dir, &["setup"]).ok();
+    }
+    dev.devinst(&main, &["start"]).ok();
+    let warm = dev.devinst(&linked, &["start"]).ok();
+    assert!(warm.stderr.contains("started warm"), "{warm}");
+    assert!(linked.join("build/out").exists());
+    assert_eq!(not_theirs(&linked), Vec::<PathBuf>::new());
+    let fingerprint = std::fs::read_to_string(main.join(".sky-dev/.warm")).unwrap();
+    let fingerprint: serde_json::Value = serde_json::from_str(&fingerprint).unwrap();
+    let image = format!(
+        "devinst-warm/{}:1",
+        fingerprint["fingerprint"].as_str().unwrap()
+    );
+    for dir in [&linked, &main] {
+        dev.devinst(dir, &["destroy", "--yes"]).ok();
+    }
+    quiet_docker(&["rmi", &image]);
+}

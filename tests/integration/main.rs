@@ -27,3 +27,4 @@ mod services;
 mod shared;
 mod snapshot;
 mod travel;
+mod warm;

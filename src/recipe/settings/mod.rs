@@ -69,6 +69,9 @@ pub struct Settings {
     pub setup_commands: Vec<String>,
     pub setup_inputs: Vec<String>,
     pub setup_outputs: Vec<String>,
+    /// `[setup] warm`: a new container may start from a sibling instance's
+    /// finished setup steps.
+    pub setup_warm: bool,
     /// `[engine] host` in the recipe (the user's own endpoint is in `user_config`).
     pub engine_host: Option<String>,
     /// The user's own config: what it adds to every instance, and what a
@@ -143,6 +146,7 @@ impl Settings {
         let home = user.default_home();
         let range = config.ports.host_range.unwrap_or(DEFAULT_HOST_RANGE);
         let (mounts, credentials, env) = (config.mounts, config.credentials, config.env);
+        let setup_warm = config.setup.warm.unwrap_or(true);
         let (setup_commands, setup_inputs, setup_outputs) =
             resolve_setup(config.setup, &workdir, &venv);
         // The user's store beats the recipe's, as their engine does.
@@ -181,6 +185,7 @@ impl Settings {
             setup_commands,
             setup_inputs,
             setup_outputs,
+            setup_warm,
             engine_host: config.engine.host,
             user_config: mine,
             overridden,
