@@ -153,6 +153,11 @@ async fn runtime_check(engine: &Engine, settings: &Settings) -> Check {
             format!("install `{wanted}` and register it with the engine (gVisor: `runsc install`, then restart dockerd), or remove `[container] runtime` from devinst.toml"),
         )
         .blocking(),
+        _ if settings.gpus.is_some() && !runtimes.iter().any(|r| r == "nvidia") => Check::problem(
+            "runtimes",
+            format!("devinst.toml asks for GPUs, and the engine has no `nvidia` runtime ({detail})"),
+            "install the NVIDIA Container Toolkit and configure the engine with it (`nvidia-ctk runtime configure`), or remove `gpus` from `[container]` in devinst.toml".to_owned(),
+        ),
         Some(wanted) => Check::ok("runtimes", format!("{detail}; devinst.toml uses `{wanted}`")),
         None => Check::ok("runtimes", detail),
     }

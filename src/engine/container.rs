@@ -5,8 +5,8 @@
 use super::{http_status, message, Engine};
 use anyhow::{anyhow, Result};
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, ContainerSummary, EndpointSettings, HostConfig,
-    Mount, MountType, NetworkingConfig, PortBinding,
+    ContainerCreateBody, ContainerInspectResponse, ContainerSummary, DeviceRequest,
+    EndpointSettings, HostConfig, Mount, MountType, NetworkingConfig, PortBinding,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, ListContainersOptions, RemoveContainerOptions, StopContainerOptions,
@@ -40,6 +40,9 @@ pub struct ContainerSpec {
     pub nano_cpus: Option<i64>,
     pub memory_bytes: Option<i64>,
     pub pids_limit: Option<i64>,
+    /// GPUs asked of the engine, as `docker run --gpus` asks: a count, -1
+    /// for all.
+    pub gpus: Option<i64>,
 }
 
 /// A host path mounted into the container.
@@ -125,6 +128,13 @@ impl ContainerSpec {
                 nano_cpus: self.nano_cpus,
                 memory: self.memory_bytes,
                 pids_limit: self.pids_limit,
+                device_requests: self.gpus.map(|count| {
+                    vec![DeviceRequest {
+                        count: Some(count),
+                        capabilities: Some(vec![vec!["gpu".to_owned()]]),
+                        ..Default::default()
+                    }]
+                }),
                 ..Default::default()
             }),
             networking_config,
@@ -567,6 +577,23 @@ fn lacks_init_binary(err: &bollard::errors::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gpus_are_asked_for_as_docker_run_gpus_asks() {
+        let body = |gpus| {
+            let spec = ContainerSpec {
+                gpus,
+                ..Default::default()
+            };
+            serde_json::to_value(spec.body()).unwrap()["HostConfig"].clone()
+        };
+        assert_eq!(
+            body(Some(-1))["DeviceRequests"],
+            serde_json::json!([{ "Count": -1, "Capabilities": [["gpu"]] }])
+        );
+        assert_eq!(body(Some(2))["DeviceRequests"][0]["Count"], 2);
+        assert!(body(None).get("DeviceRequests").is_none());
+    }
 
     #[test]
     fn port_bindings_become_sorted_plain_values() {

@@ -383,6 +383,10 @@ pub async fn start(engine: &Engine, container: &str, what: &Start<'_>) -> Result
         Err(StartError::Gone(err)) => Err(err
             .context(ContainerGone(container.to_owned()))
             .context(format!("cannot start {subject}"))),
+        Err(StartError::Refused(err)) if format!("{err:#}").contains("could not select device driver") => {
+            Err(err.context(format!("cannot start {subject}: the engine has no GPU runtime")))
+                .hint("install the NVIDIA Container Toolkit and configure the engine with it (`nvidia-ctk runtime configure`, then restart it), or remove `gpus` from `[container]` in devinst.toml")
+        }
         Err(StartError::Refused(err)) => Err(err.context(format!("cannot start {subject}"))),
     }
 }

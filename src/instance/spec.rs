@@ -166,6 +166,7 @@ pub fn node_spec(
             .as_deref()
             .and_then(|m| parse_memory(m).ok()),
         pids_limit: host.limits.pids,
+        gpus: settings.gpus,
         ..Default::default()
     };
     if let (Some(agent), true) = (&host.agent, head) {

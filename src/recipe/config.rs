@@ -105,6 +105,16 @@ pub struct ContainerConfig {
     pub cpus: Option<f64>,
     pub memory: Option<String>,
     pub pids: Option<i64>,
+    /// GPUs for the container, as `docker run --gpus`: `"all"` or a count.
+    pub gpus: Option<GpusConfig>,
+}
+
+/// `[container] gpus`: `"all"` or a number.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum GpusConfig {
+    Count(i64),
+    Word(String),
 }
 
 impl ContainerConfig {

@@ -186,6 +186,32 @@ fn port_of(repo: &Path) -> u16 {
 }
 
 #[test]
+fn gpus_on_an_engine_without_a_gpu_runtime_fail_clearly_and_doctor_says_so() {
+    let env = TestEnv::new();
+    let repo = env.busybox_repo("eng-gpus", RANGE);
+    let toml = std::fs::read_to_string(repo.join("devinst.toml")).unwrap();
+    write(
+        &repo.join("devinst.toml"),
+        &toml.replacen("[container]\n", "[container]\ngpus = \"all\"\n", 1),
+    );
+    env.run(&repo, &["setup"]).ok();
+    let container = instance_value(&repo, "DEVINST_CONTAINER").unwrap();
+    let started = env.run(&repo, &["start"]);
+    // The request reached the engine as `docker run --gpus all` sends it.
+    let asked = inspect(&container, "{{json .HostConfig.DeviceRequests}}");
+    started.fails_with(1, "the engine has no GPU runtime");
+    assert!(
+        asked.contains("\"Count\":-1") && asked.contains("[[\"gpu\"]]"),
+        "{asked}"
+    );
+    let doctor = env.run(&repo, &["doctor"]);
+    assert!(
+        doctor.stdout.contains("asks for GPUs") || doctor.stderr.contains("asks for GPUs"),
+        "{doctor}"
+    );
+}
+
+#[test]
 fn gvisor_sandboxes_every_node_of_a_cluster() {
     let env = TestEnv::new();
     let repo = env.busybox_repo(

@@ -84,6 +84,9 @@ pub struct Settings {
     /// `[cluster] nodes`: how many containers the instance is (1: just the
     /// head, as without `[cluster]`).
     pub nodes: u16,
+    /// `[container] gpus`: how many GPUs each container asks the engine for,
+    /// -1 for all of them.
+    pub gpus: Option<i64>,
     /// `[snapshots]` of the user's config, else of the recipe.
     pub snapshot_store: Option<String>,
     pub snapshot_endpoint: Option<String>,
@@ -136,6 +139,7 @@ impl Settings {
     pub fn resolve_with(config: Config, mine: UserConfig, owned_by_root: bool) -> Result<Settings> {
         let c = config.container;
         let limits = c.limits();
+        let gpus = resolve_gpus(c.gpus.clone())?;
         let (runtime, overridden) = user_runtime(c.runtime, &mine);
         let (image, build) = image_or_build(c.image, c.build)?;
         let workdir = c.workdir.unwrap_or_else(|| DEFAULT_WORKDIR.to_owned());
@@ -192,6 +196,7 @@ impl Settings {
             tiers: config.tiers,
             services: service::resolve_services(config.services)?,
             nodes: resolve_nodes(config.cluster.nodes)?,
+            gpus,
             snapshot_store,
             snapshot_endpoint,
             recipe_snapshots: config.snapshots,
@@ -223,6 +228,20 @@ impl Settings {
     /// when they exist, rather than ones the recipe asks for.
     pub fn default_credentials(&self) -> bool {
         self.credential_paths == DEFAULT_CREDENTIALS
+    }
+}
+
+/// `[container] gpus`: `"all"` is -1, as the engine counts; a count from 1.
+fn resolve_gpus(gpus: Option<crate::recipe::config::GpusConfig>) -> Result<Option<i64>> {
+    use crate::recipe::config::GpusConfig;
+    match gpus {
+        None => Ok(None),
+        Some(GpusConfig::Word(word)) if word == "all" => Ok(Some(-1)),
+        Some(GpusConfig::Count(n)) if (1..=64).contains(&n) => Ok(Some(n)),
+        Some(GpusConfig::Word(word)) => {
+            bail!("`[container] gpus` is `\"all\"` or a number of GPUs, not `\"{word}\"`")
+        }
+        Some(GpusConfig::Count(n)) => bail!("`[container] gpus` must be from 1 to 64, not {n}"),
     }
 }
 
@@ -340,6 +359,23 @@ mod tests {
             .last()
             .unwrap()
             .contains("/bin/pip' install -e '/app'"));
+    }
+
+    #[test]
+    fn gpus_are_all_or_a_count() {
+        assert_eq!(resolve("").unwrap().gpus, None);
+        assert_eq!(
+            resolve("[container]\ngpus = \"all\"\n").unwrap().gpus,
+            Some(-1)
+        );
+        assert_eq!(resolve("[container]\ngpus = 2\n").unwrap().gpus, Some(2));
+        for (text, says) in [
+            ("[container]\ngpus = \"some\"\n", "`\"all\"` or a number"),
+            ("[container]\ngpus = 0\n", "from 1 to 64, not 0"),
+        ] {
+            let err = format!("{:#}", resolve(text).unwrap_err());
+            assert!(err.contains(says), "{text}: {err}");
+        }
     }
 
     #[test]
