@@ -382,10 +382,19 @@ impl From<StartError> for anyhow::Error {
 impl Engine {
     /// Inspects a container; `None` when there is none by that name.
     pub async fn inspect(&self, container: &str) -> Result<Option<Container>> {
-        match self.docker.inspect_container(container, None).await {
-            Ok(info) => Ok(Some(Container::from_api(info))),
-            Err(err) if http_status(&err) == Some(404) => Ok(None),
-            Err(err) => Err(self.explain(err)),
+        // Podman's transient `stopped` state fails to parse here too (see
+        // `list`): ask again shortly.
+        let mut attempt = 0;
+        loop {
+            match self.docker.inspect_container(container, None).await {
+                Ok(info) => return Ok(Some(Container::from_api(info))),
+                Err(err) if http_status(&err) == Some(404) => return Ok(None),
+                Err(bollard::errors::Error::JsonDataError { .. }) if attempt < 20 => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+                }
+                Err(err) => return Err(self.explain(err)),
+            }
         }
     }
 
