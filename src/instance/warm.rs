@@ -157,7 +157,14 @@ async fn find_sibling(
         if stamp.trim().is_empty() || stamp.trim() == "incomplete" {
             continue;
         }
-        if !results.iter().all(|rel| exists(&entry.worktree.join(rel))) {
+        // Read only where the path really is in the sibling's worktree: a
+        // repository's link on the way (`build -> ~/.ssh`) would copy a host
+        // directory into this worktree, and so into the container.
+        let inside = |rel: &PathBuf| {
+            crate::state::contained::real_dirs_up_to(&entry.worktree, rel).is_ok()
+                && exists(&entry.worktree.join(rel))
+        };
+        if !results.iter().all(inside) {
             continue;
         }
         let worktree = path_text(&entry.worktree);

@@ -126,6 +126,28 @@ pub fn check_untracked(root: &Path) -> Result<()> {
     ))
 }
 
+/// Fails unless every directory from `root` down to `rel`'s parent is a real
+/// directory: no link, nothing else. A path that passes is really under
+/// `root`, whatever a repository (or an archive) planted on the way.
+pub fn real_dirs_up_to(root: &Path, rel: &Path) -> Result<()> {
+    let mut at = root.to_path_buf();
+    let Some(parent) = rel.parent() else {
+        return Ok(());
+    };
+    for part in parent.components() {
+        at.push(part);
+        match lstat(&at)? {
+            Some(meta) if meta.is_dir() => {}
+            Some(_) => bail!(
+                "`{}` is not a directory (a link, or a file): nothing is read or written through it",
+                at.display()
+            ),
+            None => bail!("`{}` does not exist", at.display()),
+        }
+    }
+    Ok(())
+}
+
 /// Makes the directory `path` inside the worktree `layout.root`, creating
 /// each missing directory on the way and following no link: one that is
 /// there already must be a real directory.

@@ -51,26 +51,36 @@ fn runs(worktree: &Path) -> usize {
         .unwrap_or(0)
 }
 
-/// Removes the warm images a test made (by their label), after its instances.
-struct WarmImages;
+/// Removes the warm image made from a worktree's steps when the test ends
+/// (held before the TestEnv, so after its containers go): only this test's,
+/// never another test's or user's.
+struct WarmImage(Option<PathBuf>);
 
-impl Drop for WarmImages {
+impl WarmImage {
+    fn of(&mut self, worktree: &Path) {
+        self.0 = Some(worktree.to_owned());
+    }
+}
+
+impl Drop for WarmImage {
     fn drop(&mut self) {
-        let out = std::process::Command::new("docker")
-            .args(["images", "-q", "--filter", "label=devinst.warm-of"])
-            .output()
-            .unwrap();
-        for id in String::from_utf8_lossy(&out.stdout).lines() {
-            quiet_docker(&["rmi", id]);
+        let Some(worktree) = &self.0 else { return };
+        let Ok(text) = std::fs::read_to_string(worktree.join(".sky-dev/.warm")) else {
+            return;
+        };
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        if let Some(fingerprint) = value["fingerprint"].as_str() {
+            quiet_docker(&["rmi", &format!("devinst-warm/{fingerprint}:1")]);
         }
     }
 }
 
 #[test]
 fn a_new_worktree_starts_warm_with_the_siblings_results_as_its_own() {
-    let _images = WarmImages;
+    let mut image = WarmImage(None);
     let env = TestEnv::new();
     let trees = family(&env, "warm", &recipe("warm", ""), 1);
+    image.of(&trees[0]);
     let (a, b) = (&trees[0], &trees[1]);
     let cold = env.run(a, &["start"]).ok();
     assert!(cold.stderr.contains("setup step 3/3"), "{cold}");
@@ -118,9 +128,10 @@ fn a_new_worktree_starts_warm_with_the_siblings_results_as_its_own() {
 
 #[test]
 fn a_changed_input_or_step_or_cold_start_runs_the_steps() {
-    let _images = WarmImages;
+    let mut image = WarmImage(None);
     let env = TestEnv::new();
     let trees = family(&env, "warmdiff", &recipe("warmdiff", ""), 3);
+    image.of(&trees[0]);
     env.run(&trees[0], &["start"]).ok();
 
     // Another input: the full setup.
@@ -157,7 +168,7 @@ fn a_changed_input_or_step_or_cold_start_runs_the_steps() {
 
 #[test]
 fn warm_false_runs_the_steps_and_a_cut_short_clone_is_completed() {
-    let _images = WarmImages;
+    let mut image = WarmImage(None);
     let env = TestEnv::new();
     let off = format!("{}warm = false\n", recipe("warmoff", ""));
     let trees = family(&env, "warmoff", &off, 1);
@@ -167,6 +178,7 @@ fn warm_false_runs_the_steps_and_a_cut_short_clone_is_completed() {
 
     // A copy a killed start left behind is removed, and the start is warm.
     let trees = family(&env, "warmcut", &recipe("warmcut", ""), 1);
+    image.of(&trees[0]);
     env.run(&trees[0], &["start"]).ok();
     let left = trees[1].join(".sky-dev/venv.warm-999999/bin");
     std::fs::create_dir_all(&left).unwrap();
@@ -182,9 +194,10 @@ fn warm_false_runs_the_steps_and_a_cut_short_clone_is_completed() {
 
 #[test]
 fn a_real_python_project_starts_warm_and_runs_its_own_code() {
-    let _images = WarmImages;
+    let mut image = WarmImage(None);
     let env = TestEnv::new();
     let main = env.repo(&format!("warmpy-{}", std::process::id()));
+    image.of(&main);
     copy_fixture(Path::new("tests/fixtures/skypkg"), &main);
     write(&main.join("devinst.toml"), RANGE);
     git(&main, &["add", "."]);
@@ -210,4 +223,30 @@ fn a_real_python_project_starts_warm_and_runs_its_own_code() {
         .script(&main, &main.join(".sky-dev/bin/sky"), &["hi"])
         .ok();
     assert_eq!(sky.stdout.trim(), r#"skypkg sky ["hi"]"#);
+}
+
+#[test]
+fn a_link_a_container_planted_never_carries_a_host_file_into_a_warm_start() {
+    let mut image = WarmImage(None);
+    let env = TestEnv::new();
+    let outside = env.tmp.path().join("host-secrets");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("out"), "secret\n").unwrap();
+    // The step makes `build` a link to a host directory: seen from the host,
+    // the sibling's `build/out` is the host's file.
+    let toml = format!(
+        "[container]\nimage = \"{BUSYBOX}\"\n{RANGE}[setup]\ncommands = [\"ln -sfn {} /app/build\"]\n\
+         outputs = [\"build/out\"]\n",
+        outside.display()
+    );
+    let trees = family(&env, "warmlink", &toml, 1);
+    image.of(&trees[0]);
+    env.run(&trees[0], &["start"]).ok();
+    let second = env.run(&trees[1], &["start"]).ok();
+    assert!(!second.stderr.contains("started warm"), "{second}");
+    let copied = std::fs::symlink_metadata(trees[1].join("build")).unwrap();
+    assert!(
+        copied.file_type().is_symlink(),
+        "its own step's link, no copy of the host's file"
+    );
 }

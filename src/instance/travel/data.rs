@@ -99,9 +99,8 @@ pub fn unpack(archive: &Path, dir: &Path) -> Result<()> {
                 rel.display()
             );
         }
-        if let Some(parent) = rel.parent() {
-            refuse_links_on_the_way(dir, parent)?;
-        }
+        crate::state::contained::real_dirs_up_to(dir, &rel)
+            .context("the snapshot's archive cannot be unpacked")?;
         let target = dir.join(&rel);
         let mode = entry.header().mode()? & 0o7777;
         match entry.header().entry_type() {
@@ -134,27 +133,6 @@ pub fn unpack(archive: &Path, dir: &Path) -> Result<()> {
                 "the snapshot's archive holds `{}` of a kind devinst does not restore ({other:?})",
                 rel.display()
             ),
-        }
-    }
-    Ok(())
-}
-
-/// Fails when a directory on the way from `dir` to `parent` is a link.
-fn refuse_links_on_the_way(dir: &Path, parent: &Path) -> Result<()> {
-    let mut at = dir.to_path_buf();
-    for part in parent.components() {
-        at.push(part);
-        let meta = std::fs::symlink_metadata(&at).with_context(|| {
-            format!(
-                "the snapshot's archive lacks the directory `{}`",
-                at.display()
-            )
-        })?;
-        if !meta.is_dir() {
-            bail!(
-                "the snapshot's archive writes through `{}`, which is not a directory",
-                at.display()
-            );
         }
     }
     Ok(())
