@@ -50,9 +50,11 @@ pub async fn ensure_running_with(
     // A container about to be made may start from a sibling's finished
     // setup steps: its image is the sibling's container, the spec's digest
     // the recipe's, so later starts see it as the recipe's container.
-    let warm = match cold || engine.inspect(&record.container).await?.is_some() {
-        true => None,
-        false => super::warm::prepare(engine, instance, image).await?,
+    let may_warm =
+        !cold && instance.settings.setup_warm && !instance.settings.setup_outputs.is_empty();
+    let warm = match may_warm && engine.inspect(&record.container).await?.is_none() {
+        true => super::warm::prepare(engine, instance, image).await?,
+        false => None,
     };
     let mut info = match &warm {
         Some(warm) => {
@@ -107,8 +109,11 @@ pub async fn ensure_running_with(
         run_setup_steps(engine, instance, &target, &cluster).await?;
     }
     behind::record(instance, &inputs)?;
-    if let Some(image_id) = engine.image_id(image.reference()).await? {
-        super::warm::record(instance, &info.id, &image_id)?;
+    // Only where a sibling could start from it: steps that declare outputs.
+    if !instance.settings.setup_outputs.is_empty() {
+        if let Some(image_id) = engine.image_id(image.reference()).await? {
+            super::warm::record(instance, &info.id, &image_id)?;
+        }
     }
     environment::write_exec_env(instance, &info, &cluster)
 }
