@@ -82,26 +82,31 @@ pub async fn engine_holdings(choice: Choice) -> Result<Option<EngineHoldings>> {
 /// are made to publish, and devinst containers' worktrees.
 pub async fn gather(engine: &Engine) -> Result<EngineHoldings> {
     let mut held = EngineHoldings::default();
-    let mut stopped = Vec::new();
+    let mut ours = Vec::new();
     for c in engine.list(None).await? {
         let running = c.state == "running" || c.state == "paused";
-        for p in &c.ports {
-            hold(&mut held.ports, p.host_port, &c.name, running);
-        }
-        if c.label(LABEL_MANAGED_BY) == Some("devinst") && c.ports.is_empty() {
-            stopped.push(c.name.clone());
+        if c.label(LABEL_MANAGED_BY) == Some("devinst") {
+            ours.push(c.name.clone());
+        } else {
+            for p in &c.ports {
+                hold(&mut held.ports, p.host_port, &c.name, running);
+            }
         }
         if let Some(worktree) = c.label(LABEL_WORKTREE) {
             held.worktrees
                 .insert(c.name.clone(), PathBuf::from(worktree));
         }
     }
-    // Listings show the ports of running containers only; a stopped one
-    // takes its ports back when it starts.
-    for name in stopped {
-        if let Some(info) = engine.inspect(&name).await? {
+    // devinst's own containers are inspected: listings show the ports of
+    // running containers only (a stopped one takes its ports back when it
+    // starts), and Podman 4.3 lists consecutive ports published to
+    // consecutive ports inside, as an instance's named ports and their
+    // relays are, by the first one alone.
+    let inspected = futures_util::future::join_all(ours.iter().map(|n| engine.inspect(n))).await;
+    for (name, info) in ours.iter().zip(inspected) {
+        if let Some(info) = info? {
             for p in &info.bindings {
-                hold(&mut held.ports, p.host_port, &name, info.running);
+                hold(&mut held.ports, p.host_port, name, info.running);
             }
         }
     }
