@@ -21,7 +21,7 @@ _devinst_deactivate() {
         PS1="$_DEVINST_OLD_PS1"
         unset _DEVINST_OLD_PS1
     fi
-    unset DEVINST_INSTANCE DEVINST_PORT DEVINST_WORKTREE DEVINST_CONTAINER {% for var in services %}{% if !loop.first %} {% endif %}{{ var.name.unquoted() }}{% endfor %}
+    unset DEVINST_INSTANCE DEVINST_PORT DEVINST_WORKTREE DEVINST_CONTAINER {% for var in ports %}{% if !loop.first %} {% endif %}{{ var.name.unquoted() }}{% endfor %}
     unset SKYPILOT_DEV_INSTANCE SKYPILOT_DEV_PORT
     unset -f deactivate _devinst_deactivate
     hash -r 2>/dev/null || true
@@ -43,8 +43,9 @@ SKYPILOT_DEV_INSTANCE={{ name }}
 SKYPILOT_DEV_PORT={{ port }}
 export DEVINST_INSTANCE DEVINST_PORT DEVINST_WORKTREE DEVINST_CONTAINER
 export SKYPILOT_DEV_INSTANCE SKYPILOT_DEV_PORT
-# Services' host ports: DEVINST_SERVICE_<NAME>_PORT.
-{% for var in services -%}
+# Host ports of [ports.extra] (DEVINST_PORT_<NAME>) and of services
+# (DEVINST_SERVICE_<NAME>_PORT).
+{% for var in ports -%}
 {{ var.name.unquoted() }}={{ var.value }}
 export {{ var.name.unquoted() }}
 {% endfor %}

@@ -200,7 +200,7 @@ pub async fn delete_instance(
             };
             teardown::remove_gone(&engine, &entry, purge).await?;
             teardown::remove_volumes(&engine, &volumes).await?;
-            teardown::release(&entry.name, &entry.worktree, entry.port, &entry.services)?;
+            teardown::release(&entry)?;
         }
     }
     Ok(Json(Deleted {

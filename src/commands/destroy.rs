@@ -70,7 +70,7 @@ async fn gone(ctx: &Invocation, entry: &Entry, why: &str, args: &DestroyArgs) ->
     }
     teardown::remove_gone(&engine, entry, args.purge).await?;
     teardown::remove_volumes(&engine, &volumes).await?;
-    teardown::release(&entry.name, &entry.worktree, entry.port, &entry.services)?;
+    teardown::release(entry)?;
     Ok(0)
 }
 

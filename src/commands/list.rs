@@ -25,14 +25,33 @@ pub async fn run(ctx: &Invocation, args: JsonArgs) -> Result<i32> {
         table.row([
             v.name.clone(),
             v.state.clone(),
-            match v.port {
-                0 => "-".to_owned(),
-                port => port.to_string(),
-            },
+            port_text(v.port, &v.extra_ports),
             v.container.clone(),
             format!("{}{gone}", v.worktree),
         ]);
     }
     output::data(table);
     Ok(0)
+}
+
+/// The instance's port, then each named one as `name=port`.
+fn port_text(port: u16, extra: &std::collections::BTreeMap<String, u16>) -> String {
+    let main = match port {
+        0 => "-".to_owned(),
+        port => port.to_string(),
+    };
+    let named = extra.iter().map(|(name, port)| format!(" {name}={port}"));
+    std::iter::once(main).chain(named).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn named_ports_follow_the_instances_own() {
+        let extra = [("debug".to_owned(), 46503), ("web".to_owned(), 46502)].into();
+        assert_eq!(port_text(46501, &extra), "46501 debug=46503 web=46502");
+        assert_eq!(port_text(0, &Default::default()), "-");
+    }
 }

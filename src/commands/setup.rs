@@ -30,6 +30,13 @@ fn print_next_steps(layout: &Layout, settings: &Settings, record: &Record, refre
         "instance `{}` {verb}: container `{}`, port {}:{} -> {}",
         record.name, record.container, settings.bind, record.port, settings.container_port
     ));
+    for (name, port) in &record.extra_ports {
+        output::note(format!(
+            "port `{name}`: {}:{port} -> {}",
+            settings.bind,
+            settings.extra_ports.get(name).copied().unwrap_or(0)
+        ));
+    }
     for (service, port) in &record.service_ports {
         output::note(format!(
             "service `{service}`: port {}:{port} -> {}",

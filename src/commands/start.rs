@@ -24,6 +24,11 @@ pub async fn run(ctx: &Invocation, args: StartArgs) -> Result<i32> {
         "{}:{} -> {}",
         s.bind, instance.record.port, s.container_port
     ));
+    for (name, inside) in &s.extra_ports {
+        if let Some(host) = instance.record.extra_ports.get(name) {
+            output::data(format!("{}:{host} -> {inside} ({name})", s.bind));
+        }
+    }
     for service in s.services.values() {
         if let (Some(inside), Some(host)) =
             (service.port, instance.record.service_port(&service.name))

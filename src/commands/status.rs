@@ -107,6 +107,7 @@ mod tests {
             state: "running".into(),
             port: 46580,
             ports: vec!["127.0.0.1:46580 -> 8080".into()],
+            extra_ports: Default::default(),
             image: None,
             runtime: None,
             created: "2026-11-23T14:30:05Z".into(),

@@ -44,6 +44,7 @@ pub async fn ensure_running_with(
         hold_ports(engine, instance).await?;
     }
     super::services::ensure_running(engine, instance, recreate).await?;
+    warn_unpublished_ports(instance);
     let mut facts = host_facts(instance, owner, image.reference())?;
     facts.agent = super::agent::install(instance, &engine.endpoint.uri)?;
     let wanted = spec::container_spec(&instance.settings, record, &instance.layout, &facts);
@@ -209,12 +210,17 @@ fn why_remake(info: &Container, wanted: &ContainerSpec, instance: &Instance) -> 
     // On the host's network nothing is published (Podman drops the bindings).
     let host_network = wanted.network.as_deref() == Some("host");
     if !host_network && has != port_pairs(&wanted.published) {
-        let has: Vec<String> = has.iter().map(|(host, _)| host.to_string()).collect();
+        let hosts = |pairs: &[(u16, u16)]| {
+            let ports: Vec<String> = pairs.iter().map(|(host, _)| host.to_string()).collect();
+            crate::support::text::list_or_none(
+                &ports.iter().map(String::as_str).collect::<Vec<_>>(),
+            )
+        };
         return Some(format!(
-            "container `{name}` publishes host port {} but the instance's port is {} (`.sky-dev/.port`); \
+            "container `{name}` publishes host ports {} but the instance's are {} (`.sky-dev/.instance`); \
              recreating it (state, logs and venv are kept)",
-            crate::support::text::list_or_none(&has.iter().map(String::as_str).collect::<Vec<_>>()),
-            instance.record.port
+            hosts(&has),
+            hosts(&port_pairs(&wanted.published)),
         ));
     }
     if info.running {
@@ -263,6 +269,19 @@ async fn hold_ports(engine: &Engine, instance: &Instance) -> Result<()> {
     Ok(())
 }
 
+/// `[ports.extra]` names added since `setup` have no host port yet.
+fn warn_unpublished_ports(instance: &Instance) {
+    let record = &instance.record;
+    for name in instance.settings.extra_ports.keys() {
+        if !record.extra_ports.contains_key(name) {
+            output::warn(format!(
+                "port `{name}` of `[ports.extra]` has no host port yet, so it is not published; \
+                 run `devinst setup`, then `devinst start`, to publish it"
+            ));
+        }
+    }
+}
+
 /// Whether the registry lacks this instance's ports (after `destroy`).
 fn registry_lacks(instance: &Instance) -> bool {
     let record = &instance.record;
@@ -272,6 +291,7 @@ fn registry_lacks(instance: &Instance) -> bool {
                 && e.worktree == record.worktree
                 && e.port == record.port
                 && e.services == record.service_ports
+                && e.extra == record.extra_ports
         })
     })
 }

@@ -140,17 +140,8 @@ pub fn node_spec(
         user,
         labels,
         mounts: mounts(settings, &layout.root, &NodeDirs::of(layout, rank), host),
-        exposed: if head {
-            vec![settings.container_port]
-        } else {
-            vec![]
-        },
         published: if head {
-            vec![Published {
-                container_port: settings.container_port,
-                host_ip: settings.bind.clone(),
-                host_port: record.port,
-            }]
+            published_ports(settings, record)
         } else {
             vec![]
         },
@@ -169,11 +160,30 @@ pub fn node_spec(
         gpus: settings.gpus,
         ..Default::default()
     };
+    spec.exposed = spec.published.iter().map(|p| p.container_port).collect();
     if let (Some(agent), true) = (&host.agent, head) {
         with_agent(&mut spec, settings, record, agent);
     }
     stamp(&mut spec, host.identity.as_deref());
     spec
+}
+
+/// The instance's port, then each `[ports.extra]` port that `setup` gave a
+/// host port, in name order, all on the recipe's bind address.
+fn published_ports(settings: &Settings, record: &Record) -> Vec<Published> {
+    let main = (settings.container_port, record.port);
+    let extra = settings
+        .extra_ports
+        .iter()
+        .filter_map(|(name, &inside)| Some((inside, *record.extra_ports.get(name)?)));
+    std::iter::once(main)
+        .chain(extra)
+        .map(|(container_port, host_port)| Published {
+            container_port,
+            host_ip: settings.bind.clone(),
+            host_port,
+        })
+        .collect()
 }
 
 /// What a node knows of its cluster before any address is given: its rank,
@@ -534,6 +544,7 @@ mod tests {
             version: "0".into(),
             tier: None,
             service_ports: Default::default(),
+            extra_ports: Default::default(),
         };
         (
             settings,
@@ -945,6 +956,51 @@ mod tests {
         let plain = container_spec(&settings, &record, &layout, &HostFacts::default());
         assert_eq!(plain.cmd, Some(vec!["sleep".into(), "infinity".into()]));
         assert_ne!(plain.labels[LABEL_SPEC], body.labels[LABEL_SPEC]);
+    }
+
+    #[test]
+    fn named_ports_are_published_beside_the_instances_and_relayed_by_the_agent() {
+        let (mut settings, mut record, layout) = fixture();
+        settings.extra_ports = [("web".into(), 3000), ("debug".into(), 5678)].into();
+        record.extra_ports = [("web".into(), 46508), ("debug".into(), 46509)].into();
+        let plain = container_spec(&settings, &record, &layout, &HostFacts::default());
+        let pairs = |spec: &ContainerSpec| -> Vec<(u16, u16)> {
+            let p = spec.published.iter();
+            p.map(|p| (p.host_port, p.container_port)).collect()
+        };
+        // The instance's port first, then the named ones in name order.
+        assert_eq!(
+            pairs(&plain),
+            [(46507, 46580), (46509, 5678), (46508, 3000)]
+        );
+        assert_eq!(plain.exposed, [46580, 5678, 3000]);
+        assert!(plain.published.iter().all(|p| p.host_ip == "127.0.0.1"));
+
+        let agent = container_spec(&settings, &record, &layout, &with_agent_facts(true));
+        let relays: Vec<&str> = agent.cmd.as_deref().unwrap()[5..11]
+            .iter()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            relays,
+            [
+                "--relay",
+                "65000:46580",
+                "--relay",
+                "65001:5678",
+                "--relay",
+                "65002:3000"
+            ]
+        );
+        assert_eq!(
+            pairs(&agent),
+            [(46507, 65000), (46509, 65001), (46508, 65002)]
+        );
+
+        // A name `setup` has not given a host port yet is not published.
+        record.extra_ports.remove("web");
+        let partial = container_spec(&settings, &record, &layout, &HostFacts::default());
+        assert_eq!(pairs(&partial), [(46507, 46580), (46509, 5678)]);
     }
 
     #[test]

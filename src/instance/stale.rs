@@ -273,6 +273,7 @@ mod tests {
             port: 47100,
             created: String::new(),
             services: Default::default(),
+            extra: Default::default(),
         }
     }
 

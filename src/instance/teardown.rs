@@ -35,7 +35,7 @@ pub async fn destroy(
     // After the instance: its network can only go once nothing is on it.
     super::services::remove_all(engine, instance, purge).await?;
     remove_volumes(engine, &extras.volumes).await?;
-    release(&r.name, &instance.layout.root, r.port, &r.service_ports)?;
+    release(&Entry::of(r))?;
     if purge {
         remove_dir(&instance.layout)?;
         output::note(format!("removed `{}`", instance.layout.dir().display()));
@@ -43,21 +43,23 @@ pub async fn destroy(
     Ok(())
 }
 
-/// Drops the registry entry, if it is still this worktree's.
-pub fn release(
-    name: &str,
-    worktree: &Path,
-    port: u16,
-    services: &std::collections::BTreeMap<String, u16>,
-) -> Result<()> {
+/// Drops the instance's registry entry, if it is still this worktree's.
+pub fn release(instance: &Entry) -> Result<()> {
     let mut registry = crate::state::registry::Registry::lock()?;
-    if registry.get(name).is_some_and(|e| e.worktree == worktree) {
-        registry.remove(name);
-        registry.save()?;
-        output::note(format!("released port {port}"));
-        for (service, port) in services {
-            output::note(format!("released port {port} (service `{service}`)"));
-        }
+    if !registry
+        .get(&instance.name)
+        .is_some_and(|e| e.worktree == instance.worktree)
+    {
+        return Ok(());
+    }
+    registry.remove(&instance.name);
+    registry.save()?;
+    output::note(format!("released port {}", instance.port));
+    for (name, port) in &instance.extra {
+        output::note(format!("released port {port} (`{name}`)"));
+    }
+    for (service, port) in &instance.services {
+        output::note(format!("released port {port} (service `{service}`)"));
     }
     Ok(())
 }

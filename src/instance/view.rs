@@ -23,7 +23,11 @@ pub struct InstanceView {
     /// `unknown` (engine unreachable).
     pub state: String,
     pub port: u16,
+    /// Each published port as `ip:host -> inside`, a named one followed by
+    /// ` (name)`; services' ports too in `list`.
     pub ports: Vec<String>,
+    /// The host port of each `[ports.extra]` port, by name.
+    pub extra_ports: BTreeMap<String, u16>,
     pub image: Option<String>,
     pub runtime: Option<String>,
     pub created: String,
@@ -50,6 +54,7 @@ pub async fn status(engine: &Engine, instance: &Instance) -> Result<InstanceView
         state: "missing".into(),
         port: r.port,
         ports: Vec::new(),
+        extra_ports: r.extra_ports.clone(),
         // A recipe that cannot be read still shows its configured image.
         image: Some(ImageChoice::of(instance).map_or_else(
             |_| instance.settings.image.clone(),
@@ -77,8 +82,34 @@ pub async fn status(engine: &Engine, instance: &Instance) -> Result<InstanceView
             ));
         }
         from_container(&mut view, &info);
+        view.ports = instance_ports(&info.bindings, instance);
     }
     Ok(view)
+}
+
+/// The container's published ports as `ip:host -> inside`, the port inside
+/// as the recipe names it (with the agent, the engine publishes the agent's
+/// relay instead) and a named port's name after it.
+fn instance_ports(bindings: &[Published], instance: &Instance) -> Vec<String> {
+    let (record, settings) = (&instance.record, &instance.settings);
+    bindings
+        .iter()
+        .map(|p| {
+            let named = record.extra_ports.iter().find(|(_, &h)| h == p.host_port);
+            let (inside, suffix) = match named {
+                Some((name, _)) => (
+                    settings.extra_ports.get(name).copied(),
+                    format!(" ({name})"),
+                ),
+                None if p.host_port == record.port => {
+                    (Some(settings.container_port), String::new())
+                }
+                None => (None, String::new()),
+            };
+            let inside = inside.unwrap_or(p.container_port);
+            format!("{}:{} -> {inside}{suffix}", p.host_ip, p.host_port)
+        })
+        .collect()
 }
 
 /// What the engine says of the container, alike in `status` and `list`.
@@ -111,6 +142,7 @@ pub async fn list(engine: Option<&Engine>) -> Result<Vec<InstanceView>> {
                 state: "unknown".into(),
                 port: entry.port,
                 ports: Vec::new(),
+                extra_ports: entry.extra,
                 image: None,
                 runtime: None,
                 created: entry.created,
@@ -168,6 +200,7 @@ async fn merge_containers(
                 state: String::new(),
                 port: 0,
                 ports: Vec::new(),
+                extra_ports: BTreeMap::new(),
                 image: None,
                 runtime: None,
                 created: String::new(),

@@ -169,6 +169,9 @@ pub struct PortsConfig {
     pub host_range: Option<[u16; 2]>,
     /// The host address the port is published on.
     pub bind: Option<String>,
+    /// `[ports.extra]`: more ports inside, by name, each published on a
+    /// host port of its own.
+    pub extra: Option<BTreeMap<String, u16>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

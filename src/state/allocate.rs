@@ -52,7 +52,7 @@ pub fn reserve(
         &in_engine,
     )?;
     let port = choose_port(registry, request, &name, engine)?;
-    let service_ports = choose_service_ports(registry, request, &name, port, engine)?;
+    let (extra_ports, service_ports) = choose_named_ports(registry, request, &name, port, engine)?;
     let created = previous
         .filter(|p| p.name == name)
         .map(|p| p.created.clone())
@@ -66,6 +66,7 @@ pub fn reserve(
         version: env!("CARGO_PKG_VERSION").to_owned(),
         tier: request.tier.clone(),
         service_ports,
+        extra_ports,
     };
     // Drop a stale entry for this worktree under another name (a rename).
     let renamed: Vec<String> = registry
@@ -76,14 +77,7 @@ pub fn reserve(
     for old in &renamed {
         registry.remove(old);
     }
-    registry.insert(Entry {
-        name,
-        worktree: root.clone(),
-        container: record.container.clone(),
-        port,
-        created: record.created.clone(),
-        services: record.service_ports.clone(),
-    });
+    registry.insert(Entry::of(&record));
     Ok((record, renamed))
 }
 
@@ -113,8 +107,8 @@ pub fn hold(
         .hint("run `devinst setup` to give this worktree an instance of its own again");
     }
     let held = others_ports(registry, &record.name);
-    let ports = std::iter::once(record.port).chain(record.service_ports.values().copied());
-    for port in ports {
+    let entry = Entry::of(record);
+    for port in entry.ports() {
         let holder = held.get(&port).cloned().or_else(|| {
             ports::other_holder(engine, port, own).map(|h| format!("container `{}`", h.container))
         });
@@ -126,16 +120,11 @@ pub fn hold(
             .hint(setup_hint);
         }
     }
-    let entry = Entry {
-        name: record.name.clone(),
-        worktree: record.worktree.clone(),
-        container: record.container.clone(),
-        port: record.port,
-        created: record.created.clone(),
-        services: record.service_ports.clone(),
-    };
     let same = registry.get(&record.name).is_some_and(|e| {
-        e.port == entry.port && e.services == entry.services && e.container == entry.container
+        e.port == entry.port
+            && e.services == entry.services
+            && e.extra == entry.extra
+            && e.container == entry.container
     });
     if !same {
         registry.insert(entry);
@@ -173,6 +162,7 @@ fn choose_name(
                 port: 0,
                 created: String::new(),
                 services: BTreeMap::new(),
+                extra: BTreeMap::new(),
             },
         },
     };
@@ -329,52 +319,90 @@ fn choose_new_port(
         .hint("free a port (`devinst list` shows instances; `devinst gc` removes stale ones), or widen `[ports] host_range` in devinst.toml")
 }
 
-/// A host port for each service that publishes one, from the same range and
-/// under the same lock as the instance's own; each keeps the port it had
-/// unless it cannot, as for the instance.
-fn choose_service_ports(
+/// Host ports for the instance's named ports and its services' ports, from
+/// the same range and under the same lock as the instance's own port.
+fn choose_named_ports(
     registry: &Registry,
     request: &Request,
     name: &str,
     instance_port: u16,
     engine: Option<&EnginePorts>,
-) -> Result<BTreeMap<String, u16>> {
+) -> Result<(BTreeMap<String, u16>, BTreeMap<String, u16>)> {
     let (settings, root) = (request.settings, &request.worktree.root);
     let mut held = others_ports(registry, name);
     held.insert(instance_port, format!("instance `{name}`"));
-    let own = registry
+    // What the instance had: the registry's, else `.instance`'s.
+    let had = registry
         .get(name)
         .filter(|e| &e.worktree == root)
-        .map(|e| e.services.clone())
-        .or_else(|| request.previous.map(|p| p.service_ports.clone()))
+        .map(|e| (e.extra.clone(), e.services.clone()))
+        .or_else(|| {
+            request
+                .previous
+                .map(|p| (p.extra_ports.clone(), p.service_ports.clone()))
+        })
         .unwrap_or_default();
-    let own_containers = own_containers(settings, name);
-    let mut chosen = BTreeMap::new();
-    for service in settings.services.values().filter(|s| s.port.is_some()) {
-        let kept = own.get(&service.name).copied().filter(|p| {
-            let why = why_not_keep(
-                *p,
-                settings,
-                &held,
-                engine,
-                &own_containers,
-                ports::is_free_on_host,
+    let chooser = NamedPorts {
+        settings,
+        engine,
+        own_containers: own_containers(settings, name),
+        instance: name,
+    };
+    let extra = chooser.choose(&mut held, settings.extra_ports.keys(), &had.0, "port")?;
+    let services = settings
+        .services
+        .values()
+        .filter(|s| s.port.is_some())
+        .map(|s| &s.name);
+    let services = chooser.choose(&mut held, services, &had.1, "service")?;
+    Ok((extra, services))
+}
+
+/// Chooses host ports for named things of one instance.
+struct NamedPorts<'a> {
+    settings: &'a Settings,
+    engine: Option<&'a EnginePorts>,
+    own_containers: Vec<String>,
+    instance: &'a str,
+}
+
+impl NamedPorts<'_> {
+    /// A host port for each of `names`, each keeping the one it `had` unless
+    /// it cannot, as for the instance's own; `kind` says what the names are
+    /// in messages. Each chosen port goes into `held`.
+    fn choose<'n>(
+        &self,
+        held: &mut ports::Holders,
+        names: impl Iterator<Item = &'n String>,
+        had: &BTreeMap<String, u16>,
+        kind: &str,
+    ) -> Result<BTreeMap<String, u16>> {
+        let mut chosen = BTreeMap::new();
+        for name in names {
+            let kept = had.get(name).copied().filter(|p| {
+                let why = why_not_keep(
+                    *p,
+                    self.settings,
+                    held,
+                    self.engine,
+                    &self.own_containers,
+                    ports::is_free_on_host,
+                );
+                why.is_none()
+            });
+            let port = match kept {
+                Some(port) => port,
+                None => choose_new_port(self.settings, held.clone(), self.engine)
+                    .with_context(|| format!("cannot choose a host port for {kind} `{name}`"))?,
+            };
+            held.insert(
+                port,
+                format!("{kind} `{name}` of instance `{}`", self.instance),
             );
-            why.is_none()
-        });
-        let port = match kept {
-            Some(port) => port,
-            None => choose_new_port(settings, held.clone(), engine).with_context(|| {
-                format!("cannot choose a host port for service `{}`", service.name)
-            })?,
-        };
-        held.insert(
-            port,
-            format!("service `{}` of instance `{name}`", service.name),
-        );
-        chosen.insert(service.name.clone(), port);
+            chosen.insert(name.clone(), port);
+        }
+        Ok(chosen)
     }
-    Ok(chosen)
 }
 
 #[cfg(test)]

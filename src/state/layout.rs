@@ -196,6 +196,8 @@ pub struct Record {
     pub tier: Option<String>,
     /// Host ports of the services that publish one, by service name.
     pub service_ports: BTreeMap<String, u16>,
+    /// Host ports of `[ports.extra]`, by port name.
+    pub extra_ports: BTreeMap<String, u16>,
 }
 
 impl Record {
@@ -217,7 +219,26 @@ impl Record {
             );
             text.push_str(&format!("{key}={}\n", shell::quote(&port.to_string())));
         }
+        for (name, port) in &self.extra_ports {
+            let key = crate::recipe::settings::port_env_name(name);
+            text.push_str(&format!("{key}={}\n", shell::quote(&port.to_string())));
+        }
         text
+    }
+
+    /// `DEVINST_PORT_WEB` back to `web` and its port.
+    fn extra_ports(pairs: &[(String, String)]) -> Result<BTreeMap<String, u16>> {
+        let mut ports = BTreeMap::new();
+        for (key, value) in pairs {
+            let Some(name) = crate::recipe::settings::port_name_of_env(key) else {
+                continue;
+            };
+            let port = value
+                .parse()
+                .with_context(|| format!("`{key}` is not a port number"))?;
+            ports.insert(name, port);
+        }
+        Ok(ports)
     }
 
     /// `DEVINST_SERVICE_DB_MAIN_PORT` back to `db-main` and its port: service
@@ -283,6 +304,7 @@ impl Record {
             version: get("DEVINST_VERSION")?,
             tier: get("DEVINST_TIER").ok().filter(|t| !t.is_empty()),
             service_ports: Record::service_ports(&pairs)?,
+            extra_ports: Record::extra_ports(&pairs)?,
         })
     }
 }
@@ -352,10 +374,11 @@ mod tests {
             version: "0.1.0".into(),
             tier: Some("small".into()),
             service_ports: BTreeMap::from([("db".into(), 46502), ("object-store".into(), 46503)]),
+            extra_ports: BTreeMap::from([("web".into(), 46504), ("code-server".into(), 46505)]),
         };
-        assert!(record
-            .to_shell()
-            .contains("DEVINST_SERVICE_OBJECT_STORE_PORT='46503'"));
+        let text = record.to_shell();
+        assert!(text.contains("DEVINST_SERVICE_OBJECT_STORE_PORT='46503'"));
+        assert!(text.contains("DEVINST_PORT_CODE_SERVER='46505'"));
         assert_eq!(Record::parse(&record.to_shell()).unwrap(), record);
     }
 }

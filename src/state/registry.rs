@@ -23,16 +23,35 @@ pub struct Entry {
     /// registries written before services existed, which still load.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub services: BTreeMap<String, u16>,
+    /// Host ports of `[ports.extra]`, by port name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, u16>,
 }
 
 impl Entry {
+    /// The entry for the instance `record` describes.
+    pub fn of(record: &crate::state::layout::Record) -> Entry {
+        Entry {
+            name: record.name.clone(),
+            worktree: record.worktree.clone(),
+            container: record.container.clone(),
+            port: record.port,
+            created: record.created.clone(),
+            services: record.service_ports.clone(),
+            extra: record.extra_ports.clone(),
+        }
+    }
+
     pub fn worktree_exists(&self) -> bool {
         !crate::state::layout::is_gone(&self.worktree)
     }
 
-    /// Every host port the instance holds: its own, then its services'.
+    /// Every host port the instance holds: its own, its named ones, then
+    /// its services'.
     pub fn ports(&self) -> impl Iterator<Item = u16> + '_ {
-        std::iter::once(self.port).chain(self.services.values().copied())
+        std::iter::once(self.port)
+            .chain(self.extra.values().copied())
+            .chain(self.services.values().copied())
     }
 }
 

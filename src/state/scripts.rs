@@ -3,7 +3,7 @@
 //! from the askama templates in `templates/`. Values reach the templates
 //! raw; the `.sh` escaper quotes each one (`support::templates::Shell`).
 
-use crate::recipe::settings::{service_env_stem, Settings};
+use crate::recipe::settings::{port_env_name, service_env_stem, Settings};
 use crate::state::layout::{path_text, Layout, Record};
 use crate::support::fs;
 use crate::support::templates::VarName;
@@ -42,11 +42,11 @@ struct Activate<'a> {
     root: &'a str,
     container: &'a str,
     prompt: String,
-    services: Vec<ServiceVar>,
+    ports: Vec<PortVar>,
 }
 
-/// `DEVINST_SERVICE_<NAME>_PORT` and its host port.
-struct ServiceVar {
+/// A port's variable (`DEVINST_PORT_WEB`) and its host port.
+struct PortVar {
     name: VarName,
     value: String,
 }
@@ -145,21 +145,29 @@ fn render(
         root,
         container: &record.container,
         prompt: format!("({}) ", record.name),
-        services: service_vars(record)?,
+        ports: port_vars(record)?,
     };
     scripts.push(Script::new("activate", &activate, SOURCED)?);
     Ok(scripts)
 }
 
-/// `DEVINST_SERVICE_<NAME>_PORT` and its host port, for each service that
-/// publishes one.
-fn service_vars(record: &Record) -> Result<Vec<ServiceVar>> {
-    record
+/// `DEVINST_PORT_<NAME>` for each `[ports.extra]` port and
+/// `DEVINST_SERVICE_<NAME>_PORT` for each service that publishes one, with
+/// its host port.
+fn port_vars(record: &Record) -> Result<Vec<PortVar>> {
+    let extra = record
+        .extra_ports
+        .iter()
+        .map(|(name, port)| (port_env_name(name), port));
+    let services = record
         .service_ports
         .iter()
-        .map(|(service, port)| {
-            Ok(ServiceVar {
-                name: VarName::new(format!("{}_PORT", service_env_stem(service)))?,
+        .map(|(service, port)| (format!("{}_PORT", service_env_stem(service)), port));
+    extra
+        .chain(services)
+        .map(|(name, port)| {
+            Ok(PortVar {
+                name: VarName::new(name)?,
                 value: port.to_string(),
             })
         })
@@ -237,6 +245,7 @@ mod tests {
             version: "0.1.0".into(),
             tier: None,
             service_ports: [("db".into(), 46508), ("object-store".into(), 46509)].into(),
+            extra_ports: [("code-server".into(), 46510)].into(),
         };
         (Layout::new(Path::new(HOSTILE_ROOT)), settings, record)
     }
@@ -346,9 +355,9 @@ mod tests {
     /// Sources `activate`, prints what it set, deactivates, prints again.
     const ACTIVATE_PROBE: &str = r#". ./activate
 printf '%s\0' "$DEVINST_WORKTREE" "$DEVINST_INSTANCE" "$DEVINST_PORT" \
-    "$DEVINST_SERVICE_OBJECT_STORE_PORT" "${PATH%%:*}" "$PS1"
+    "$DEVINST_SERVICE_OBJECT_STORE_PORT" "$DEVINST_PORT_CODE_SERVER" "${PATH%%:*}" "$PS1"
 deactivate
-printf '%s\0' "${DEVINST_WORKTREE-unset}" "$PATH"
+printf '%s\0' "${DEVINST_WORKTREE-unset}" "${DEVINST_PORT_CODE_SERVER-unset}" "$PATH"
 "#;
 
     #[test]
@@ -365,9 +374,17 @@ printf '%s\0' "${DEVINST_WORKTREE-unset}" "$PATH"
         };
         let seen = run("bash", dir.path(), &probe, &[]);
         let bin = format!("{HOSTILE_ROOT}/.sky-dev/bin");
-        let set = [HOSTILE_ROOT, "feat-x", "46507", "46509", &bin, "(feat-x) "];
-        assert_eq!(seen[..6], set);
-        assert_eq!(seen[6], "unset");
-        assert!(!seen[7].contains(".sky-dev"), "{}", seen[7]);
+        let set = [
+            HOSTILE_ROOT,
+            "feat-x",
+            "46507",
+            "46509",
+            "46510",
+            &bin,
+            "(feat-x) ",
+        ];
+        assert_eq!(seen[..7], set);
+        assert_eq!(seen[7..9], ["unset", "unset"]);
+        assert!(!seen[9].contains(".sky-dev"), "{}", seen[9]);
     }
 }

@@ -222,3 +222,181 @@ fn setup_fails_clearly_when_the_engine_never_answers() {
         .env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
     env.run_cmd(&repo, &mut cmd).ok();
 }
+
+/// A named port of `[ports.extra]`, as `.instance` records it.
+fn named_port(repo: &Path, name: &str) -> u16 {
+    let key = format!("DEVINST_PORT_{}", name.to_uppercase().replace('-', "_"));
+    instance_value(repo, &key)
+        .unwrap_or_else(|| panic!("no {key} in .instance"))
+        .parse()
+        .unwrap()
+}
+
+/// Serves `text` over HTTP inside the instance on `addr` (`IP:PORT`).
+fn serve_inside(env: &TestEnv, repo: &Path, addr: &str, text: &str) {
+    let dir = format!("/tmp/www-{}", addr.replace([':', '.'], "-"));
+    let script =
+        format!("mkdir -p {dir} && echo {text} > {dir}/index.html && httpd -p {addr} -h {dir}");
+    env.sh(repo, &script).ok();
+}
+
+/// GETs `/` from `127.0.0.1:port`, waiting while the server comes up; the
+/// body.
+fn http_body(port: u16) -> String {
+    use std::io::{Read, Write};
+    crate::poll::wait_until(&format!("an HTTP answer on 127.0.0.1:{port}"), || {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .ok()?;
+        stream.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response);
+        let (head, body) = response.split_once("\r\n\r\n")?;
+        head.starts_with("HTTP/1.").then(|| body.to_owned())
+    })
+}
+
+/// Runs `script` with bash on the host, in `dir`.
+fn bash_on_host(dir: &Path, script: &str) -> Run {
+    let mut cmd = Command::new("bash");
+    cmd.current_dir(dir).args(["-c", script]);
+    Run::from(output_within(&mut cmd, None))
+}
+
+#[test]
+fn named_ports_are_published_kept_across_setup_and_released_on_destroy() {
+    let env = TestEnv::new();
+    let toml = "[ports]\nhost_range = [48300, 48309]\n[ports.extra]\nweb = 3000\ndebug-ui = 5678\n";
+    let repo = env.busybox_repo(&unique("named"), toml);
+    let run = env.run(&repo, &["setup"]).ok();
+    let (main, web, debug) = (
+        port_of(&repo),
+        named_port(&repo, "web"),
+        named_port(&repo, "debug-ui"),
+    );
+    let mut mine = vec![main, web, debug];
+    mine.sort();
+    mine.dedup();
+    assert_eq!(mine.len(), 3, "{run}");
+    assert!(mine.iter().all(|p| (48300..=48309).contains(p)), "{mine:?}");
+    assert!(
+        run.stderr
+            .contains(&format!("port `web`: 127.0.0.1:{web} -> 3000")),
+        "{run}"
+    );
+
+    let run = env.run(&repo, &["start"]).ok();
+    assert_eq!(
+        run.stdout,
+        format!(
+            "127.0.0.1:{main} -> 46580\n127.0.0.1:{debug} -> 5678 (debug-ui)\n\
+             127.0.0.1:{web} -> 3000 (web)\n"
+        ),
+        "{run}"
+    );
+    // A server bound to every address and one bound to loopback inside:
+    // each is reached at its own host port.
+    serve_inside(&env, &repo, "0.0.0.0:5678", "debug-ok");
+    serve_inside(&env, &repo, "127.0.0.1:3000", "web-ok");
+    assert_eq!(http_body(debug), "debug-ok\n");
+    assert_eq!(http_body(web), "web-ok\n");
+
+    let run = env.run(&repo, &["status", "--json"]).ok();
+    let status: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(
+        status["extra_ports"],
+        serde_json::json!({"debug-ui": debug, "web": web}),
+        "{run}"
+    );
+    let ports = status["ports"].to_string();
+    assert!(
+        ports.contains(&format!("127.0.0.1:{web} -> 3000 (web)"))
+            && ports.contains(&format!("127.0.0.1:{main} -> 46580\"")),
+        "{run}"
+    );
+    let list = env.run(&repo, &["list"]).ok();
+    assert!(
+        list.stdout
+            .contains(&format!("{main} debug-ui={debug} web={web}")),
+        "{list}"
+    );
+    let activate = bash_on_host(
+        &repo,
+        ". .sky-dev/bin/activate && echo \"$DEVINST_PORT_WEB $DEVINST_PORT_DEBUG_UI\"",
+    )
+    .ok();
+    assert_eq!(activate.stdout, format!("{web} {debug}\n"));
+
+    // `setup` again keeps every port; a second instance gets none of them.
+    env.run(&repo, &["setup"]).ok();
+    assert_eq!((port_of(&repo), named_port(&repo, "web")), (main, web));
+    assert_eq!(named_port(&repo, "debug-ui"), debug);
+    let other = env.busybox_repo(&unique("named-other"), toml);
+    env.run(&other, &["setup"]).ok();
+    let theirs = [
+        port_of(&other),
+        named_port(&other, "web"),
+        named_port(&other, "debug-ui"),
+    ];
+    assert!(
+        theirs.iter().all(|p| !mine.contains(p)),
+        "{theirs:?} {mine:?}"
+    );
+
+    // A name added after `setup` waits for it, then `start` publishes it.
+    write(
+        &repo.join("devinst.toml"),
+        &std::fs::read_to_string(repo.join("devinst.toml"))
+            .unwrap()
+            .replace("web = 3000\n", "web = 3000\nadmin = 8000\n"),
+    );
+    let run = env.run(&repo, &["start"]).ok();
+    assert!(
+        run.stderr.contains("port `admin`") && run.stderr.contains("no host port yet"),
+        "{run}"
+    );
+    env.run(&repo, &["setup"]).ok();
+    let admin = named_port(&repo, "admin");
+    let run = env.run(&repo, &["start"]).ok();
+    assert!(run.stderr.contains("recreating it"), "{run}");
+    assert!(
+        run.stdout
+            .contains(&format!("127.0.0.1:{admin} -> 8000 (admin)")),
+        "{run}"
+    );
+    serve_inside(&env, &repo, "127.0.0.1:8000", "admin-ok");
+    assert_eq!(http_body(admin), "admin-ok\n");
+
+    // `destroy` gives every one of them up, and says so.
+    let run = env.run(&repo, &["destroy", "--yes"]).ok();
+    assert!(
+        run.stderr.contains(&format!("released port {web} (`web`)"))
+            && run
+                .stderr
+                .contains(&format!("released port {admin} (`admin`)")),
+        "{run}"
+    );
+    let text = std::fs::read_to_string(data_dir().join("registry.json")).unwrap();
+    let registry: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let held: Vec<u64> = registry["instances"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|entry| {
+            let named = ["extra", "services"]
+                .into_iter()
+                .filter_map(|key| entry[key].as_object())
+                .flat_map(|ports| ports.values().filter_map(|p| p.as_u64()));
+            entry["port"]
+                .as_u64()
+                .into_iter()
+                .chain(named)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(held.contains(&(theirs[1] as u64)), "{text}");
+    for port in [main, web, debug, admin] {
+        assert!(!held.contains(&(port as u64)), "{port} still held: {text}");
+    }
+}

@@ -4,12 +4,14 @@
 
 mod defaults;
 mod limits;
+mod ports;
 mod service;
 mod user;
 mod validate;
 
 /// Kept at this path for the callers that name it here.
 pub use limits::parse_memory;
+pub use ports::{port_env_name, port_name_of_env};
 pub use service::{service_env_stem, Service};
 pub use user::{User, HOST_USER_HOME};
 pub use validate::is_engine_network_mode;
@@ -59,6 +61,9 @@ pub struct Settings {
     pub container_port: u16,
     pub host_range: RangeInclusive<u16>,
     pub bind: String,
+    /// `[ports.extra]`: ports inside by name, each published on a host port
+    /// of its own.
+    pub extra_ports: BTreeMap<String, u16>,
     pub state_mount: String,
     pub logs_mount: String,
     pub credential_paths: Vec<String>,
@@ -176,6 +181,7 @@ impl Settings {
             container_port: config.ports.container.unwrap_or(DEFAULT_CONTAINER_PORT),
             host_range: range[0]..=range[1],
             bind: config.ports.bind.unwrap_or_else(|| DEFAULT_BIND.to_owned()),
+            extra_ports: config.ports.extra.unwrap_or_default(),
             state_mount: mounts.state.unwrap_or_else(|| defaults::state_mount(home)),
             logs_mount: mounts.logs.unwrap_or_else(|| defaults::logs_mount(home)),
             credential_paths: with_users(

@@ -15,6 +15,7 @@ impl Settings {
     /// Refuses what no instance could run with, naming the key at fault.
     pub(super) fn validate(&self) -> Result<()> {
         self.validate_host_range()?;
+        super::ports::validate_extra_ports(&self.extra_ports, self.container_port)?;
         self.validate_paths()?;
         self.validate_container()?;
         for (name, argv) in &self.shims {
