@@ -46,10 +46,8 @@ pub async fn destroy(
 /// Drops the instance's registry entry, if it is still this worktree's.
 pub fn release(instance: &Entry) -> Result<()> {
     let mut registry = crate::state::registry::Registry::lock()?;
-    if !registry
-        .get(&instance.name)
-        .is_some_and(|e| e.worktree == instance.worktree)
-    {
+    let ours = |e: &Entry| e.worktree == instance.worktree;
+    if registry.get(&instance.name).is_none_or(|e| !ours(e)) {
         return Ok(());
     }
     registry.remove(&instance.name);
