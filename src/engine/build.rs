@@ -4,7 +4,7 @@
 //! build.
 
 use super::Engine;
-use crate::support::output;
+use crate::support::{output, progress};
 use anyhow::Result;
 use bollard::errors::Error as ApiError;
 use bollard::query_parameters::BuildImageOptions;
@@ -61,7 +61,10 @@ impl Engine {
         };
         let body = bollard::body_full(archive.into());
         let mut stream = self.docker.build_image(options, None, Some(body));
-        let mut lines = Lines::default();
+        let mut lines = Lines {
+            bar: progress::drawn().then(|| progress::StepBar::new(&format!("building `{tag}`"))),
+            ..Default::default()
+        };
         while let Some(item) = stream.next().await {
             // bollard turns the builder's `errorDetail` into a stream error.
             let failure = match item {
@@ -82,6 +85,7 @@ impl Engine {
                 }
             };
             lines.flush();
+            lines.finish();
             return Err(BuildFailed {
                 message: format!(
                     "building image `{tag}` failed: {}{}",
@@ -93,6 +97,7 @@ impl Engine {
             .into());
         }
         lines.flush();
+        lines.finish();
         Ok(())
     }
 }
@@ -147,6 +152,24 @@ fn run_step_name(line: &str) -> Option<String> {
     argv.get(3).cloned()
 }
 
+/// `(2, 5)` from `Step 2/5 : ...` (Docker) or `STEP 2/5: ...` (Podman).
+fn step_numbers(line: &str) -> Option<(u64, u64)> {
+    let rest = line
+        .strip_prefix("Step ")
+        .or_else(|| line.strip_prefix("STEP "))?;
+    let (counts, _) = rest.split_once(':')?;
+    let (number, total) = counts.trim().split_once('/')?;
+    Some((number.parse().ok()?, total.parse().ok()?))
+}
+
+/// What a builder's step line says after its number: `FROM base`.
+fn step_text(line: &str) -> String {
+    line.split_once(':')
+        .map_or(line, |(_, text)| text)
+        .trim()
+        .to_owned()
+}
+
 /// The build's output, cut into whole lines (the engine sends chunks) and
 /// shown indented on stderr as it arrives.
 #[derive(Default)]
@@ -158,6 +181,8 @@ struct Lines {
     /// The recipe step running now (`apt`, `pip`), from the builder's
     /// `Step i/n : RUN [...]` line: the script's `$0`.
     step: Option<String>,
+    /// On a terminal: step N of M, and the last line.
+    bar: Option<progress::StepBar>,
 }
 
 impl Lines {
@@ -182,12 +207,25 @@ impl Lines {
         if line.starts_with("Step ") || line.starts_with("STEP ") {
             self.step = run_step_name(line);
             self.step_output.clear();
+            if let (Some(bar), Some((number, total))) = (&self.bar, step_numbers(line)) {
+                let name = self.step.clone().unwrap_or_else(|| step_text(line));
+                bar.step(&format!("building: step {number}/{total}: {name}"));
+            }
         } else {
             push_bounded(&mut self.step_output, line.to_owned(), STEP_LINES);
         }
         let line = shortened(line);
-        output::note(format!("  {line}"));
+        match &self.bar {
+            Some(bar) => bar.line(&format!("  {line}")),
+            None => output::note(format!("  {line}")),
+        }
         push_bounded(&mut self.last, line, TAIL_LINES);
+    }
+
+    fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish();
+        }
     }
 
     /// The engine's message names the failed command by its whole script;
@@ -242,6 +280,15 @@ mod tests {
             ]
         );
         assert!(lines.tail().is_empty(), "shown already");
+    }
+
+    #[test]
+    fn step_lines_give_their_number_and_count() {
+        assert_eq!(step_numbers("Step 2/5 : RUN [\"x\"]"), Some((2, 5)));
+        assert_eq!(step_numbers("STEP 3/4: COPY a b"), Some((3, 4)));
+        assert_eq!(step_numbers(" ---> abc"), None);
+        assert_eq!(step_numbers("Step x/5 : FROM y"), None);
+        assert_eq!(step_text("Step 1/5 : FROM base:1"), "FROM base:1");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 mod signals;
 mod sink;
 
-pub use sink::RunFailure;
+pub use sink::{LineHandler, RunFailure};
 
 use super::{http_status, Engine};
 use crate::support::terminal::{self, RawMode};
@@ -343,6 +343,21 @@ impl Engine {
     ) -> Result<i64> {
         let id = self.create_exec_or_say(container, spec).await?;
         let mut sink = Sink::prefixed(prefix);
+        let code = self.stream_exec(container, &id, spec, &mut sink).await;
+        sink.flush()?;
+        code
+    }
+
+    /// Runs `spec` to its end with each whole line of its output (both
+    /// streams) handed to `handler`; the exit code.
+    pub async fn exec_lines(
+        &self,
+        container: &str,
+        spec: &ExecSpec,
+        handler: LineHandler,
+    ) -> Result<i64> {
+        let id = self.create_exec_or_say(container, spec).await?;
+        let mut sink = Sink::lines(handler);
         let code = self.stream_exec(container, &id, spec, &mut sink).await;
         sink.flush()?;
         code

@@ -2,7 +2,7 @@
 //! made from a container, removed, a file read out of one.
 
 use super::{http_status, Engine};
-use crate::support::output;
+use crate::support::{output, progress};
 use anyhow::{anyhow, Result};
 use bollard::models::{ContainerConfig, ContainerCreateBody};
 use bollard::query_parameters::{
@@ -204,30 +204,75 @@ impl Engine {
             ..Default::default()
         };
         let mut stream = self.docker.create_image(Some(options), None, None);
-        // One line per layer and status change: readable in CI logs too.
-        let mut last: HashMap<String, String> = HashMap::new();
+        let mut shown = PullShown::new(image);
         while let Some(item) = stream.next().await {
-            let info = item.map_err(|err| {
-                self.explain(err).context(format!(
-                    "image `{image}` is not present and could not be pulled"
-                ))
-            })?;
+            let info = match item {
+                Ok(info) => info,
+                Err(err) => {
+                    shown.finish();
+                    return Err(self.explain(err).context(format!(
+                        "image `{image}` is not present and could not be pulled"
+                    )));
+                }
+            };
             if let Some(message) = info.error_detail.and_then(|d| d.message) {
+                shown.finish();
                 return Err(anyhow!("pulling `{image}` failed: {message}"));
             }
             let (Some(status), id) = (info.status, info.id.unwrap_or_default()) else {
                 continue;
             };
-            if last.get(&id) != Some(&status) {
-                output::note(if id.is_empty() {
-                    status.clone()
-                } else {
-                    format!("  {id}: {status}")
-                });
-                last.insert(id, status);
-            }
+            let bytes = info.progress_detail.and_then(|d| {
+                let (done, total) = (d.current?, d.total?);
+                Some((done.max(0) as u64, total.max(0) as u64))
+            });
+            shown.status(&id, &status, bytes);
+        }
+        if let Some(summary) = shown.finish() {
+            output::note(format!("pulled `{image}`: {summary}"));
         }
         Ok(())
+    }
+}
+
+/// A pull as the user sees it: bars on a terminal, else one line per layer
+/// and status change (readable in CI logs).
+enum PullShown {
+    Drawn(progress::PullBars),
+    Lines(HashMap<String, String>),
+}
+
+impl PullShown {
+    fn new(image: &str) -> PullShown {
+        match progress::drawn() {
+            true => PullShown::Drawn(progress::PullBars::new(image)),
+            false => PullShown::Lines(HashMap::new()),
+        }
+    }
+
+    fn status(&mut self, id: &str, status: &str, bytes: Option<(u64, u64)>) {
+        match self {
+            PullShown::Drawn(bars) if !id.is_empty() => bars.layer(id, status, bytes),
+            PullShown::Drawn(_) => {}
+            PullShown::Lines(last) => {
+                if last.get(id).map(String::as_str) != Some(status) {
+                    output::note(if id.is_empty() {
+                        status.to_owned()
+                    } else {
+                        format!("  {id}: {status}")
+                    });
+                    last.insert(id.to_owned(), status.to_owned());
+                }
+            }
+        }
+    }
+
+    /// Takes the bars away; what they came to, when drawn.
+    fn finish(&mut self) -> Option<String> {
+        match std::mem::replace(self, PullShown::Lines(HashMap::new())) {
+            PullShown::Drawn(bars) => Some(bars.finish()),
+            PullShown::Lines(_) => None,
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use super::Instance;
 use crate::engine::exec::{ExecSpec, Output};
 use crate::engine::Engine;
 use crate::support::error::WithHint;
-use crate::support::{fs, output};
+use crate::support::{fs, output, progress};
 use anyhow::{anyhow, Context, Result};
 use futures_util::FutureExt;
 use rustix::fs::OFlags;
@@ -70,8 +70,16 @@ pub async fn run_setup_steps(
     super::environment::with_vars(&mut env, extra_env);
     let mut interrupts = Interrupts::listen()?;
     let total = s.setup_commands.len();
+    let bar = StepsBar(progress::drawn().then(|| progress::StepBar::new("setup steps")));
     for (i, command) in s.setup_commands.iter().enumerate() {
-        output::note(format!("setup step {}/{total}: {command}", i + 1));
+        let label = format!("setup step {}/{total}: {command}", i + 1);
+        match &bar.0 {
+            Some(bar) => {
+                bar.println(&label);
+                bar.step(&label);
+            }
+            None => output::note(&label),
+        }
         let spec = ExecSpec {
             argv: vec!["sh".into(), "-c".into(), command.clone()],
             workdir: Some(s.workdir.clone()),
@@ -81,12 +89,13 @@ pub async fn run_setup_steps(
         }
         // Ctrl-C or SIGTERM ends the step inside too, not only devinst.
         .forwarding_signals();
-        let mut code = run_step(engine, &target.container, &spec).await?;
+        let mut code = run_step(engine, &target.container, &spec, bar.0.as_ref()).await?;
         if let Some(signal) = interrupts.arrived() {
             // Even a step that shrugged the signal off ends the run.
             code = 128 + i64::from(signal);
         }
         if code != 0 {
+            drop(bar);
             super::owner::hand_back(engine, instance).await;
             let how = match code {
                 130 | 143 | 129 => format!("was interrupted (exit code {code})"),
@@ -97,8 +106,20 @@ pub async fn run_setup_steps(
             );
         }
     }
+    drop(bar);
     super::owner::hand_back(engine, instance).await;
     fs::write_atomic(stamp_file, format!("{stamp}\n").as_bytes(), 0o644)
+}
+
+/// The setup steps' bar on a terminal, taken away however the run ends.
+struct StepsBar(Option<progress::StepBar>);
+
+impl Drop for StepsBar {
+    fn drop(&mut self) {
+        if let Some(bar) = self.0.take() {
+            bar.finish();
+        }
+    }
 }
 
 /// SIGINT, SIGTERM and SIGHUP, noticed while the steps run.
@@ -133,9 +154,19 @@ impl Interrupts {
     }
 }
 
-/// Runs one step, its output on stderr; under `-q` its output shows only
-/// when it fails.
-async fn run_step(engine: &Engine, container: &str, spec: &ExecSpec) -> Result<i64> {
+/// Runs one step, its output on stderr (above the bar, when drawn); under
+/// `-q` its output shows only when it fails.
+async fn run_step(
+    engine: &Engine,
+    container: &str,
+    spec: &ExecSpec,
+    bar: Option<&progress::StepBar>,
+) -> Result<i64> {
+    if let Some(bar) = bar {
+        let bar = bar.clone();
+        let show = move |line: &[u8]| bar.line(String::from_utf8_lossy(line).trim_end());
+        return engine.exec_lines(container, spec, Box::new(show)).await;
+    }
     if !output::quiet() {
         return engine.exec_simple(container, spec, Output::Stderr).await;
     }

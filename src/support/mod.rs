@@ -6,6 +6,7 @@ pub mod error;
 pub mod fs;
 pub mod names;
 pub mod output;
+pub mod progress;
 pub mod shell;
 pub mod table;
 pub mod templates;

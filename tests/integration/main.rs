@@ -21,6 +21,7 @@ mod exec;
 mod flags;
 mod fleet;
 mod ports;
+mod progress;
 mod recipe;
 mod scripts;
 mod services;

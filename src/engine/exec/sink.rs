@@ -55,7 +55,13 @@ pub(super) struct Sink {
     /// For [`Output::Prefixed`]: the prefix, and each stream's unfinished line.
     prefix: Vec<u8>,
     partial: [Vec<u8>; 2],
+    /// When set, whole lines go to it rather than to a descriptor.
+    on_line: Option<LineHandler>,
 }
+
+/// Takes each whole line of an exec's output (both streams), newline
+/// included but for an unfinished last one.
+pub type LineHandler = Box<dyn FnMut(&[u8]) + Send>;
 
 impl Sink {
     pub fn new(mode: Output) -> Sink {
@@ -66,6 +72,15 @@ impl Sink {
             seen_output: false,
             prefix: Vec::new(),
             partial: Default::default(),
+            on_line: None,
+        }
+    }
+
+    /// Each whole line to `handler`.
+    pub fn lines(handler: LineHandler) -> Sink {
+        Sink {
+            on_line: Some(handler),
+            ..Sink::new(Output::Prefixed)
         }
     }
 
@@ -97,7 +112,11 @@ impl Sink {
         Ok(())
     }
 
-    fn write_line(&self, fd: i32, line: &[u8], end_it: bool) -> Result<()> {
+    fn write_line(&mut self, fd: i32, line: &[u8], end_it: bool) -> Result<()> {
+        if let Some(handler) = &mut self.on_line {
+            handler(line);
+            return Ok(());
+        }
         let mut out = Vec::with_capacity(self.prefix.len() + line.len() + 1);
         out.extend_from_slice(&self.prefix);
         out.extend_from_slice(line);

@@ -326,45 +326,35 @@ fn ini_section(text: &str, name: &str) -> BTreeMap<String, String> {
     keys
 }
 
-/// Progress of one transfer: on a terminal a line rewritten every few
-/// percent, else a note when it begins and ends.
+/// Progress of one transfer: on a terminal a bar, else a note when it
+/// begins.
 struct Progress {
     what: String,
-    size: u64,
     done: u64,
-    shown_percent: u64,
-    terminal: bool,
+    bar: Option<crate::support::progress::ByteBar>,
 }
 
 impl Progress {
     fn new(what: &str, size: u64) -> Progress {
-        use std::io::IsTerminal;
-        let terminal = std::io::stderr().is_terminal() && !crate::support::output::quiet();
+        use crate::support::progress;
         crate::support::output::note(format!("{what} ({})", crate::support::units::bytes(size)));
         Progress {
             what: what.to_owned(),
-            size,
             done: 0,
-            shown_percent: 0,
-            terminal,
+            bar: progress::drawn().then(|| progress::ByteBar::new(what, size)),
         }
     }
 
     fn advance(&mut self, bytes: u64) {
         self.done += bytes;
-        let percent = (self.done * 100).checked_div(self.size).unwrap_or(100);
-        if self.terminal && percent >= self.shown_percent + 5 {
-            self.shown_percent = percent;
-            eprint!(
-                "\r  {percent:>3}% of {}",
-                crate::support::units::bytes(self.size)
-            );
+        if let Some(bar) = &self.bar {
+            bar.advance(bytes);
         }
     }
 
-    fn done(&self) {
-        if self.terminal && self.shown_percent > 0 {
-            eprintln!();
+    fn done(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish();
         }
         tracing::debug!("{}: {} bytes", self.what, self.done);
     }
