@@ -41,13 +41,15 @@ impl std::error::Error for BuildFailed {}
 
 impl Engine {
     /// Builds the image `tag` from a build context (a tar archive with a
-    /// Dockerfile), labelled with `labels`; its output goes to stderr as it
-    /// comes. A step that fails is a [`BuildFailed`].
+    /// Dockerfile starting `FROM base`), labelled with `labels`; its output
+    /// goes to stderr as it comes. A step that fails is a [`BuildFailed`];
+    /// a registry refusing `base` is a [`super::auth::LoginRefused`].
     pub async fn build(
         &self,
         tag: &str,
         labels: &[(String, String)],
         archive: Vec<u8>,
+        base: &str,
     ) -> Result<()> {
         let options = BuildImageOptions {
             t: Some(tag.to_owned()),
@@ -60,7 +62,12 @@ impl Engine {
             ..Default::default()
         };
         let body = bollard::body_full(archive.into());
-        let mut stream = self.docker.build_image(options, None, Some(body));
+        // The base image's registry alone gets the user's login (the Docker
+        // CLI sends every login it has; Docker and Podman both read this one).
+        let login = super::auth::ImageLogin::find(base)?;
+        let mut stream = self
+            .docker
+            .build_image(options, login.registry_config(), Some(body));
         let mut lines = Lines::default();
         while let Some(item) = stream.next().await {
             // bollard turns the builder's `errorDetail` into a stream error.
@@ -82,6 +89,12 @@ impl Engine {
                 }
             };
             lines.flush();
+            // Before any step ran: the base image could not be pulled.
+            if lines.steps <= 1 {
+                if let Some(refused) = login.refused(base, &failure) {
+                    return Err(refused.context(format!("building image `{tag}` failed")));
+                }
+            }
             return Err(BuildFailed {
                 message: format!(
                     "building image `{tag}` failed: {}{}",
@@ -158,6 +171,8 @@ struct Lines {
     /// The recipe step running now (`apt`, `pip`), from the builder's
     /// `Step i/n : RUN [...]` line: the script's `$0`.
     step: Option<String>,
+    /// How many steps began (`FROM` is the first).
+    steps: usize,
 }
 
 impl Lines {
@@ -181,6 +196,7 @@ impl Lines {
         }
         if line.starts_with("Step ") || line.starts_with("STEP ") {
             self.step = run_step_name(line);
+            self.steps += 1;
             self.step_output.clear();
         } else {
             push_bounded(&mut self.step_output, line.to_owned(), STEP_LINES);

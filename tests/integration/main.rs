@@ -22,6 +22,7 @@ mod flags;
 mod fleet;
 mod ports;
 mod recipe;
+mod registry;
 mod scripts;
 mod services;
 mod shared;
