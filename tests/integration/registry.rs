@@ -67,10 +67,13 @@ fn image_present(image: &str) -> bool {
 }
 
 /// `docker login` into the test's own Docker config directory (`HOME/.docker`
-/// unless the test names another), never the machine's.
+/// unless the test names another), never the machine's. Always through the
+/// Docker engine: the CLI keeps the login itself and only asks an engine to
+/// check it, and Podman 4.3's check tries HTTPS on a plain-HTTP registry.
 fn docker_login(config_dir: &Path, password: &str) {
     let mut cmd = Command::new("docker");
     cmd.env("DOCKER_CONFIG", config_dir)
+        .env_remove("DOCKER_HOST")
         .args(["login", "-u", USER, "--password-stdin", REGISTRY]);
     let out = output_within(&mut cmd, Some(password.as_bytes().to_vec()));
     assert!(
@@ -211,7 +214,8 @@ fn a_recipe_build_pulls_its_private_base_with_the_login() {
     docker_login(&config_dir, PASSWORD);
     run(&env, &repo, Some(&config_dir), &["start"]).ok();
     let built = pulls.built_by(&repo);
-    assert!(built.starts_with("devinst-build/"), "{built}");
+    // Podman adds `docker.io/`.
+    assert!(built.contains("devinst-build/"), "{built}");
     assert_eq!(
         run(
             &env,
