@@ -101,6 +101,14 @@ impl ImageLogin {
         Ok(ImageLogin { registry, login })
     }
 
+    /// No login: for an image that will not be pulled.
+    pub fn none(image: &str) -> ImageLogin {
+        ImageLogin {
+            registry: Registry::of_image(image),
+            login: None,
+        }
+    }
+
     /// What bollard sends as `X-Registry-Auth`.
     pub fn credentials(&self) -> Option<DockerCredentials> {
         self.login.as_ref().map(|l| l.credentials.clone())
@@ -391,26 +399,25 @@ fn helper_message(stdout: &[u8], stderr: &[u8]) -> String {
 }
 
 /// Whether an engine's message says the registry refused (no login, or a
-/// wrong one): Docker and Podman word it in these ways.
+/// wrong one): Docker and Podman word it in these ways. A local
+/// "permission denied" is not a refusal.
 pub fn is_refusal(message: &str) -> bool {
     const SIGNS: [&str; 7] = [
         "unauthorized",
         "authentication required",
         "no basic auth credentials",
-        "denied",
-        "401",
-        "403",
+        "access denied",
+        "access to the resource is denied",
+        "denied:",
         "forbidden",
     ];
     let lower = message.to_lowercase();
-    SIGNS.iter().any(|sign| match *sign {
-        // Status codes only as words of their own ("401 Unauthorized",
-        // "status 403"), not inside a digest.
-        "401" | "403" => lower
-            .split(|c: char| !c.is_ascii_alphanumeric())
-            .any(|word| word == *sign),
-        sign => lower.contains(sign),
-    })
+    // Status codes only as words of their own ("401 Unauthorized", "status
+    // 403"), not inside a digest.
+    let status = lower
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .any(|word| word == "401" || word == "403");
+    status || SIGNS.iter().any(|sign| lower.contains(sign))
 }
 
 /// The registry refused to serve an image: not logged in, or the login
@@ -683,6 +690,8 @@ mod tests {
             "initializing source docker://127.0.0.1:5001/x:1: reading manifest 1 in \
              127.0.0.1:5001/x: unauthorized: authentication required",
             "unexpected status 403 Forbidden",
+            "denied: requested access to the resource is denied",
+            "reading manifest 1 in reg.example/x: StatusCode: 401",
         ] {
             assert!(is_refusal(refusal), "{refusal}");
         }
@@ -690,6 +699,7 @@ mod tests {
             "manifest for x:1 not found: manifest unknown",
             "dial tcp 127.0.0.1:5001: connect: connection refused",
             "sha256:4013abc4401",
+            "failed to register layer: open /var/lib/docker/x: permission denied",
         ] {
             assert!(!is_refusal(other), "{other}");
         }

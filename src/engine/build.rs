@@ -63,8 +63,13 @@ impl Engine {
         };
         let body = bollard::body_full(archive.into());
         // The base image's registry alone gets the user's login (the Docker
-        // CLI sends every login it has; Docker and Podman both read this one).
-        let login = super::auth::ImageLogin::find(base)?;
+        // CLI sends every login it has; Docker and Podman both read this one),
+        // and only when the builder will pull it: a broken credential helper
+        // then fails no build that needs no login.
+        let login = match self.image_exists(base).await? {
+            true => super::auth::ImageLogin::none(base),
+            false => super::auth::ImageLogin::find(base)?,
+        };
         let mut stream = self
             .docker
             .build_image(options, login.registry_config(), Some(body));

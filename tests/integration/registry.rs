@@ -183,7 +183,7 @@ fn a_recipe_build_pulls_its_private_base_with_the_login() {
     let pulls = Pulls::begin();
     let repo = env.repo("private-build");
     // A recipe of its own (its tag hashes it), so nothing built before is reused.
-    let unique = format!("{}-{:?}", std::process::id(), std::time::Instant::now());
+    let unique = unique();
     write(
         &repo.join("devinst.toml"),
         &format!(
@@ -257,7 +257,7 @@ fn credential_helper(env: &TestEnv, name: &str) -> (PathBuf, PathBuf) {
 #[test]
 fn a_credential_helper_serves_the_login() {
     let env = TestEnv::new();
-    let _pulls = Pulls::begin();
+    let pulls = Pulls::begin();
     let repo = image_repo(&env, "private-helper");
     let (bin, asked) = credential_helper(&env, "devinsttest");
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
@@ -298,6 +298,32 @@ fn a_credential_helper_serves_the_login() {
         with_path(&["exec", "--", "echo", "helped"]).ok().stdout,
         "helped\n"
     );
+
+    // A build from the base now present pulls nothing, so it needs no
+    // login: the broken `credsStore` alone does not fail it.
+    write(&config, r#"{"credsStore": "nosuchhelper"}"#);
+    let built = env.repo("private-helper-build");
+    write(
+        &built.join("devinst.toml"),
+        &format!(
+            "[container.build]\nbase = \"{IMAGE}\"\nenv = {{ RUN = \"{}\" }}\n\
+             [setup]\ncommands = []\n{RANGE}",
+            unique()
+        ),
+    );
+    let in_built = |args: &[&str]| {
+        let mut cmd = env.cmd(&built);
+        cmd.env_remove("DOCKER_CONFIG").env("PATH", &path);
+        env.run_cmd(&built, cmd.args(args))
+    };
+    in_built(&["setup"]).ok();
+    in_built(&["start"]).ok();
+    pulls.built_by(&built);
+}
+
+/// A value no other run shares, for a recipe's image tag of its own.
+fn unique() -> String {
+    format!("{}-{:?}", std::process::id(), std::time::Instant::now())
 }
 
 /// Standard base64, as `docker login` writes `auth`.
