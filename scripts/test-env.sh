@@ -27,7 +27,7 @@ for arg in "$@"; do
     esac
 done
 
-PACKAGES=(docker.io busybox-static debootstrap shellcheck zsh fish runsc podman catatonit hyperfine tmux ca-certificates time docker-registry curl python3-pytest python3-venv chromium)
+PACKAGES=(docker.io busybox-static debootstrap shellcheck zsh fish runsc podman catatonit hyperfine tmux ca-certificates time docker-registry apache2-utils curl python3-pytest python3-venv chromium)
 BUSYBOX_IMAGE=devinst-test/busybox:1
 PYTHON_IMAGE=ubuntu:22.04 # really Debian bookworm: the product's default image name, built locally
 DAEMON_JSON=/etc/docker/daemon.json
@@ -370,15 +370,19 @@ podman_api_up() {
 
 podman_service_pids() { pgrep -f "podman system service .*${PODMAN_SOCK}" || true; }
 
-# Podman pulls over HTTPS unless told otherwise; the test registry is plain
-# HTTP on loopback. Prints the file when it wrote it (the service caches
-# registry settings, so it must then restart).
+# Podman pulls over HTTPS unless told otherwise; the test registries are plain
+# HTTP on loopback. Prints each file it wrote (the service caches registry
+# settings, so it must then restart).
 configure_podman_test_registry() {
-    local file=/etc/containers/registries.conf.d/devinst-test-registry.conf
-    [[ -f $file ]] && return 0
-    mkdir -p "$(dirname "$file")"
-    printf '[[registry]]\nlocation = "%s"\ninsecure = true\n' "$REGISTRY_ADDR" >"$file"
-    echo "$file"
+    local dir=/etc/containers/registries.conf.d name addr file
+    for name in devinst-test-registry:$REGISTRY_ADDR devinst-test-private-registry:$PRIVATE_REGISTRY_ADDR; do
+        addr=${name#*:}
+        file=$dir/${name%%:*}.conf
+        [[ -f $file ]] && continue
+        mkdir -p "$dir"
+        printf '[[registry]]\nlocation = "%s"\ninsecure = true\n' "$addr" >"$file"
+        echo "$file"
+    done
 }
 
 ensure_podman() {
@@ -386,7 +390,7 @@ ensure_podman() {
     ulimits=$(configure_podman_ulimits)
     [[ -n $ulimits ]] && log "podman: default ulimits written to $CONTAINERS_CONF"
     registry_conf=$(configure_podman_test_registry)
-    [[ -n $registry_conf ]] && log "podman: $REGISTRY_ADDR marked as a plain-HTTP registry in $registry_conf"
+    [[ -n $registry_conf ]] && log "podman: test registries marked as plain HTTP in ${registry_conf//$'\n'/, }"
 
     if [[ -n $ulimits$registry_conf ]] && podman_api_up; then
         # The service reads its configuration at start: restart ours.
@@ -479,6 +483,72 @@ YAML
 }
 
 # ---------------------------------------------------------------------------
+# 4b'. A second local registry that demands a login (htpasswd), holding the
+#      busybox image under a name of its own, for the registry-login tests
+# ---------------------------------------------------------------------------
+PRIVATE_REGISTRY_ADDR=127.0.0.1:5001
+PRIVATE_REGISTRY_DIR=/tmp/devinst-registry-private
+# Test-only credentials of a registry that serves loopback alone; the tests
+# log in with them (tests/integration/registry.rs has the same values).
+PRIVATE_REGISTRY_USER=devinst-test
+PRIVATE_REGISTRY_PASSWORD=devinst-test-password
+PRIVATE_IMAGE=devinst-test/private-busybox:1
+PRIVATE_REGISTRY_IMAGE="$PRIVATE_REGISTRY_ADDR/$PRIVATE_IMAGE"
+
+# Up, and refusing anonymous requests.
+private_registry_up() {
+    [[ $(curl -sS -o /dev/null -w '%{http_code}' "http://$PRIVATE_REGISTRY_ADDR/v2/" 2>/dev/null) == 401 ]]
+}
+
+private_image_pushed() {
+    curl -fsS -o /dev/null -u "$PRIVATE_REGISTRY_USER:$PRIVATE_REGISTRY_PASSWORD" \
+        -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+        "http://$PRIVATE_REGISTRY_ADDR/v2/${PRIVATE_IMAGE%:*}/manifests/${PRIVATE_IMAGE##*:}" 2>/dev/null
+}
+
+ensure_private_registry() {
+    if ! private_registry_up; then
+        mkdir -p "$PRIVATE_REGISTRY_DIR/data"
+        htpasswd -Bbn "$PRIVATE_REGISTRY_USER" "$PRIVATE_REGISTRY_PASSWORD" >"$PRIVATE_REGISTRY_DIR/htpasswd"
+        cat >"$PRIVATE_REGISTRY_DIR/config.yml" <<YAML
+version: 0.1
+storage:
+  filesystem:
+    rootdirectory: $PRIVATE_REGISTRY_DIR/data
+http:
+  addr: $PRIVATE_REGISTRY_ADDR
+auth:
+  htpasswd:
+    realm: devinst-test
+    path: $PRIVATE_REGISTRY_DIR/htpasswd
+YAML
+        log "starting a local registry that demands a login on $PRIVATE_REGISTRY_ADDR"
+        setsid nohup docker-registry serve "$PRIVATE_REGISTRY_DIR/config.yml" >"$PRIVATE_REGISTRY_DIR/log" 2>&1 </dev/null &
+        local i
+        for ((i = 0; i < 50; i++)); do
+            private_registry_up && break
+            sleep 0.2
+        done
+        private_registry_up || die "the registry on $PRIVATE_REGISTRY_ADDR did not start; see $PRIVATE_REGISTRY_DIR/log"
+    fi
+    if ! private_image_pushed; then
+        # Logged in through a config directory of its own: root's own
+        # ~/.docker/config.json is never touched.
+        local config
+        config=$(mktemp -d /tmp/devinst-docker-config.XXXXXX)
+        TMPDIRS+=("$config")
+        printf '%s' "$PRIVATE_REGISTRY_PASSWORD" |
+            DOCKER_CONFIG=$config docker login -u "$PRIVATE_REGISTRY_USER" --password-stdin "$PRIVATE_REGISTRY_ADDR" >/dev/null 2>&1 ||
+            die "docker login $PRIVATE_REGISTRY_ADDR failed; see $PRIVATE_REGISTRY_DIR/log"
+        docker tag "$BUSYBOX_IMAGE" "$PRIVATE_REGISTRY_IMAGE"
+        DOCKER_CONFIG=$config docker push "$PRIVATE_REGISTRY_IMAGE" >/dev/null
+        docker rmi "$PRIVATE_REGISTRY_IMAGE" >/dev/null
+        rm -rf "$config"
+        log "pushed $BUSYBOX_IMAGE to $PRIVATE_REGISTRY_IMAGE"
+    fi
+}
+
+# ---------------------------------------------------------------------------
 # 4c. The dashboard's browser test: its Node packages (playwright-core)
 # ---------------------------------------------------------------------------
 ensure_browser_test_packages() {
@@ -551,6 +621,7 @@ summary() {
     printf 'test-env: %-22s %s\n' "$BUSYBOX_IMAGE" "$(image_state "$BUSYBOX_IMAGE")" >&2
     printf 'test-env: %-22s %s\n' "$PYTHON_IMAGE" "$(image_state "$PYTHON_IMAGE") [Debian bookworm + python3]" >&2
     printf 'test-env: %-22s %s\n' "registry" "$(registry_up && echo "http://$REGISTRY_ADDR" || echo "not answering")" >&2
+    printf 'test-env: %-22s %s\n' "registry with login" "$(private_registry_up && echo "http://$PRIVATE_REGISTRY_ADDR" || echo "not answering")" >&2
     printf 'test-env: %-22s %s\n' "browser" "$(browser_state)" >&2
     if ((WANT_PODMAN)); then
         if podman_api_up; then
@@ -568,6 +639,7 @@ ensure_docker
 build_busybox_image
 build_python_image
 ensure_registry
+ensure_private_registry
 ensure_browser_test_packages
 ensure_python_tools
 PODMAN_FAILED=""

@@ -41,13 +41,15 @@ impl std::error::Error for BuildFailed {}
 
 impl Engine {
     /// Builds the image `tag` from a build context (a tar archive with a
-    /// Dockerfile), labelled with `labels`; its output goes to stderr as it
-    /// comes. A step that fails is a [`BuildFailed`].
+    /// Dockerfile starting `FROM base`), labelled with `labels`; its output
+    /// goes to stderr as it comes. A step that fails is a [`BuildFailed`];
+    /// a registry refusing `base` is a [`super::auth::LoginRefused`].
     pub async fn build(
         &self,
         tag: &str,
         labels: &[(String, String)],
         archive: Vec<u8>,
+        base: &str,
     ) -> Result<()> {
         let options = BuildImageOptions {
             t: Some(tag.to_owned()),
@@ -60,7 +62,17 @@ impl Engine {
             ..Default::default()
         };
         let body = bollard::body_full(archive.into());
-        let mut stream = self.docker.build_image(options, None, Some(body));
+        // The base image's registry alone gets the user's login (the Docker
+        // CLI sends every login it has; Docker and Podman both read this one),
+        // and only when the builder will pull it: a broken credential helper
+        // then fails no build that needs no login.
+        let login = match self.image_exists(base).await? {
+            true => super::auth::ImageLogin::none(base),
+            false => super::auth::ImageLogin::find(base)?,
+        };
+        let mut stream = self
+            .docker
+            .build_image(options, login.registry_config(), Some(body));
         let mut lines = Lines {
             bar: progress::drawn().then(|| progress::StepBar::new(&format!("building `{tag}`"))),
             ..Default::default()
@@ -86,6 +98,12 @@ impl Engine {
             };
             lines.flush();
             lines.finish();
+            // Before any step ran: the base image could not be pulled.
+            if lines.steps <= 1 {
+                if let Some(refused) = login.refused(base, &failure) {
+                    return Err(refused.context(format!("building image `{tag}` failed")));
+                }
+            }
             return Err(BuildFailed {
                 message: format!(
                     "building image `{tag}` failed: {}{}",
@@ -183,6 +201,8 @@ struct Lines {
     step: Option<String>,
     /// On a terminal: step N of M, and the last line.
     bar: Option<progress::StepBar>,
+    /// How many steps began (`FROM` is the first).
+    steps: usize,
 }
 
 impl Lines {
@@ -206,6 +226,7 @@ impl Lines {
         }
         if line.starts_with("Step ") || line.starts_with("STEP ") {
             self.step = run_step_name(line);
+            self.steps += 1;
             self.step_output.clear();
             if let (Some(bar), Some((number, total))) = (&self.bar, step_numbers(line)) {
                 let name = self.step.clone().unwrap_or_else(|| step_text(line));

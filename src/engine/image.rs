@@ -1,7 +1,7 @@
 //! Images: present or pulled (with progress on stderr), listed by label,
 //! made from a container, removed, a file read out of one.
 
-use super::{http_status, Engine};
+use super::{http_status, words, Engine};
 use crate::support::{output, progress};
 use anyhow::{anyhow, Result};
 use bollard::models::{ContainerConfig, ContainerCreateBody};
@@ -203,21 +203,28 @@ impl Engine {
             from_image: Some(image.to_owned()),
             ..Default::default()
         };
-        let mut stream = self.docker.create_image(Some(options), None, None);
+        let login = super::auth::ImageLogin::find(image)?;
+        let mut stream = self
+            .docker
+            .create_image(Some(options), None, login.credentials());
         let mut shown = PullShown::new(image);
         while let Some(item) = stream.next().await {
             let info = match item {
                 Ok(info) => info,
                 Err(err) => {
                     shown.finish();
-                    return Err(self.explain(err).context(format!(
-                        "image `{image}` is not present and could not be pulled"
-                    )));
+                    return Err(login.refused(image, words(&err)).unwrap_or_else(|| {
+                        self.explain(err).context(format!(
+                            "image `{image}` is not present and could not be pulled"
+                        ))
+                    }));
                 }
             };
             if let Some(message) = info.error_detail.and_then(|d| d.message) {
                 shown.finish();
-                return Err(anyhow!("pulling `{image}` failed: {message}"));
+                return Err(login
+                    .refused(image, &message)
+                    .unwrap_or_else(|| anyhow!("pulling `{image}` failed: {message}")));
             }
             let (Some(status), id) = (info.status, info.id.unwrap_or_default()) else {
                 continue;

@@ -1,6 +1,7 @@
 //! The container engine, reached through its API (bollard), never its CLI.
 
 pub mod archive;
+pub mod auth;
 pub mod build;
 pub mod container;
 pub mod discover;
@@ -258,6 +259,14 @@ fn http_status(err: &ApiError) -> Option<u16> {
     match err {
         ApiError::DockerResponseServerError { status_code, .. } => Some(*status_code),
         _ => None,
+    }
+}
+
+/// What the engine said, in an answer or in a stream.
+fn words(err: &ApiError) -> &str {
+    match err {
+        ApiError::DockerStreamError { error } => error,
+        other => message(other),
     }
 }
 

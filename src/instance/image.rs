@@ -2,11 +2,12 @@
 //! `status` and snapshots alike.
 
 use super::Instance;
+use crate::engine::auth::LoginRefused;
 use crate::engine::build::BuildFailed;
 use crate::engine::Engine;
 use crate::recipe::image::{BuildContext, HostCa};
 use crate::recipe::settings::Settings;
-use crate::support::error::{Hint, WithHint};
+use crate::support::error::Hint;
 use crate::support::output;
 use anyhow::{Context, Result};
 use std::path::Path;
@@ -69,10 +70,16 @@ impl ImageChoice {
         match self {
             ImageChoice::Built(build) => ensure_built(engine, build).await.map(drop),
             ImageChoice::Pulled(image) | ImageChoice::Snapshot(image) => {
-                engine.ensure_image(image).await.hint(format!(
-                    "make the image available locally (`docker pull {image}`, `docker build -t {image} .`), \
-                     or set `[container] image` in devinst.toml"
-                ))
+                engine.ensure_image(image).await.map_err(|err| {
+                    // A refused login carries its own hint: `docker login`.
+                    if err.downcast_ref::<LoginRefused>().is_some() {
+                        return err;
+                    }
+                    err.context(Hint(format!(
+                        "make the image available locally (`docker pull {image}`, `docker build -t {image} .`), \
+                         or set `[container] image` in devinst.toml"
+                    )))
+                })
             }
         }
     }
@@ -124,7 +131,13 @@ pub async fn ensure_built(engine: &Engine, build: &BuildContext) -> Result<bool>
         super::spec::LABEL_MANAGED_BY.to_owned(),
         "devinst".to_owned(),
     )];
-    if let Err(err) = engine.build(tag, &labels, build.archive()?).await {
+    if let Err(err) = engine
+        .build(tag, &labels, build.archive()?, &build.base)
+        .await
+    {
+        if err.downcast_ref::<LoginRefused>().is_some() {
+            return Err(err);
+        }
         let hint = build_hint(&err, build.host_ca);
         return Err(err.context(Hint(hint)));
     }

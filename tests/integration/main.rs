@@ -23,6 +23,7 @@ mod fleet;
 mod ports;
 mod progress;
 mod recipe;
+mod registry;
 mod scripts;
 mod services;
 mod shared;

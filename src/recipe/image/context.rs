@@ -20,6 +20,9 @@ pub struct BuildContext {
     /// `devinst-build/<hash>:1`.
     pub tag: String,
     pub host_ca: HostCa,
+    /// The image the Dockerfile starts `FROM`: its registry gets the
+    /// user's login for the build.
+    pub base: String,
 }
 
 #[derive(Debug)]
@@ -83,6 +86,7 @@ impl BuildContext {
             } else {
                 HostCa::Used
             },
+            base: recipe.base.clone(),
         };
         context.tag = context.visit(|_, _| Ok(()))?;
         Ok(context)
