@@ -68,6 +68,11 @@ pub const AGENT_TARGET: &str = "/.devinst/agent";
 pub const AGENT_RELAY_BASE: u16 = 65000;
 /// On a container with the agent: its protocol version.
 pub const LABEL_AGENT: &str = "devinst.agent";
+/// On an instance's container: each host port it publishes, the port inside
+/// that it reaches, and a named port's name (`46501:46580,46502:3000:web`):
+/// with the agent the engine sees its relay ports instead. Added after the
+/// digest, like the version: containers made before it still match.
+pub const LABEL_PORTS: &str = "devinst.ports";
 
 /// Who owns the worktree on the host, and how the engine maps user ids.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -165,7 +170,40 @@ pub fn node_spec(
         with_agent(&mut spec, settings, record, agent);
     }
     stamp(&mut spec, host.identity.as_deref());
+    if head {
+        let ports = ports_label(settings, record);
+        spec.labels.insert(LABEL_PORTS.to_owned(), ports);
+    }
     spec
+}
+
+/// [`LABEL_PORTS`]'s value for the instance's container.
+fn ports_label(settings: &Settings, record: &Record) -> String {
+    let main = format!("{}:{}", record.port, settings.container_port);
+    let named = settings.extra_ports.iter().filter_map(|(name, inside)| {
+        let host = record.extra_ports.get(name)?;
+        Some(format!("{host}:{inside}:{name}"))
+    });
+    std::iter::once(main)
+        .chain(named)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// What [`LABEL_PORTS`] says: by host port, the port inside and its name.
+pub fn parse_ports_label(value: &str) -> BTreeMap<u16, (u16, Option<String>)> {
+    let mut ports = BTreeMap::new();
+    for item in value.split(',') {
+        let mut parts = item.splitn(3, ':');
+        let (Some(Ok(host)), Some(Ok(inside))) = (
+            parts.next().map(str::parse::<u16>),
+            parts.next().map(str::parse::<u16>),
+        ) else {
+            continue;
+        };
+        ports.insert(host, (inside, parts.next().map(str::to_owned)));
+    }
+    ports
 }
 
 /// The instance's port, then each `[ports.extra]` port that `setup` gave a
@@ -996,6 +1034,17 @@ mod tests {
             pairs(&agent),
             [(46507, 65000), (46509, 65001), (46508, 65002)]
         );
+
+        // The label says what each host port reaches inside, whatever the
+        // engine publishes, and leaves the digest alone.
+        assert_eq!(
+            agent.labels[LABEL_PORTS],
+            "46507:46580,46509:5678:debug,46508:3000:web"
+        );
+        let shown = parse_ports_label(&agent.labels[LABEL_PORTS]);
+        assert_eq!(shown[&46508], (3000, Some("web".to_owned())));
+        assert_eq!(shown[&46507], (46580, None));
+        assert!(parse_ports_label("x:1,2").is_empty());
 
         // A name `setup` has not given a host port yet is not published.
         record.extra_ports.remove("web");

@@ -2,7 +2,7 @@
 
 use super::image::ImageChoice;
 use super::ownership::is_ours;
-use super::spec::{LABEL_INSTANCE, LABEL_NODE, LABEL_SERVICE, LABEL_WORKTREE};
+use super::spec::{LABEL_INSTANCE, LABEL_NODE, LABEL_PORTS, LABEL_SERVICE, LABEL_WORKTREE};
 use super::Instance;
 use crate::engine::{Container, Engine, Published};
 use crate::state::layout::path_text;
@@ -82,34 +82,8 @@ pub async fn status(engine: &Engine, instance: &Instance) -> Result<InstanceView
             ));
         }
         from_container(&mut view, &info);
-        view.ports = instance_ports(&info.bindings, instance);
     }
     Ok(view)
-}
-
-/// The container's published ports as `ip:host -> inside`, the port inside
-/// as the recipe names it (with the agent, the engine publishes the agent's
-/// relay instead) and a named port's name after it.
-fn instance_ports(bindings: &[Published], instance: &Instance) -> Vec<String> {
-    let (record, settings) = (&instance.record, &instance.settings);
-    bindings
-        .iter()
-        .map(|p| {
-            let named = record.extra_ports.iter().find(|(_, &h)| h == p.host_port);
-            let (inside, suffix) = match named {
-                Some((name, _)) => (
-                    settings.extra_ports.get(name).copied(),
-                    format!(" ({name})"),
-                ),
-                None if p.host_port == record.port => {
-                    (Some(settings.container_port), String::new())
-                }
-                None => (None, String::new()),
-            };
-            let inside = inside.unwrap_or(p.container_port);
-            format!("{}:{} -> {inside}{suffix}", p.host_ip, p.host_port)
-        })
-        .collect()
 }
 
 /// What the engine says of the container, alike in `status` and `list`.
@@ -117,7 +91,7 @@ fn from_container(view: &mut InstanceView, info: &Container) {
     view.state = info.status.clone();
     view.image = info.image.clone().or(view.image.take());
     view.runtime = info.runtime.clone();
-    view.ports = published(&info.bindings);
+    view.ports = instance_ports(info);
     if view.port == 0 {
         view.port = info.bindings.first().map_or(0, |p| p.host_port);
     }
@@ -217,6 +191,27 @@ async fn merge_containers(
         view.state = "missing".into();
     }
     Ok(())
+}
+
+/// The instance container's published ports as `ip:host -> inside`, the
+/// port inside as the recipe names it (with the agent, the engine publishes
+/// the agent's relay instead) and a named port's name after it.
+fn instance_ports(info: &Container) -> Vec<String> {
+    let Some(label) = info.label(LABEL_PORTS) else {
+        return published(&info.bindings);
+    };
+    let named = super::spec::parse_ports_label(label);
+    info.bindings
+        .iter()
+        .map(|p| {
+            let (inside, name) = match named.get(&p.host_port) {
+                Some((inside, name)) => (*inside, name.as_deref()),
+                None => (p.container_port, None),
+            };
+            let name = name.map(|n| format!(" ({n})")).unwrap_or_default();
+            format!("{}:{} -> {inside}{name}", p.host_ip, p.host_port)
+        })
+        .collect()
 }
 
 /// A container's published ports as `ip:host -> inside`.

@@ -336,11 +336,14 @@ impl StockCaBase {
         require_engine();
         let tag = format!("devinst-test/stock-ca-{name}:{}", std::process::id());
         // Without test-env's extras, and the bundle made again from the
-        // stock certificates alone.
+        // stock certificates alone. The label makes each test's image its
+        // own (not the builder's cached one), so containers another test
+        // makes from its image never count as this one's.
         let dockerfile = format!(
             "FROM {PYTHON_IMAGE}\n\
              RUN rm -f /etc/pip.conf /usr/local/share/ca-certificates/*.crt \
-             && update-ca-certificates --fresh >/dev/null\n"
+             && update-ca-certificates --fresh >/dev/null\n\
+             LABEL devinst-test.stock-ca=\"{name}\"\n"
         );
         let mut child = Command::new("docker")
             .args(["build", "-q", "-t", &tag, "-"])
