@@ -197,15 +197,9 @@ pub fn login(config_dir: Option<&Path>, registry: &Registry) -> Result<Option<Lo
     let Some(dir) = config_dir else {
         return Ok(None);
     };
-    let path = dir.join("config.json");
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(err) => return Err(err).with_context(|| format!("cannot read `{}`", path.display())),
+    let Some((path, config)) = super::discover::read_docker_config::<ConfigFile>(dir)? else {
+        return Ok(None);
     };
-    let config: ConfigFile = serde_json::from_str(&text)
-        .with_context(|| format!("invalid `{}`", path.display()))
-        .hint("the Docker CLI's config file must be JSON; fix or remove it")?;
     if let Some(helper) = helper_for(&config, registry) {
         return ask_helper(&helper, registry, &path);
     }

@@ -167,15 +167,9 @@ fn current_context(env: &Env) -> Result<Option<(String, String)>> {
     let Some(dir) = &env.docker_config else {
         return Ok(None);
     };
-    let path = dir.join("config.json");
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(err) => return Err(err).with_context(|| format!("cannot read `{}`", path.display())),
+    let Some((path, value)) = read_docker_config::<serde_json::Value>(dir)? else {
+        return Ok(None);
     };
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("invalid `{}`", path.display()))
-        .hint("the Docker CLI's config file must be JSON; fix or remove it")?;
     Ok(value["currentContext"]
         .as_str()
         .filter(|name| !name.is_empty())
@@ -224,6 +218,23 @@ pub fn known_sockets(env: &Env) -> Vec<PathBuf> {
         found.push(PathBuf::from(path));
     }
     found
+}
+
+/// The Docker CLI's `config.json` in `dir`, read as `T`, and its path;
+/// `None` when there is none.
+pub(super) fn read_docker_config<T: serde::de::DeserializeOwned>(
+    dir: &Path,
+) -> Result<Option<(PathBuf, T)>> {
+    let path = dir.join("config.json");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(err).with_context(|| format!("cannot read `{}`", path.display())),
+    };
+    let value = serde_json::from_str(&text)
+        .with_context(|| format!("invalid `{}`", path.display()))
+        .hint("the Docker CLI's config file must be JSON; fix or remove it")?;
+    Ok(Some((path, value)))
 }
 
 #[cfg(test)]

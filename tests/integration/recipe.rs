@@ -44,15 +44,6 @@ fn built_tags(stderr: &str) -> Vec<String> {
         .collect()
 }
 
-fn image_exists(tag: &str) -> bool {
-    Command::new("docker")
-        .args(["image", "inspect", tag])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 const RECIPE: &str = r#"
 [container.build]
 base = "ubuntu:22.04"
@@ -198,7 +189,7 @@ fn missing_apt_package_fails_start_with_the_builds_error_and_no_tag() {
         "{run}"
     );
     let tag = built_tags(&run.stderr).into_iter().next().unwrap();
-    assert!(!image_exists(&tag), "a failed build leaves no `{tag}`");
+    assert!(!image_present(&tag), "a failed build leaves no `{tag}`");
     let created = Command::new("docker")
         .args(["inspect", &container])
         .stdout(Stdio::null())
@@ -213,7 +204,7 @@ fn missing_apt_package_fails_start_with_the_builds_error_and_no_tag() {
     let quiet = quiet.fails_with(1, "last lines of its output");
     assert!(quiet.stderr.contains("Unable to locate package"), "{quiet}");
     assert!(!quiet.stderr.contains("Step 1/"), "{quiet}");
-    assert!(!image_exists(&tag));
+    assert!(!image_present(&tag));
 }
 
 #[test]

@@ -57,15 +57,6 @@ impl Drop for Pulls {
     }
 }
 
-fn image_present(image: &str) -> bool {
-    Command::new("docker")
-        .args(["image", "inspect", image])
-        .output()
-        .unwrap()
-        .status
-        .success()
-}
-
 /// `docker login` into the test's own Docker config directory (`HOME/.docker`
 /// unless the test names another), never the machine's. Always through the
 /// Docker engine: the CLI keeps the login itself and only asks an engine to

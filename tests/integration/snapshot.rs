@@ -18,15 +18,6 @@ impl Drop for SnapshotImages {
     }
 }
 
-fn image_exists(image: &str) -> bool {
-    Command::new("docker")
-        .args(["image", "inspect", image])
-        .output()
-        .unwrap()
-        .status
-        .success()
-}
-
 #[test]
 fn a_snapshot_brings_back_the_filesystem_state_and_logs() {
     let env = TestEnv::new();
@@ -42,7 +33,7 @@ fn a_snapshot_brings_back_the_filesystem_state_and_logs() {
 
     let saved = env.run(&repo, &["snapshot", "save", "s1"]).ok();
     assert_eq!(saved.stdout, "s1\n");
-    assert!(image_exists(&format!("devinst-snapshot/{name}:s1")));
+    assert!(image_present(&format!("devinst-snapshot/{name}:s1")));
     env.run(&repo, &["snapshot", "save", "s1"])
         .fails_with(1, "exists already");
     env.run(&repo, &["snapshot", "save", "Bad Name"])
@@ -92,12 +83,12 @@ fn a_snapshot_brings_back_the_filesystem_state_and_logs() {
     );
     env.run(&repo, &["snapshot", "save", "s2"]).ok();
     env.run(&repo, &["snapshot", "rm", "s1"]).ok();
-    assert!(!image_exists(&format!("devinst-snapshot/{name}:s1")));
+    assert!(!image_present(&format!("devinst-snapshot/{name}:s1")));
     assert!(!repo.join(".sky-dev/snapshots/s1").exists());
 
     // Purging the instance takes its snapshots along.
     env.run(&repo, &["destroy", "--purge", "--yes"]).ok();
-    assert!(!image_exists(&format!("devinst-snapshot/{name}:s2")));
+    assert!(!image_present(&format!("devinst-snapshot/{name}:s2")));
 }
 
 #[test]
@@ -126,7 +117,9 @@ fn a_snapshot_without_a_name_is_named_by_the_time_and_listed_in_text() {
         before <= snapshot && snapshot <= after,
         "{before} <= {snapshot} <= {after}"
     );
-    assert!(image_exists(&format!("devinst-snapshot/{name}:{snapshot}")));
+    assert!(image_present(&format!(
+        "devinst-snapshot/{name}:{snapshot}"
+    )));
 
     // The text listing: a header, then the snapshot with its date and size.
     let list = env.run(&repo, &["snapshot", "list"]).ok();

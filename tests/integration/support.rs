@@ -568,3 +568,14 @@ pub fn on_pty_argv(
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// Whether the engine has `image` (by the `docker` CLI, which follows
+/// `DOCKER_HOST` as devinst does).
+pub fn image_present(image: &str) -> bool {
+    Command::new("docker")
+        .args(["image", "inspect", image])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
