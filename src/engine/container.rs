@@ -379,6 +379,13 @@ impl From<StartError> for anyhow::Error {
     }
 }
 
+/// No such container: Docker's 404, or Podman's 500 for one removed while
+/// it was being looked at ("does not exist in database: no such container").
+fn is_no_such_container(err: &bollard::errors::Error) -> bool {
+    http_status(err) == Some(404)
+        || (http_status(err) == Some(500) && message(err).contains("no such container"))
+}
+
 impl Engine {
     /// Inspects a container; `None` when there is none by that name.
     pub async fn inspect(&self, container: &str) -> Result<Option<Container>> {
@@ -388,7 +395,7 @@ impl Engine {
         loop {
             match self.docker.inspect_container(container, None).await {
                 Ok(info) => return Ok(Some(Container::from_api(info))),
-                Err(err) if http_status(&err) == Some(404) => return Ok(None),
+                Err(err) if is_no_such_container(&err) => return Ok(None),
                 Err(bollard::errors::Error::JsonDataError { .. }) if attempt < 20 => {
                     attempt += 1;
                     tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
