@@ -21,6 +21,7 @@ pub use discover::{Choice, Endpoint, START_ENGINE_HINT};
 use crate::support::error::WithHint;
 use anyhow::{anyhow, Context, Result};
 use bollard::errors::Error as ApiError;
+use bollard::models::SystemInfoCgroupVersionEnum;
 use bollard::{ClientVersion, Docker};
 use std::path::PathBuf;
 
@@ -186,6 +187,21 @@ impl Engine {
             },
             false => UserMapping::Direct,
         })
+    }
+
+    /// Whether the engine takes resource limits and drops them: rootless
+    /// Podman on cgroup v1 does ("Resource limits are not supported and
+    /// ignored on cgroups V1 rootless systems", in its own log only: the
+    /// create answers no warning, inspect then shows no limit).
+    pub async fn ignores_limits(&self) -> Result<bool> {
+        let info = self.docker.info().await.map_err(|e| self.explain(e))?;
+        if info.cgroup_version != Some(SystemInfoCgroupVersionEnum::_1) {
+            return Ok(false);
+        }
+        Ok(matches!(
+            self.user_mapping().await?,
+            UserMapping::RootlessPodman { .. }
+        ))
     }
 
     /// Turns an engine answer into a sentence; connection failures get the

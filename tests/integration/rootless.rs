@@ -3,7 +3,7 @@
 //! user namespace in which the container's root is that user on the host.
 //! devinst runs as that user here (`setpriv`), against their socket, on
 //! worktrees they own; the checks look at the host's files and ask their
-//! Podman (as them) about its containers.
+//! Podman (as them) about its containers. Host ports stay within 48200-48219.
 
 use crate::core::copy_fixture;
 use crate::developer::{write_offline_package, PIP_INSTALL_EXTRA};
@@ -254,7 +254,7 @@ fn on_rootless_podman_the_default_user_is_root_inside_which_is_the_user_on_the_h
     write_offline_package(&main);
     write(
         &main.join("devinst.toml"),
-        "[ports]\nhost_range = [47900, 47904]\n",
+        "[ports]\nhost_range = [48200, 48203]\n",
     );
     git(&main, &["add", "."]);
     git(&main, &["commit", "-q", "-m", "project"]);
@@ -395,7 +395,7 @@ fn on_rootless_podman_user_host_maps_the_users_uid_inside_with_keep_id() {
     write(
         &repo.join("devinst.toml"),
         &format!(
-            "[container]\nimage = \"{PYTHON_IMAGE}\"\nuser = \"host\"\n[ports]\nhost_range = [47905, 47909]\n\
+            "[container]\nimage = \"{PYTHON_IMAGE}\"\nuser = \"host\"\n[ports]\nhost_range = [48204, 48207]\n\
              [setup]\ncommands = [\"id -u > made-by-setup\"]\n"
         ),
     );
@@ -493,7 +493,7 @@ fn keep_id_that_cannot_work_is_refused_before_anything_is_made() {
     // user, not root.
     let repo = env.busybox_repo(
         &unique("rlrefused"),
-        "[ports]\nhost_range = [47910, 47914]\n",
+        "[ports]\nhost_range = [48208, 48209]\n",
     );
     let toml = std::fs::read_to_string(repo.join("devinst.toml")).unwrap();
     write(
@@ -534,4 +534,97 @@ fn keep_id_that_cannot_work_is_refused_before_anything_is_made() {
                 .contains("instances get no user namespace of their own, user `0:0`"),
         "{doctor}"
     );
+}
+
+#[test]
+fn limits_rootless_podman_would_drop_are_refused_before_anything_is_made() {
+    let env = TestEnv::new();
+    let user = Rootless::new(&env);
+    let repo = env.busybox_repo(
+        &unique("rllimits"),
+        "[ports]\nhost_range = [48210, 48211]\n",
+    );
+    let toml = std::fs::read_to_string(repo.join("devinst.toml")).unwrap();
+    write(
+        &repo.join("devinst.toml"),
+        &toml.replace("[container]\n", "[container]\nmemory = \"256m\"\n"),
+    );
+    user.own(&repo);
+    user.devinst(&repo, &["setup"]).ok();
+    let container = instance_value(&repo, "DEVINST_CONTAINER").unwrap();
+    let cgroups = user
+        .podman(&["info", "-f", "{{.Host.CgroupsVersion}}"])
+        .ok()
+        .stdout;
+    let start = user.devinst(&repo, &["start"]);
+    if cgroups.trim() == "v1" {
+        // Podman would log "Resource limits are not supported and ignored on
+        // cgroups V1 rootless systems" and run the container unlimited.
+        start.fails_with(1, "ignores resource limits");
+        assert!(!user.container_exists(&container));
+    } else {
+        // Elsewhere the limit must really be the container's.
+        start.ok();
+        let memory = user
+            .podman(&["inspect", "-f", "{{.HostConfig.Memory}}", &container])
+            .ok()
+            .stdout;
+        assert_eq!(memory.trim(), "268435456");
+    }
+}
+
+#[test]
+fn a_cluster_on_rootless_podman_has_its_network_and_every_node_is_the_user() {
+    let env = TestEnv::new();
+    let user = Rootless::new(&env);
+    let repo = env.busybox_repo(
+        &unique("rlcluster"),
+        "[ports]\nhost_range = [48212, 48219]\n[cluster]\nnodes = 2\n",
+    );
+    user.own(&repo);
+    user.devinst(&repo, &["setup"]).ok();
+    let head = instance_value(&repo, "DEVINST_CONTAINER").unwrap();
+    let node = format!("{head}-node-1");
+    // The node is not the instance's own container: removed by name too.
+    user.containers.borrow_mut().push(node.clone());
+    user.devinst(&repo, &["start"]).ok();
+
+    let made = user
+        .devinst(
+            &repo,
+            &[
+                "exec",
+                "--all",
+                "--",
+                "sh",
+                "-c",
+                "touch /app/made-on-$DEVINST_NODE_RANK && id -u",
+            ],
+        )
+        .ok();
+    let mut lines: Vec<&str> = made.stdout.lines().collect();
+    lines.sort();
+    assert_eq!(lines, ["[node 0] 0", "[node 1] 0"]);
+    assert_eq!(user.not_theirs(&repo), Vec::<PathBuf>::new());
+
+    // The nodes reach each other by name on the instance's network.
+    write(&repo.join("www/hello.txt"), "from node 1\n");
+    user.own(&repo.join("www"));
+    user.devinst(
+        &repo,
+        &[
+            "exec", "--node", "1", "--", "httpd", "-p", "8000", "-h", "/app/www",
+        ],
+    )
+    .ok();
+    let url = format!("http://{}:8000/hello.txt", node);
+    let got = crate::poll::wait_until("node 1's server, from the head", || {
+        let run = user.devinst(&repo, &["exec", "--", "wget", "-q", "-O", "-", &url]);
+        (run.code == 0).then_some(run.stdout)
+    });
+    assert_eq!(got, "from node 1\n");
+
+    user.devinst(&repo, &["destroy", "--purge", "--yes"]).ok();
+    assert!(!user.container_exists(&head) && !user.container_exists(&node));
+    assert_ne!(user.podman(&["network", "exists", &head]).code, 0);
 }
