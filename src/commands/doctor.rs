@@ -81,6 +81,7 @@ pub async fn run(ctx: &Invocation) -> Result<i32> {
             checks.push(engine_check(engine).await);
             checks.push(runtime_check(engine, &settings).await);
             checks.push(userns_check(engine, &settings, &root).await);
+            checks.extend(limits_check(engine, &settings).await);
             checks.push(ca_check(engine, &settings).await);
         }
         Err(err) => checks.push(
@@ -207,6 +208,30 @@ async fn userns_check(engine: &Engine, settings: &Settings, root: &Path) -> Chec
     };
     let user = user.map_or_else(|| "the image's user".to_owned(), |u| format!("user `{u}`"));
     Check::ok(NAME, format!("{engine_kind}; instances get {mode}, {user}"))
+}
+
+/// Limits the recipe sets (itself or in a tier) that the engine would take
+/// and drop; nothing to say when it sets none.
+async fn limits_check(engine: &Engine, settings: &Settings) -> Option<Check> {
+    let asks = std::iter::once(&settings.limits)
+        .chain(settings.tiers.values())
+        .any(|l| *l != Default::default());
+    if !asks {
+        return None;
+    }
+    Some(match engine.ignores_limits().await {
+        Ok(false) => Check::ok("limits", "devinst.toml sets limits; the engine applies them"),
+        Ok(true) => Check::problem(
+            "limits",
+            "devinst.toml sets limits, and the engine (rootless Podman on cgroup v1) would drop them: `start` refuses",
+            "remove `cpus`, `memory` and `pids` (and the tiers') from devinst.toml, or use a rootful engine",
+        ),
+        Err(err) => Check::problem(
+            "limits",
+            format!("cannot tell whether the engine applies limits: {}", without_hints(&err)),
+            "check the engine's own logs",
+        ),
+    })
 }
 
 fn mapping_text(mapping: UserMapping) -> String {

@@ -53,10 +53,10 @@ pub fn check_keep_id(user: &User, mapping: UserMapping, owner_uid: u32) -> Resul
             "`user = \"host\"` cannot work on this engine: it is rootless Podman run by uid {engine_uid}, \
              whose `keep-id` maps only that user, and the worktree belongs to uid {owner_uid}"
         ))
-        .hint(
+        .hint(format!(
             "use the worktree owner's own Podman (their `$XDG_RUNTIME_DIR/podman/podman.sock`), \
-             or leave `user` out of devinst.toml",
-        );
+             or run devinst as uid {engine_uid} on a worktree of theirs"
+        ));
     }
     if subordinate_ids == 0 {
         return Err(anyhow!(

@@ -562,6 +562,11 @@ fn limits_rootless_podman_would_drop_are_refused_before_anything_is_made() {
         // cgroups V1 rootless systems" and run the container unlimited.
         start.fails_with(1, "ignores resource limits");
         assert!(!user.container_exists(&container));
+        let doctor = user.devinst(&repo, &["doctor"]).ok();
+        assert!(
+            doctor.stdout.contains("problem  limits") && doctor.stdout.contains("would drop them"),
+            "{doctor}"
+        );
     } else {
         // Elsewhere the limit must really be the container's.
         start.ok();
