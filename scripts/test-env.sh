@@ -3,8 +3,10 @@
 # Debian packages, a Docker engine with the gVisor (runsc) runtime, the
 # locally built test images (no container registry is reachable, so nothing is
 # pulled), the Node packages of the dashboard's browser test (tests/browser), and
-# the API fuzzer (schemathesis) and an S3 server (moto) in target/test-tools/venv.
-# Optionally (--podman) also Podman's Docker-compatible API.
+# the API fuzzer (schemathesis) and an S3 server (moto) in target/test-tools/venv,
+# and rootless Podman for an ordinary user (devinst-rootless: their own API
+# service and image store, for tests/integration/rootless.rs).
+# Optionally (--podman) also rootful Podman's Docker-compatible API.
 #
 # Idempotent: each step checks first and does nothing when already done, so a
 # second run takes a second or two.
@@ -17,7 +19,7 @@ for arg in "$@"; do
     case "$arg" in
         --podman) WANT_PODMAN=1 ;;
         -h | --help)
-            sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+            sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
             exit 0
             ;;
         *)
@@ -27,7 +29,7 @@ for arg in "$@"; do
     esac
 done
 
-PACKAGES=(docker.io busybox-static debootstrap shellcheck zsh fish runsc podman catatonit hyperfine tmux ca-certificates time docker-registry apache2-utils curl python3-pytest python3-venv chromium)
+PACKAGES=(docker.io busybox-static debootstrap shellcheck zsh fish runsc podman catatonit hyperfine tmux ca-certificates time docker-registry apache2-utils curl python3-pytest python3-venv chromium uidmap slirp4netns)
 BUSYBOX_IMAGE=devinst-test/busybox:1
 PYTHON_IMAGE=ubuntu:22.04 # really Debian bookworm: the product's default image name, built locally
 DAEMON_JSON=/etc/docker/daemon.json
@@ -217,7 +219,7 @@ TMPDIRS=()
 cleanup() {
     local d
     for d in "${TMPDIRS[@]}"; do
-        [[ -n $d && -d $d ]] && rm -rf --one-file-system "$d"
+        [[ -n $d && -e $d ]] && rm -rf --one-file-system "$d"
     done
     return 0
 }
@@ -444,6 +446,113 @@ ensure_podman() {
 }
 
 # ---------------------------------------------------------------------------
+# 4a. Rootless Podman: an ordinary user with an API service of their own
+# ---------------------------------------------------------------------------
+# The user, their runtime directory and socket: tests/integration/rootless.rs
+# knows them by these names.
+ROOTLESS_USER=devinst-rootless
+ROOTLESS_LOG=/tmp/devinst-rootless-podman.log
+
+rootless_uid() { id -u "$ROOTLESS_USER"; }
+rootless_home() { getent passwd "$ROOTLESS_USER" | cut -d: -f6; }
+rootless_runtime_dir() { echo "/run/user/$(rootless_uid)"; }
+rootless_sock() { echo "$(rootless_runtime_dir)/podman/podman.sock"; }
+
+# A command as the rootless user, with the environment rootless Podman needs
+# (its HOME for the storage and configuration, XDG_RUNTIME_DIR for the socket
+# and its pause process), from a directory they may enter.
+as_rootless() {
+    (cd "$(rootless_home)" && setpriv --reuid="$ROOTLESS_USER" --regid="$ROOTLESS_USER" --init-groups \
+        env -i HOME="$(rootless_home)" USER="$ROOTLESS_USER" LOGNAME="$ROOTLESS_USER" \
+        PATH=/usr/sbin:/usr/bin:/sbin:/bin XDG_RUNTIME_DIR="$(rootless_runtime_dir)" "$@")
+}
+
+rootless_api_up() {
+    curl -fsS --max-time 3 --unix-socket "$(rootless_sock)" http://d/_ping >/dev/null 2>&1
+}
+
+ensure_rootless_user() {
+    if ! id "$ROOTLESS_USER" >/dev/null 2>&1; then
+        log "rootless podman: adding user $ROOTLESS_USER"
+        useradd -m -s /bin/bash "$ROOTLESS_USER"
+    fi
+    # useradd gives a new user subordinate ids (login.defs SUB_UID_*); a user
+    # made without them cannot run rootless containers.
+    local file
+    for file in /etc/subuid /etc/subgid; do
+        grep -q "^$ROOTLESS_USER:" "$file" 2>/dev/null ||
+            die "rootless podman: $ROOTLESS_USER has no range in $file (usermod --add-subuids/--add-subgids)"
+    done
+    # slirp4netns (the rootless network) opens /dev/net/tun as the user.
+    if [[ -c /dev/net/tun && $(stat -c %a /dev/net/tun) != 666 ]]; then
+        chmod 666 /dev/net/tun
+    fi
+    local home conf
+    home=$(rootless_home)
+    conf=$home/.config/containers/containers.conf
+    if [[ ! -s $conf ]]; then
+        # The user may not raise limits: Podman's default ulimits fail every
+        # start ("error setting rlimit") until they are dropped.
+        install -d -o "$ROOTLESS_USER" -g "$ROOTLESS_USER" "$home/.config" "$home/.config/containers"
+        printf '[containers]\ndefault_ulimits = []\n' >"$conf"
+        chown "$ROOTLESS_USER:$ROOTLESS_USER" "$conf"
+        log "rootless podman: wrote $conf"
+    fi
+    install -d -o "$ROOTLESS_USER" -g "$ROOTLESS_USER" -m 700 "$(rootless_runtime_dir)" "$(rootless_runtime_dir)/podman"
+}
+
+ensure_rootless_podman() {
+    ensure_rootless_user
+    if ! rootless_api_up; then
+        log "rootless podman: starting $ROOTLESS_USER's API service on $(rootless_sock) (log: $ROOTLESS_LOG)"
+        rm -f "$(rootless_sock)"
+        # setsid + nohup: the service must outlive this script.
+        as_rootless setsid nohup podman system service --time=0 "unix://$(rootless_sock)" \
+            >>"$ROOTLESS_LOG" 2>&1 </dev/null &
+        disown || true
+        local i
+        for ((i = 0; i < 60; i++)); do
+            rootless_api_up && break
+            sleep 0.5
+        done
+        if ! rootless_api_up; then
+            log "rootless podman: API did not answer within 30 s; tail of $ROOTLESS_LOG:"
+            tail -n 20 "$ROOTLESS_LOG" >&2 || true
+            return 1
+        fi
+    fi
+    log "rootless podman: API up"
+
+    # The user's own image store: copy each test image over when it is
+    # missing there or differs from Docker's. The archive goes through a file
+    # the user can read (a pipe from root's docker would do too, but a file
+    # keeps podman's error message).
+    local img want have archive
+    for img in "$BUSYBOX_IMAGE" "$PYTHON_IMAGE"; do
+        want=$(docker image inspect -f '{{.Id}}' "$img")
+        have=$(as_rootless podman image inspect -f '{{.Id}}' "localhost/$img" 2>/dev/null || true)
+        if [[ ${want#sha256:} == "${have#sha256:}" ]]; then
+            log "rootless podman image $img: present"
+            continue
+        fi
+        log "rootless podman image $img: copying from docker"
+        archive=$(mktemp /var/tmp/devinst-rootless-image.XXXXXX)
+        TMPDIRS+=("$archive")
+        docker save "$img" -o "$archive"
+        chmod 644 "$archive"
+        as_rootless podman load -q -i "$archive" >/dev/null
+        rm -f "$archive"
+    done
+
+    if ! DOCKER_HOST="unix://$(rootless_sock)" docker run --rm "localhost/$BUSYBOX_IMAGE" true >/dev/null 2>&1; then
+        log "rootless podman: WARNING: a container does not run through $ROOTLESS_USER's API; try:"
+        log "  DOCKER_HOST=unix://$(rootless_sock) docker run --rm localhost/$BUSYBOX_IMAGE true"
+        return 1
+    fi
+    log "rootless podman: a container runs through $ROOTLESS_USER's API"
+}
+
+# ---------------------------------------------------------------------------
 # 4b. A local registry, so tests can exercise a real pull with progress
 # ---------------------------------------------------------------------------
 REGISTRY_ADDR=127.0.0.1:5000
@@ -623,6 +732,8 @@ summary() {
     printf 'test-env: %-22s %s\n' "registry" "$(registry_up && echo "http://$REGISTRY_ADDR" || echo "not answering")" >&2
     printf 'test-env: %-22s %s\n' "registry with login" "$(private_registry_up && echo "http://$PRIVATE_REGISTRY_ADDR" || echo "not answering")" >&2
     printf 'test-env: %-22s %s\n' "browser" "$(browser_state)" >&2
+    printf 'test-env: %-22s %s\n' "rootless podman" \
+        "$(rootless_api_up && echo "$ROOTLESS_USER's API on unix://$(rootless_sock)" || echo "not answering")${ROOTLESS_FAILED:+ (smoke test FAILED)}" >&2
     if ((WANT_PODMAN)); then
         if podman_api_up; then
             podman_state="API $(DOCKER_HOST="unix://$PODMAN_SOCK" docker version --format '{{.Server.APIVersion}}' 2>/dev/null || echo '?') on unix://$PODMAN_SOCK"
@@ -642,12 +753,14 @@ ensure_registry
 ensure_private_registry
 ensure_browser_test_packages
 ensure_python_tools
+ROOTLESS_FAILED=""
+ensure_rootless_podman || ROOTLESS_FAILED=1
 PODMAN_FAILED=""
 if ((WANT_PODMAN)); then
     ensure_podman || PODMAN_FAILED=1
 fi
 summary
 log "ready in $((SECONDS - START)) s"
-if [[ -n $PODMAN_FAILED ]]; then
+if [[ -n $PODMAN_FAILED$ROOTLESS_FAILED ]]; then
     exit 1
 fi

@@ -3,8 +3,9 @@
 //! only when something blocks use (no engine, an unusable recipe).
 
 use super::Invocation;
-use crate::engine::{self, Engine};
+use crate::engine::{self, Engine, UserMapping};
 use crate::instance::host::{self, CaComparison};
+use crate::instance::spec;
 use crate::recipe::settings::Settings;
 use crate::state::layout::Layout;
 use crate::state::ports;
@@ -79,6 +80,8 @@ pub async fn run(ctx: &Invocation) -> Result<i32> {
         Ok(engine) => {
             checks.push(engine_check(engine).await);
             checks.push(runtime_check(engine, &settings).await);
+            checks.push(userns_check(engine, &settings, &root).await);
+            checks.extend(limits_check(engine, &settings).await);
             checks.push(ca_check(engine, &settings).await);
         }
         Err(err) => checks.push(
@@ -161,6 +164,104 @@ async fn runtime_check(engine: &Engine, settings: &Settings) -> Check {
         Some(wanted) => Check::ok("runtimes", format!("{detail}; devinst.toml uses `{wanted}`")),
         None => Check::ok("runtimes", detail),
     }
+}
+
+/// Rootless or rootful, and the user and user namespace mode this recipe's
+/// instances get there: what `start` would ask the engine for, and whether
+/// it can (`keep-id` on rootless Podman, for `user = "host"`).
+async fn userns_check(engine: &Engine, settings: &Settings, root: &Path) -> Check {
+    const NAME: &str = "userns";
+    let mapping = match engine.user_mapping().await {
+        Ok(mapping) => mapping,
+        Err(err) => {
+            return Check::problem(
+                NAME,
+                format!(
+                    "cannot tell how the engine maps users: {}",
+                    without_hints(&err)
+                ),
+                "check the engine's own logs",
+            )
+        }
+    };
+    let engine_kind = mapping_text(mapping);
+    let owner = settings
+        .user
+        .is_owner()
+        .then(|| worktree_owner(root, mapping))
+        .flatten();
+    if let Some(owner) = owner {
+        if let Err(err) = host::check_keep_id(&settings.user, mapping, owner.uid) {
+            let (_, hints) = crate::support::error::messages_and_hints(&err);
+            return Check::problem(
+                NAME,
+                format!("{engine_kind}; {}", without_hints(&err)),
+                hints.join("; "),
+            );
+        }
+    }
+    let (user, mode) = spec::user_and_userns(settings, owner);
+    let mode = match (mode, mapping) {
+        (Some(mode), _) => format!("user namespace mode `{mode}`"),
+        (None, UserMapping::Direct) => "no user namespace of their own".to_owned(),
+        (None, _) => "the engine's default user namespace".to_owned(),
+    };
+    let user = user.map_or_else(|| "the image's user".to_owned(), |u| format!("user `{u}`"));
+    Check::ok(NAME, format!("{engine_kind}; instances get {mode}, {user}"))
+}
+
+/// Limits the recipe sets (itself or in a tier) that the engine would take
+/// and drop; nothing to say when it sets none.
+async fn limits_check(engine: &Engine, settings: &Settings) -> Option<Check> {
+    let asks = std::iter::once(&settings.limits)
+        .chain(settings.tiers.values())
+        .any(|l| *l != Default::default());
+    if !asks {
+        return None;
+    }
+    Some(match engine.ignores_limits().await {
+        Ok(false) => Check::ok("limits", "devinst.toml sets limits; the engine applies them"),
+        Ok(true) => Check::problem(
+            "limits",
+            "devinst.toml sets limits, and the engine (rootless Podman on cgroup v1) would drop them: `start` refuses",
+            "remove `cpus`, `memory` and `pids` (and the tiers') from devinst.toml, or use a rootful engine",
+        ),
+        Err(err) => Check::problem(
+            "limits",
+            format!("cannot tell whether the engine applies limits: {}", without_hints(&err)),
+            "check the engine's own logs",
+        ),
+    })
+}
+
+fn mapping_text(mapping: UserMapping) -> String {
+    match mapping {
+        UserMapping::Direct => "rootful engine: ids inside are the host's".to_owned(),
+        UserMapping::RootlessPodman {
+            engine_uid,
+            subordinate_ids,
+        } => {
+            let who = engine_uid.map_or_else(|| "its user".to_owned(), |u| format!("uid {u}"));
+            format!(
+                "rootless Podman, run by {who} with {subordinate_ids} subordinate ids: \
+                 the container's root is {who} on the host"
+            )
+        }
+        UserMapping::RootIsHostUser => {
+            "rootless Docker: the container's root is the engine's user on the host".to_owned()
+        }
+    }
+}
+
+/// The worktree's owner, as `start` finds them, when it can be read.
+fn worktree_owner(root: &Path, mapping: UserMapping) -> Option<spec::Owner> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(root).ok()?;
+    Some(spec::Owner {
+        uid: meta.uid(),
+        gid: meta.gid(),
+        mapping,
+    })
 }
 
 /// Whether TLS from inside would fail where the host's succeeds: the host

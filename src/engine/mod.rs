@@ -7,6 +7,7 @@ pub mod container;
 pub mod discover;
 pub mod exec;
 pub mod image;
+pub mod libpod;
 pub mod network;
 pub mod observe;
 pub mod volume;
@@ -18,8 +19,9 @@ pub use container::{
 pub use discover::{Choice, Endpoint, START_ENGINE_HINT};
 
 use crate::support::error::WithHint;
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 use bollard::errors::Error as ApiError;
+use bollard::models::SystemInfoCgroupVersionEnum;
 use bollard::{ClientVersion, Docker};
 use std::path::PathBuf;
 
@@ -161,15 +163,45 @@ impl Engine {
     /// them in a user namespace, each in its own way.
     pub async fn user_mapping(&self) -> Result<UserMapping> {
         let info = self.docker.info().await.map_err(|e| self.explain(e))?;
-        let options = info.security_options.unwrap_or_default();
-        if !is_rootless(&options) {
-            return Ok(UserMapping::Direct);
+        let listed = is_rootless(&info.security_options.unwrap_or_default());
+        if !self.is_podman().await? {
+            return Ok(match listed {
+                true => UserMapping::RootIsHostUser,
+                false => UserMapping::Direct,
+            });
         }
-        Ok(if self.is_podman().await? {
-            UserMapping::KeepId
-        } else {
-            UserMapping::RootIsHostUser
+        // Podman 4.3 does not list `name=rootless`: its own API says.
+        let host = libpod::host(&self.endpoint.uri)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot ask the Podman engine at {} whether it runs rootless",
+                    self.endpoint.uri
+                )
+            })
+            .hint("check that it is Podman 4 or later, and its service's log")?;
+        Ok(match host.rootless || listed {
+            true => UserMapping::RootlessPodman {
+                engine_uid: host.engine_uid,
+                subordinate_ids: host.subordinate_ids,
+            },
+            false => UserMapping::Direct,
         })
+    }
+
+    /// Whether the engine takes resource limits and drops them: rootless
+    /// Podman on cgroup v1 does ("Resource limits are not supported and
+    /// ignored on cgroups V1 rootless systems", in its own log only: the
+    /// create answers no warning, inspect then shows no limit).
+    pub async fn ignores_limits(&self) -> Result<bool> {
+        let info = self.docker.info().await.map_err(|e| self.explain(e))?;
+        if info.cgroup_version != Some(SystemInfoCgroupVersionEnum::_1) {
+            return Ok(false);
+        }
+        Ok(matches!(
+            self.user_mapping().await?,
+            UserMapping::RootlessPodman { .. }
+        ))
     }
 
     /// Turns an engine answer into a sentence; connection failures get the
@@ -291,11 +323,25 @@ pub enum UserMapping {
     /// A rootful engine: ids inside the container are the host's.
     #[default]
     Direct,
-    /// Rootless Podman: `keep-id` maps the host user to the same id inside.
-    KeepId,
+    /// Rootless Podman: the container's root is the engine's user on the
+    /// host (its default user namespace); user namespace mode `keep-id`
+    /// maps that user to its own uid inside instead, and needs subordinate
+    /// ids for the container's other users (root among them).
+    RootlessPodman {
+        /// The engine's user on the host, when Podman said.
+        engine_uid: Option<u32>,
+        subordinate_ids: u64,
+    },
     /// Rootless Docker: the container's root is the host user already.
     RootIsHostUser,
 }
+
+/// The user namespace mode that maps the engine's user to its own uid inside
+/// on rootless Podman (`podman run --userns=keep-id`); Podman 4.3's
+/// compatible API honours it as `HostConfig.UsernsMode` on create (its
+/// inspect then reads `private`, but the container's id mappings are
+/// keep-id's).
+pub const KEEP_ID: &str = "keep-id";
 
 /// Podman's compatible API names its first version component "Podman Engine".
 fn is_podman(component_names: &[String]) -> bool {

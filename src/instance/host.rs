@@ -4,12 +4,14 @@
 
 use super::Instance;
 use crate::engine::Engine;
+use crate::engine::UserMapping;
 use crate::instance::spec::{self, HostFacts, Owner};
+use crate::recipe::settings::User;
 use crate::state::contained;
 use crate::support::certs::{self, Certificate};
 use crate::support::error::WithHint;
 use crate::support::output;
-use anyhow::{Context, Result};
+use anyhow::{anyhow, Context, Result};
 use std::path::PathBuf;
 
 /// For `user = "host"`: finds the worktree's owner, and makes the host
@@ -21,17 +23,53 @@ pub async fn prepare_owner_dirs(engine: &Engine, instance: &Instance) -> Result<
     let meta = std::fs::metadata(&layout.root)
         .with_context(|| format!("cannot stat `{}`", layout.root.display()))?;
     let (uid, gid) = (meta.uid(), meta.gid());
+    let mapping = engine.user_mapping().await?;
+    check_keep_id(&instance.settings.user, mapping, uid)?;
     let mut dirs = vec![layout.dir()];
     dirs.extend(spec::NodeDirs::of(layout, 0).all(&instance.settings));
     for dir in &dirs {
         contained::make_dir(layout, dir)?;
     }
     give_to_owner(&dirs, uid, gid)?;
-    Ok(Owner {
-        uid,
-        gid,
-        mapping: engine.user_mapping().await?,
-    })
+    Ok(Owner { uid, gid, mapping })
+}
+
+/// `user = "host"` on rootless Podman takes `keep-id`, which keeps only the
+/// engine's own user and needs subordinate ids for the container's others:
+/// when it cannot work, said before anything is made.
+pub fn check_keep_id(user: &User, mapping: UserMapping, owner_uid: u32) -> Result<()> {
+    let UserMapping::RootlessPodman {
+        engine_uid,
+        subordinate_ids,
+    } = mapping
+    else {
+        return Ok(());
+    };
+    if *user != User::Host {
+        return Ok(());
+    }
+    if let Some(engine_uid) = engine_uid.filter(|&e| e != owner_uid) {
+        return Err(anyhow!(
+            "`user = \"host\"` cannot work on this engine: it is rootless Podman run by uid {engine_uid}, \
+             whose `keep-id` maps only that user, and the worktree belongs to uid {owner_uid}"
+        ))
+        .hint(format!(
+            "use the worktree owner's own Podman (their `$XDG_RUNTIME_DIR/podman/podman.sock`), \
+             or run devinst as uid {engine_uid} on a worktree of theirs"
+        ));
+    }
+    if subordinate_ids == 0 {
+        return Err(anyhow!(
+            "`user = \"host\"` cannot work on this engine: rootless Podman's `keep-id` needs subordinate \
+             ids for the container's other users, and the engine's user has none in /etc/subuid"
+        ))
+        .hint(
+            "give that user ranges in /etc/subuid and /etc/subgid (as root: `usermod --add-subuids \
+             100000-165535 --add-subgids 100000-165535 USER`), then `podman system migrate` and restart \
+             its service; or leave `user` out of devinst.toml: the container's root is that user already",
+        );
+    }
+    Ok(())
 }
 
 /// Makes the directories `dirs` (made already, inside the worktree) the
@@ -160,4 +198,29 @@ pub async fn compare_ca(engine: &Engine, image: &str) -> Result<CaComparison> {
         host: host.path,
         image_path,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keep_id_is_refused_before_anything_is_made_where_it_cannot_work() {
+        let podman = |engine_uid, subordinate_ids| UserMapping::RootlessPodman {
+            engine_uid,
+            subordinate_ids,
+        };
+        assert!(check_keep_id(&User::Host, podman(Some(1001), 65536), 1001).is_ok());
+        let other = check_keep_id(&User::Host, podman(Some(1001), 65536), 1002).unwrap_err();
+        assert!(
+            format!("{other:#}").contains("run by uid 1001")
+                && format!("{other:#}").contains("belongs to uid 1002"),
+            "{other:#}"
+        );
+        let none = check_keep_id(&User::Host, podman(Some(1001), 0), 1001).unwrap_err();
+        assert!(format!("{none:#}").contains("subordinate"), "{none:#}");
+        // Only `user = "host"` asks for keep-id; rootful engines never do.
+        assert!(check_keep_id(&User::Owner, podman(Some(1001), 0), 1002).is_ok());
+        assert!(check_keep_id(&User::Host, UserMapping::Direct, 1002).is_ok());
+    }
 }

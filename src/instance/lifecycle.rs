@@ -16,6 +16,41 @@ use crate::support::error::WithHint;
 use crate::support::output;
 use anyhow::{anyhow, Context, Result};
 
+/// Limits the engine would take and drop (rootless Podman on cgroup v1)
+/// are refused before anything is made: an instance believed limited must be.
+async fn refuse_ignored_limits(engine: &Engine, instance: &Instance) -> Result<()> {
+    let limits = instance
+        .settings
+        .limits_for(instance.record.tier.as_deref())?;
+    if limits == Default::default() || !engine.ignores_limits().await? {
+        return Ok(());
+    }
+    Err(anyhow!(
+        "the engine at {} is rootless Podman on cgroup v1, which ignores resource limits; \
+         devinst.toml asks for {}",
+        engine.endpoint.uri,
+        limits_text(&limits)
+    ))
+    .hint(
+        "remove `cpus`, `memory` and `pids` (and the tier's) from devinst.toml, or use an engine that \
+         applies them: rootful, or rootless on cgroup v2 with the controllers delegated to the user",
+    )
+}
+
+fn limits_text(limits: &crate::recipe::config::Limits) -> String {
+    let mut parts = Vec::new();
+    if let Some(cpus) = limits.cpus {
+        parts.push(format!("`cpus = {cpus}`"));
+    }
+    if let Some(memory) = &limits.memory {
+        parts.push(format!("`memory = \"{memory}\"`"));
+    }
+    if let Some(pids) = limits.pids {
+        parts.push(format!("`pids = {pids}`"));
+    }
+    parts.join(", ")
+}
+
 /// Brings the instance to "running and set up", doing only what is missing.
 pub async fn ensure_running(engine: &Engine, instance: &Instance, recreate: bool) -> Result<()> {
     let image = ImageChoice::of(instance)?;
@@ -39,6 +74,7 @@ pub async fn ensure_running_with(
     } else {
         None
     };
+    refuse_ignored_limits(engine, instance).await?;
     if registry_lacks(instance) {
         // Before the services too: they publish ports of their own.
         hold_ports(engine, instance).await?;

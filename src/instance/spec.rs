@@ -2,7 +2,7 @@
 //! and the instance, so it can be tested without an engine and hashed to tell
 //! when a container no longer matches its recipe.
 
-use crate::engine::{BindMount, ContainerSpec, Published, UserMapping, VolumeMount};
+use crate::engine::{BindMount, ContainerSpec, Published, UserMapping, VolumeMount, KEEP_ID};
 use crate::recipe::config::Limits;
 use crate::recipe::settings::{
     parse_memory, Service, Settings, User, HOST_CA_VARIABLES, HOST_USER_HOME,
@@ -83,16 +83,24 @@ pub struct Owner {
 }
 
 /// The container's user for `settings.user`, and its user namespace mode.
-fn user_and_userns(settings: &Settings, owner: Option<Owner>) -> (Option<String>, Option<String>) {
+/// On rootless Podman the container's root already is the engine's user on
+/// the host, so the default for a worktree its owner runs devinst on (and
+/// its setup steps) stays root; `user = "host"` asks for the owner's own uid
+/// inside, which takes `keep-id` there.
+pub fn user_and_userns(
+    settings: &Settings,
+    owner: Option<Owner>,
+) -> (Option<String>, Option<String>) {
+    let root = || (Some("0:0".to_owned()), None);
     match (&settings.user, owner) {
         (User::Named(name), _) => (Some(name.clone()), None),
         (User::Host | User::Owner, Some(o)) => match o.mapping {
             UserMapping::Direct => (Some(format!("{}:{}", o.uid, o.gid)), None),
-            UserMapping::KeepId => (
+            UserMapping::RootlessPodman { .. } if settings.user == User::Host => (
                 Some(format!("{}:{}", o.uid, o.gid)),
-                Some("keep-id".to_owned()),
+                Some(KEEP_ID.to_owned()),
             ),
-            UserMapping::RootIsHostUser => (Some("0:0".to_owned()), None),
+            UserMapping::RootlessPodman { .. } | UserMapping::RootIsHostUser => root(),
         },
         (User::Image | User::Host | User::Owner, _) => (None, None),
     }
@@ -789,9 +797,20 @@ mod tests {
         )));
         assert_eq!(body.userns_mode, None);
 
-        let body = container_spec(&settings, &record, &layout, &owner(UserMapping::KeepId));
+        let rootless_podman = UserMapping::RootlessPodman {
+            engine_uid: Some(1234),
+            subordinate_ids: 65536,
+        };
+        let body = container_spec(&settings, &record, &layout, &owner(rootless_podman));
         assert_eq!(body.user.as_deref(), Some("1234:5678"));
         assert_eq!(body.userns_mode.as_deref(), Some("keep-id"));
+        // Without `user = "host"`, rootless Podman's root is the owner already.
+        let mut owned = settings.clone();
+        owned.user = User::Owner;
+        let body = container_spec(&owned, &record, &layout, &owner(rootless_podman));
+        assert_eq!(body.user.as_deref(), Some("0:0"));
+        assert_eq!(body.userns_mode, None);
+        assert!(body.env.contains(&"HOME=/home/devinst".to_owned()));
         let body = container_spec(
             &settings,
             &record,

@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 const RANGE: &str = "[ports]\nhost_range = [47800, 47809]\n";
 
 /// A package pip installs with no index and no build isolation.
-fn write_offline_package(repo: &Path) {
+pub fn write_offline_package(repo: &Path) {
     write(
         &repo.join("extra/setup.py"),
         "from setuptools import setup\nsetup(name=\"extra\", version=\"1.0\", py_modules=[\"extra\"])\n",
@@ -23,7 +23,7 @@ fn write_offline_package(repo: &Path) {
     write(&repo.join("extra/extra.py"), "WORD = \"extra-ok\"\n");
 }
 
-const PIP_INSTALL_EXTRA: &str =
+pub const PIP_INSTALL_EXTRA: &str =
     "pip install -q --no-index --no-build-isolation ./extra && python -c 'import extra; print(extra.WORD)'";
 
 #[test]

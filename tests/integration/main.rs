@@ -24,6 +24,7 @@ mod ports;
 mod progress;
 mod recipe;
 mod registry;
+mod rootless;
 mod scripts;
 mod services;
 mod shared;
