@@ -53,6 +53,19 @@ die() {
     exit 1
 }
 
+# Waits up to 30 s for a service just started: `check` is a command that
+# succeeds once it answers. On failure, says so with the tail of `logfile`.
+await_service() {
+    local what=$1 check=$2 logfile=$3 i
+    for ((i = 0; i < 60; i++)); do
+        "$check" && return 0
+        sleep 0.5
+    done
+    log "$what did not answer within 30 s; tail of $logfile:"
+    tail -n 20 "$logfile" >&2 || true
+    return 1
+}
+
 if [[ $(id -u) -ne 0 ]]; then
     die "must run as root (installs packages, starts dockerd)"
 fi
@@ -151,7 +164,10 @@ start_dockerd() {
     fi
     log "docker: starting dockerd (log: $DOCKERD_LOG)"
     # setsid + nohup: the engine must outlive this script and its job control.
-    setsid nohup dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
+    # Every service starts from `/`: it keeps its working directory, and this
+    # checkout may be gone before the service is (Podman's conmon then fails
+    # every container with "Failed to get working directory").
+    (cd / && exec setsid nohup dockerd) >>"$DOCKERD_LOG" 2>&1 </dev/null &
     disown || true
 }
 
@@ -406,18 +422,9 @@ ensure_podman() {
         log "podman: starting API service on $PODMAN_SOCK (log: $PODMAN_LOG)"
         mkdir -p "$(dirname "$PODMAN_SOCK")"
         rm -f "$PODMAN_SOCK"
-        setsid nohup podman system service --time=0 "unix://$PODMAN_SOCK" >>"$PODMAN_LOG" 2>&1 </dev/null &
+        (cd / && exec setsid nohup podman system service --time=0 "unix://$PODMAN_SOCK") >>"$PODMAN_LOG" 2>&1 </dev/null &
         disown || true
-        local i
-        for ((i = 0; i < 60; i++)); do
-            podman_api_up && break
-            sleep 0.5
-        done
-        if ! podman_api_up; then
-            log "podman: API did not answer within 30 s; tail of $PODMAN_LOG:"
-            tail -n 20 "$PODMAN_LOG" >&2 || true
-            return 1
-        fi
+        await_service "podman: the API" podman_api_up "$PODMAN_LOG" || return 1
     fi
     log "podman: API up"
 
@@ -510,16 +517,7 @@ ensure_rootless_podman() {
         as_rootless setsid nohup podman system service --time=0 "unix://$(rootless_sock)" \
             >>"$ROOTLESS_LOG" 2>&1 </dev/null &
         disown || true
-        local i
-        for ((i = 0; i < 60; i++)); do
-            rootless_api_up && break
-            sleep 0.5
-        done
-        if ! rootless_api_up; then
-            log "rootless podman: API did not answer within 30 s; tail of $ROOTLESS_LOG:"
-            tail -n 20 "$ROOTLESS_LOG" >&2 || true
-            return 1
-        fi
+        await_service "rootless podman: the API" rootless_api_up "$ROOTLESS_LOG" || return 1
     fi
     log "rootless podman: API up"
 
@@ -574,13 +572,9 @@ http:
   addr: $REGISTRY_ADDR
 YAML
         log "starting a local registry on $REGISTRY_ADDR"
-        setsid nohup docker-registry serve "$REGISTRY_DIR/config.yml" >"$REGISTRY_DIR/log" 2>&1 </dev/null &
-        local i
-        for ((i = 0; i < 50; i++)); do
-            registry_up && break
-            sleep 0.2
-        done
-        registry_up || die "the local registry did not start; see $REGISTRY_DIR/log"
+        (cd / && exec setsid nohup docker-registry serve "$REGISTRY_DIR/config.yml") >"$REGISTRY_DIR/log" 2>&1 </dev/null &
+        await_service "the local registry" registry_up "$REGISTRY_DIR/log" ||
+            die "the local registry did not start"
     fi
     # Pushed once; the tests pull it after removing their local tag.
     if ! curl -fsS "http://$REGISTRY_ADDR/v2/${BUSYBOX_IMAGE%:*}/manifests/${BUSYBOX_IMAGE##*:}" >/dev/null 2>&1; then
@@ -632,13 +626,9 @@ auth:
     path: $PRIVATE_REGISTRY_DIR/htpasswd
 YAML
         log "starting a local registry that demands a login on $PRIVATE_REGISTRY_ADDR"
-        setsid nohup docker-registry serve "$PRIVATE_REGISTRY_DIR/config.yml" >"$PRIVATE_REGISTRY_DIR/log" 2>&1 </dev/null &
-        local i
-        for ((i = 0; i < 50; i++)); do
-            private_registry_up && break
-            sleep 0.2
-        done
-        private_registry_up || die "the registry on $PRIVATE_REGISTRY_ADDR did not start; see $PRIVATE_REGISTRY_DIR/log"
+        (cd / && exec setsid nohup docker-registry serve "$PRIVATE_REGISTRY_DIR/config.yml") >"$PRIVATE_REGISTRY_DIR/log" 2>&1 </dev/null &
+        await_service "the registry on $PRIVATE_REGISTRY_ADDR" private_registry_up "$PRIVATE_REGISTRY_DIR/log" ||
+            die "the registry on $PRIVATE_REGISTRY_ADDR did not start"
     fi
     if ! private_image_pushed; then
         # Logged in through a config directory of its own: root's own
