@@ -21,7 +21,7 @@ pub use discover::{Choice, Endpoint, START_ENGINE_HINT};
 use crate::support::error::WithHint;
 use anyhow::{anyhow, Context, Result};
 use bollard::errors::Error as ApiError;
-use bollard::models::SystemInfoCgroupVersionEnum;
+use bollard::models::{SystemInfo, SystemInfoCgroupVersionEnum};
 use bollard::{ClientVersion, Docker};
 use std::path::PathBuf;
 
@@ -163,7 +163,13 @@ impl Engine {
     /// them in a user namespace, each in its own way.
     pub async fn user_mapping(&self) -> Result<UserMapping> {
         let info = self.docker.info().await.map_err(|e| self.explain(e))?;
-        let listed = is_rootless(&info.security_options.unwrap_or_default());
+        self.user_mapping_from(&info).await
+    }
+
+    /// [`Engine::user_mapping`] with the engine's `/info` asked already.
+    async fn user_mapping_from(&self, info: &SystemInfo) -> Result<UserMapping> {
+        let options = info.security_options.as_deref().unwrap_or_default();
+        let listed = is_rootless(options);
         if !self.is_podman().await? {
             return Ok(match listed {
                 true => UserMapping::RootIsHostUser,
@@ -199,7 +205,7 @@ impl Engine {
             return Ok(false);
         }
         Ok(matches!(
-            self.user_mapping().await?,
+            self.user_mapping_from(&info).await?,
             UserMapping::RootlessPodman { .. }
         ))
     }

@@ -145,18 +145,7 @@ impl Rootless {
     }
 
     fn track(&self, dir: &Path) {
-        let Some(root) = dir
-            .ancestors()
-            .find(|d| d.join(".sky-dev/.instance").is_file())
-        else {
-            return;
-        };
-        if let Some(container) = instance_value(root, "DEVINST_CONTAINER") {
-            let mut list = self.containers.borrow_mut();
-            if !list.contains(&container) {
-                list.push(container);
-            }
-        }
+        remember_container(&self.containers, dir);
     }
 
     /// Every path under `root` (itself included, links not followed) that

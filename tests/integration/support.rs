@@ -267,18 +267,7 @@ impl TestEnv {
 
     /// Records the container of the instance that owns `dir`, if any.
     pub fn track(&self, dir: &Path) {
-        let Some(root) = dir
-            .ancestors()
-            .find(|d| d.join(".sky-dev/.instance").is_file())
-        else {
-            return;
-        };
-        if let Some(container) = instance_value(root, "DEVINST_CONTAINER") {
-            let mut list = self.containers.borrow_mut();
-            if !list.contains(&container) {
-                list.push(container);
-            }
-        }
+        remember_container(&self.containers, dir);
     }
 }
 
@@ -578,4 +567,22 @@ pub fn image_present(image: &str) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
+}
+
+/// Adds the container of the instance that owns `dir` (the nearest
+/// `.sky-dev/.instance` up), if any, to `list`, once: what a test made, to
+/// remove when it ends.
+pub fn remember_container(list: &std::cell::RefCell<Vec<String>>, dir: &Path) {
+    let Some(root) = dir
+        .ancestors()
+        .find(|d| d.join(".sky-dev/.instance").is_file())
+    else {
+        return;
+    };
+    if let Some(container) = instance_value(root, "DEVINST_CONTAINER") {
+        let mut list = list.borrow_mut();
+        if !list.contains(&container) {
+            list.push(container);
+        }
+    }
 }

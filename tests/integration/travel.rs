@@ -62,11 +62,9 @@ impl S3 {
             .spawn()
             .unwrap();
         let endpoint = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        crate::poll::wait_until("moto to answer", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
         let out = Command::new(venv("python"))
             .args(["-c", SETUP, &endpoint])
             .output()
