@@ -380,7 +380,8 @@ impl From<StartError> for anyhow::Error {
 }
 
 /// No such container: Docker's 404, or Podman's 500 for one removed while
-/// it was being looked at ("does not exist in database: no such container").
+/// it was being looked at, started or removed ("does not exist in database:
+/// no such container"). Every call on a container by name reads it so.
 fn is_no_such_container(err: &bollard::errors::Error) -> bool {
     http_status(err) == Some(404)
         || (http_status(err) == Some(500) && message(err).contains("no such container"))
@@ -467,7 +468,7 @@ impl Engine {
         match result {
             Ok(()) => Ok(()),
             Err(err) if http_status(&err) == Some(304) => Ok(()),
-            Err(err) if http_status(&err) == Some(404) => Err(StartError::Gone(self.explain(err))),
+            Err(err) if is_no_such_container(&err) => Err(StartError::Gone(self.explain(err))),
             Err(err) => {
                 let text = message(&err).to_owned();
                 let err = self.explain(err);
@@ -537,7 +538,7 @@ impl Engine {
         };
         match self.docker.remove_container(name, Some(options)).await {
             Ok(()) => Ok(()),
-            Err(err) if http_status(&err) == Some(404) => Ok(()),
+            Err(err) if is_no_such_container(&err) => Ok(()),
             Err(err) => Err(self
                 .explain(err)
                 .context(format!("cannot remove container `{name}`"))),
@@ -593,6 +594,22 @@ fn lacks_init_binary(err: &bollard::errors::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_container_is_gone_by_docker_404_or_podman_500_no_such_container() {
+        let answer =
+            |status_code: u16, message: &str| bollard::errors::Error::DockerResponseServerError {
+                status_code,
+                message: message.to_owned(),
+            };
+        assert!(is_no_such_container(&answer(404, "No such container: x")));
+        assert!(is_no_such_container(&answer(
+            500,
+            "container 6b87 does not exist in database: no such container"
+        )));
+        assert!(!is_no_such_container(&answer(500, "something else broke")));
+        assert!(!is_no_such_container(&answer(409, "no such container")));
+    }
 
     #[test]
     fn gpus_are_asked_for_as_docker_run_gpus_asks() {
