@@ -101,6 +101,23 @@ fn an_invalid_recipe_names_file_line_and_key() {
     );
     assert!(run.stderr.contains("invalid type"), "{run}");
 
+    // A named port: a bad name, the main port again, both with the fix.
+    write(&toml, "[ports.extra]\nWeb = 3000\n");
+    failure(
+        env.run(&repo, &["setup"]),
+        1,
+        &["devinst.toml", "`[ports.extra] Web`", "lowercase letters"],
+        Some("`name = port inside`"),
+    );
+    write(&toml, "[ports.extra]\napi = 46580\n");
+    failure(
+        env.run(&repo, &["setup"]),
+        1,
+        &["`[ports.extra] api` is 46580, the instance's own port"],
+        Some("fix `[ports.extra]`"),
+    );
+    assert!(!repo.join(".sky-dev").exists());
+
     write(&toml, "[ports]\nhost_range = [5, 1]\n");
     failure(
         env.run(&repo, &["setup"]),

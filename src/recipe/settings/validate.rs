@@ -15,7 +15,8 @@ impl Settings {
     /// Refuses what no instance could run with, naming the key at fault.
     pub(super) fn validate(&self) -> Result<()> {
         self.validate_host_range()?;
-        super::ports::validate_extra_ports(&self.extra_ports, self.container_port)?;
+        super::ports::validate_extra_ports(&self.extra_ports, self.container_port)
+            .hint("fix `[ports.extra]` in devinst.toml: each line is `name = port inside`, e.g. `web = 3000`")?;
         self.validate_paths()?;
         self.validate_container()?;
         for (name, argv) in &self.shims {
