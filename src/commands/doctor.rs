@@ -4,6 +4,7 @@
 
 use super::Invocation;
 use crate::engine::{self, Engine, UserMapping};
+use crate::instance::holdings;
 use crate::instance::host::{self, CaComparison};
 use crate::instance::spec;
 use crate::recipe::settings::Settings;
@@ -344,14 +345,18 @@ async fn port_check(engine: Option<&Engine>, settings: &Settings) -> Check {
     let (first, last) = (*range.start(), *range.end());
     let mut used: BTreeMap<u16, String> = BTreeMap::new();
     for entry in Registry::read_unlocked().unwrap_or_default() {
-        if range.contains(&entry.port) {
-            used.insert(entry.port, format!("instance `{}`", entry.name));
+        for port in entry.ports().filter(|p| range.contains(p)) {
+            used.insert(port, format!("instance `{}`", entry.name));
         }
     }
+    // What `setup` would skip: ports containers publish, or will when a
+    // stopped devinst container starts again.
     if let Some(engine) = engine {
-        for (port, name) in published_ports(engine).await {
-            if range.contains(&port) {
-                used.entry(port).or_insert(format!("container `{name}`"));
+        let held = holdings::gather(engine).await.unwrap_or_default();
+        for (port, holders) in held.ports.range(range.clone()) {
+            if let Some(holder) = holders.first() {
+                used.entry(*port)
+                    .or_insert(format!("container `{}`", holder.container));
             }
         }
     }
@@ -386,15 +391,6 @@ async fn port_check(engine: Option<&Engine>, settings: &Settings) -> Check {
     } else {
         Check::ok("ports", detail)
     }
-}
-
-async fn published_ports(engine: &Engine) -> Vec<(u16, String)> {
-    let Ok(list) = engine.list(None).await else {
-        return Vec::new();
-    };
-    list.iter()
-        .flat_map(|c| c.ports.iter().map(|p| (p.host_port, c.name.clone())))
-        .collect()
 }
 
 fn registry_check() -> Check {

@@ -328,6 +328,17 @@ fn named_ports_are_published_kept_across_setup_and_released_on_destroy() {
     .ok();
     assert_eq!(activate.stdout, format!("{web} {debug}\n"));
 
+    // `doctor` counts the named ports as used, and by whom.
+    let doctor = env.run(&repo, &["doctor"]);
+    let row = doctor
+        .stdout
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("ports"))
+        .unwrap_or_else(|| panic!("no ports check\n{doctor}"));
+    for port in [main, web, debug] {
+        assert!(row.contains(&format!("{port} instance `")), "{row}");
+    }
+
     // `setup` again keeps every port; a second instance gets none of them.
     env.run(&repo, &["setup"]).ok();
     assert_eq!((port_of(&repo), named_port(&repo, "web")), (main, web));
